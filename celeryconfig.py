@@ -1,0 +1,55 @@
+"""Celery settings, read by `tracker.celery_app`. Values come from tracker's settings.
+
+With the embedded default (`TRACKER_BROKER_URL=filesystem://`) messages are files under
+`$TRACKER_DATA_DIR/broker/`; no server is needed, for one machine. With `redis://...`, Redis
+carries the messages. Either way the broker only carries work in flight: the database knows
+what is due, so a lost message costs one lease period, never a task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options: dict[str, Any] = {}
+if _settings.uses_embedded_broker:
+    _folder = _settings.broker_folder.resolve()
+    for _name in ("queue", "processed", "control"):
+        (_folder / _name).mkdir(parents=True, exist_ok=True)  # the transport needs them to exist
+    broker_transport_options = {
+        "data_folder_in": str(_folder / "queue"),
+        "data_folder_out": str(_folder / "queue"),
+        "processed_folder": str(_folder / "processed"),
+        "control_folder": str(_folder / "control"),
+        "store_processed": False,
+    }
+else:
+    # Never let Redis hold a message for hours; waiting happens in the database.
+    broker_transport_options = {"visibility_timeout": 3600}
+
+task_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+timezone = "UTC"
+enable_utc = True
+worker_prefetch_multiplier = 1
+worker_hijack_root_logger = False
+worker_redirect_stdouts = False
+worker_send_task_events = False
+task_send_sent_event = False
+
+beat_schedule = {
+    "tick": {
+        "task": "tracker.tick",
+        "schedule": _settings.tick_interval_s,
+        # A tick that waited longer than a few intervals is stale; the next one does its job.
+        "options": {"expires": max(_settings.tick_interval_s * 5, 5.0)},
+    }
+}
+beat_schedule_filename = str((_settings.data_dir / "celerybeat-schedule").resolve())

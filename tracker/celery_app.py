@@ -1,0 +1,82 @@
+"""The Celery app and its two tasks, kept thin: `tick` claims due tasks, `poll` polls a batch.
+
+Celery's own testing guide says a task "is much like a web view": the logic lives in
+`polling.py`; these wrappers only build per-process resources and pass messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from tracker import db, polling
+from tracker.schedule import PollPolicy
+from tracker.settings import get_settings
+from tracker.upstream import Provider, make_provider
+
+__all__ = ["app", "enqueue_due_tasks"]
+
+log = logging.getLogger(__name__)
+
+app = Celery("tracker")
+app.config_from_object("celeryconfig")  # lazy: read on first use, not at import
+
+_providers: dict[int, Provider] = {}
+
+
+def _provider() -> Provider:
+    """This process's upstream client (one HTTP session per worker process)."""
+    provider = _providers.get(os.getpid())
+    if provider is None:
+        provider = _providers[os.getpid()] = make_provider(get_settings())
+    return provider
+
+
+@worker_process_init.connect
+def _fresh_process_resources(**_: Any) -> None:
+    # The prefork pool forks after the parent may have made an engine or an HTTP session.
+    db.dispose_engine()
+    _providers.clear()
+
+
+def enqueue_due_tasks() -> int:
+    """Claim what is due and send one `poll` message per batch; returns the tasks claimed."""
+    settings = get_settings()
+    with db.session_scope() as session:
+        claims = polling.claim_due_tasks(
+            session,
+            now=polling.utc_now(),
+            limit=settings.claim_limit,
+            lease_s=settings.poll_lease_s,
+            batch_size=settings.poll_batch_size,
+        )
+    for claim in claims:
+        # A message that outlives its lease is useless: the rows are due again by then.
+        poll.apply_async(args=[claim.to_message()], expires=claim.lease_expires_at)
+    claimed = sum(len(claim.task_pks) for claim in claims)
+    if claimed:
+        log.info("tick: claimed %d due tasks in %d batches", claimed, len(claims))
+    return claimed
+
+
+@app.task(name="tracker.tick", ignore_result=True)
+def tick() -> int:
+    return enqueue_due_tasks()
+
+
+@app.task(name="tracker.poll", ignore_result=True)
+def poll(message: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    summary = polling.poll_batch(
+        polling.Claim.from_message(message),
+        provider=_provider(),
+        session_scope=db.session_scope,
+        policy=PollPolicy.from_settings(settings),
+        fetch_margin_s=settings.tensorslab_connect_timeout_s + settings.tensorslab_read_timeout_s,
+        concurrency=settings.poll_concurrency,
+    )
+    return {"polled": summary.polled, "skipped": summary.skipped, "outcomes": summary.outcomes}

@@ -1,0 +1,284 @@
+"""The `tracker` command: parses arguments, calls a use case, prints the result. No SQL here.
+
+Errors that tracker raises on purpose (bad input, unreachable services, missing settings) end
+the command with one red line on stderr and exit code 1 (2 for bad usage), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from tracker import db, formatting, service
+from tracker.errors import InvalidInput, TrackerError, UnknownTask
+from tracker.polling import utc_now
+from tracker.settings import Settings, SettingsError, get_settings
+from tracker.states import TaskStatus
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help=(
+        "Follow TensorsLab video tasks until they finish: register task IDs, let the worker "
+        "poll them, query every status change.\n\n"
+        "Settings come from the environment or a .env file (see the README). "
+        "New here? Run `tracker demo`."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+LogLevel = Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly_errors(command: F) -> F:
+    """Turn tracker's own errors into one clear line and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (InvalidInput, UnknownTask) as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(2 if isinstance(error, InvalidInput) else 1) from None
+        except (TrackerError, SettingsError) as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+@db_app.command("upgrade")
+@_friendly_errors
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or update the database schema (Alembic migrations)."""
+    from tracker import migrate
+
+    settings = _settings()
+    try:
+        migrate.upgrade(settings.database_url, revision)
+    except Exception as error:  # alembic wraps driver errors in several ways
+        from tracker.errors import DatabaseUnavailable
+
+        reason = " ".join(str(getattr(error, "orig", error)).split())[:300]
+        raise DatabaseUnavailable(f"migration failed: {reason}") from None
+    out.print(f"database at [bold]{db.describe_url(settings.database_url)}[/bold] is up to date")
+
+
+def _read_ids(task_ids: list[str]) -> Iterator[str]:
+    for task_id in task_ids:
+        if task_id == "-":
+            for line in sys.stdin:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield line.strip()
+        else:
+            yield task_id
+
+
+@app.command()
+@_friendly_errors
+def register(
+    task_ids: Annotated[
+        list[str], typer.Argument(help="TensorsLab task IDs; `-` reads one per line from stdin.")
+    ],
+    json_output: JsonFlag = False,
+) -> None:
+    """Start tracking task IDs. All are stored, or none if any is invalid.
+
+    Registering an ID that is already tracked is harmless: it changes nothing and says so.
+    """
+    ids = list(_read_ids(task_ids))
+    settings = _settings()
+    with db.session_scope() as session:
+        registrations = service.register(
+            session, ids, now=utc_now(), first_poll_delay_s=settings.poll_first_delay_s
+        )
+    if json_output:
+        out.print_json(
+            formatting.to_json(
+                [{"created": item.created, "task": item.task} for item in registrations]
+            )
+        )
+        return
+    for item in registrations:
+        if item.created:
+            out.print(f"registered [bold]{item.task.task_id}[/bold]", highlight=False)
+        else:
+            out.print(
+                f"already tracked [bold]{item.task.task_id}[/bold] "
+                f"(status {item.task.status.value}); nothing changed",
+                highlight=False,
+            )
+
+
+@app.command()
+@_friendly_errors
+def status(
+    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+) -> None:
+    """Show one task: status, result URLs, messages, poll counts and times."""
+    with db.session_scope() as session:
+        task = service.get_task(session, task_id)
+    if json_output:
+        out.print_json(formatting.to_json(task))
+    else:
+        out.print(formatting.task_table(task))
+
+
+@app.command()
+@_friendly_errors
+def history(
+    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+) -> None:
+    """Show every status change of a task, oldest first."""
+    with db.session_scope() as session:
+        transitions = service.history(session, task_id)
+    if json_output:
+        out.print_json(formatting.to_json(transitions))
+    else:
+        out.print(formatting.history_table(task_id, transitions))
+
+
+@app.command("list")
+@_friendly_errors
+def list_(
+    status_filter: Annotated[
+        TaskStatus | None, typer.Option("--status", "-s", help="Only tasks in this status.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 50,
+    json_output: JsonFlag = False,
+) -> None:
+    """List tracked tasks, newest first."""
+    with db.session_scope() as session:
+        tasks = service.list_tasks(session, status=status_filter, limit=limit)
+        pauses = service.provider_pauses(session, now=utc_now())
+    if json_output:
+        out.print_json(formatting.to_json(tasks))
+        return
+    out.print(formatting.tasks_table(tasks, title=f"{len(tasks)} tracked tasks (newest first)"))
+    for pause in pauses:
+        err.print(
+            f"[yellow]polling of {pause.provider} is paused until "
+            f"{pause.paused_until:%H:%M:%S} UTC:[/yellow] {pause.reason}",
+            highlight=False,
+        )
+
+
+@app.command()
+@_friendly_errors
+def untrack(
+    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+) -> None:
+    """Stop tracking a task: it becomes `cancelled` and is never polled again."""
+    with db.session_scope() as session:
+        result = service.untrack(session, task_id, now=utc_now())
+    if json_output:
+        out.print_json(formatting.to_json({"changed": result.changed, "task": result.task}))
+    elif result.changed:
+        out.print(f"untracked [bold]{task_id}[/bold]: now cancelled", highlight=False)
+    else:
+        out.print(
+            f"{task_id} is already {result.task.status.value}; nothing changed", highlight=False
+        )
+
+
+@app.command()
+@_friendly_errors
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
+    loglevel: LogLevel = "INFO",
+) -> None:
+    """Run a worker: polls the batches that beat hands out. Needs TENSORSLAB_API_KEY."""
+    from tracker import running
+
+    running.run_worker(_settings(), concurrency=concurrency, loglevel=loglevel)
+
+
+@app.command()
+@_friendly_errors
+def beat(
+    loglevel: LogLevel = "INFO",
+    schedule_file: Annotated[
+        Path | None,
+        typer.Option("--schedule", help="Beat's state file (default: in TRACKER_DATA_DIR)."),
+    ] = None,
+) -> None:
+    """Run beat: every TRACKER_TICK_INTERVAL_S it claims due tasks and hands them to workers."""
+    from tracker import running
+
+    running.run_beat(_settings(), loglevel=loglevel, schedule_file=schedule_file)
+
+
+@app.command()
+@_friendly_errors
+def up(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
+    loglevel: LogLevel = "INFO",
+) -> None:
+    """Run worker and beat together, for one machine. Needs TENSORSLAB_API_KEY."""
+    from tracker import running
+
+    running.run_worker(_settings(), concurrency=concurrency, loglevel=loglevel, with_beat=True)
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8099,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Accept only this key (as `Bearer KEY` or raw); default: any key."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for fault injection.")] = 0,
+    verbose: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve the TensorsLab simulator: the real contract, scripted tasks, fault injection.
+
+    Create tasks with `POST /_sim/tasks` (see the README), then point TENSORSLAB_BASE_URL at it.
+    """
+    from tracker.simulator import serve
+
+    out.print(f"simulator on http://{host}:{port} (Ctrl+C to stop)", highlight=False)
+    serve(host=host, port=port, api_key=api_key, seed=seed, verbose=verbose)
+
+
+@app.command()
+@_friendly_errors
+def demo(
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Give up after this long.")] = 120,
+) -> None:
+    """See tracker work, with nothing to set up: a simulator, a worker and beat, live.
+
+    Uses a throw-away data folder (.tracker-demo) with SQLite and the embedded broker.
+    """
+    from tracker import demo as demo_module
+
+    ok = demo_module.run(out, timeout_s=timeout_s)
+    raise typer.Exit(0 if ok else 1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,179 @@
+"""`tracker demo`: the whole product on one machine, with nothing to set up, shown live.
+
+It starts the bundled simulator with a few scripted video tasks, points tracker at it with fast
+demo timings, runs `tracker up` (worker and beat) in a child process on the embedded defaults
+(SQLite and the filesystem broker, in a throw-away `.tracker-demo/` folder), registers the tasks
+and shows them move through their states until each ends completed, failed or not_found.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from tracker import db, formatting, migrate, service
+from tracker.polling import utc_now
+from tracker.settings import get_settings
+from tracker.simulator import Simulator, TaskScript
+from tracker.states import TaskStatus
+
+__all__ = ["DEMO_TASKS", "EXPECTED", "run"]
+
+DEMO_DIR = Path(".tracker-demo")
+DEMO_API_KEY = "demo-key"
+
+# Each upstream lifecycle as the simulator plays it (task_status: 1 pending, 2 processing,
+# 5 uploading, 3 completed, 4 failed), timed in seconds so the demo takes under a minute.
+DEMO_TASKS: list[dict[str, object]] = [
+    {
+        "taskid": "demo-720p-5s",
+        "script": [
+            {"status": 1, "after_s": 2},
+            {"status": 2, "after_s": 5},
+            {"status": 5, "after_s": 2},
+            {"status": 3},
+        ],
+        "urls": ["https://cdn.example.invalid/demo-720p-5s.mp4"],
+        "details": {"resolution": "720p", "duration": 5, "prompt": "a fox in the snow"},
+    },
+    {
+        "taskid": "demo-1080p-10s",
+        "script": [
+            {"status": 1, "after_s": 3},
+            {"status": 2, "after_s": 9},
+            {"status": 5, "after_s": 3},
+            {"status": 3},
+        ],
+        "urls": ["https://cdn.example.invalid/demo-1080p-10s.mp4"],
+        "details": {"resolution": "1080p", "duration": 10, "prompt": "city lights at night"},
+    },
+    {
+        "taskid": "demo-rejected",
+        "script": [{"status": 1, "after_s": 2}, {"status": 2, "after_s": 4}, {"status": 4}],
+        "message": "content moderation: the prompt was rejected",
+    },
+    {
+        "taskid": "demo-appears-late",
+        "missing_for_s": 4,
+        "script": [{"status": 2, "after_s": 4}, {"status": 3}],
+    },
+]
+NEVER_EXISTS = "demo-typo-in-id"
+EXPECTED = {
+    "demo-720p-5s": TaskStatus.COMPLETED,
+    "demo-1080p-10s": TaskStatus.COMPLETED,
+    "demo-rejected": TaskStatus.FAILED,
+    "demo-appears-late": TaskStatus.COMPLETED,
+    NEVER_EXISTS: TaskStatus.NOT_FOUND,
+}
+
+
+def _demo_environment(base_url: str) -> dict[str, str]:
+    return {
+        "TRACKER_DATA_DIR": str(DEMO_DIR.resolve()),
+        "TRACKER_DATABASE_URL": f"sqlite:///{(DEMO_DIR / 'tracker.db').resolve()}",
+        "TRACKER_BROKER_URL": "filesystem://",
+        "TENSORSLAB_BASE_URL": base_url,
+        "TENSORSLAB_API_KEY": DEMO_API_KEY,
+        "TENSORSLAB_READ_TIMEOUT_S": "5",
+        "TRACKER_TICK_INTERVAL_S": "0.5",
+        "TRACKER_POLL_FIRST_DELAY_S": "1",
+        "TRACKER_POLL_MIN_INTERVAL_S": "1",
+        "TRACKER_POLL_MAX_INTERVAL_S": "2",
+        "TRACKER_NOT_FOUND_GRACE_S": "10",
+        "TRACKER_POLL_LEASE_S": "15",
+    }
+
+
+def run(console: Console, *, timeout_s: float) -> bool:
+    """Run the demo; True when every task ended as expected."""
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    DEMO_DIR.mkdir(parents=True)
+    with Simulator(api_key=DEMO_API_KEY) as simulator:
+        simulator.add_tasks(TaskScript.from_json(task) for task in DEMO_TASKS)
+        os.environ.update(_demo_environment(simulator.base_url))
+        get_settings.cache_clear()
+        db.dispose_engine()
+        settings = get_settings()
+        console.print(
+            f"[bold]tracker demo[/bold]: simulator at {simulator.base_url}, "
+            f"data in {DEMO_DIR}/ (SQLite + embedded broker)"
+        )
+        migrate.upgrade(settings.database_url)
+        with db.session_scope() as session:
+            service.register(
+                session,
+                [*EXPECTED],
+                now=utc_now(),
+                first_poll_delay_s=settings.poll_first_delay_s,
+                metadata={"source": "tracker demo"},
+            )
+        console.print(f"registered {len(EXPECTED)} tasks; starting worker and beat (tracker up)")
+        log_path = DEMO_DIR / "worker.log"
+        with log_path.open("w") as log_file:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "tracker", "up", "--concurrency", "2", "-l", "INFO"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=os.environ.copy(),
+            )
+            try:
+                finished = _watch(console, worker, timeout_s=timeout_s)
+            finally:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+    return _report(console, finished=finished, log_path=log_path)
+
+
+def _watch(console: Console, worker: subprocess.Popen[bytes], *, timeout_s: float) -> bool:
+    started = time.monotonic()
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            with db.session_scope() as session:
+                tasks = service.list_tasks(session, limit=len(EXPECTED))
+            elapsed = time.monotonic() - started
+            live.update(
+                Group(
+                    formatting.tasks_table(
+                        sorted(tasks, key=lambda task: task.task_id),
+                        title=f"live: {elapsed:4.1f} s",
+                    )
+                )
+            )
+            if tasks and all(task.status.is_terminal for task in tasks):
+                return True
+            if worker.poll() is not None or elapsed > timeout_s:
+                return False
+            time.sleep(0.25)
+
+
+def _report(console: Console, *, finished: bool, log_path: Path) -> bool:
+    ok = finished
+    with db.session_scope() as session:
+        for task_id, expected in EXPECTED.items():
+            task = service.get_task(session, task_id)
+            console.print(formatting.history_table(task_id, service.history(session, task_id)))
+            if task.status is not expected:
+                ok = False
+                console.print(
+                    Text(f"{task_id}: expected {expected.value}, got {task.status.value}", "red")
+                )
+    if ok:
+        console.print(
+            "[bold green]all demo tasks reached their final status[/bold green]. "
+            f"Try: TRACKER_DATA_DIR={DEMO_DIR} tracker status demo-720p-5s"
+        )
+    else:
+        console.print(f"[red]the demo did not finish as expected; worker log: {log_path}[/red]")
+    return ok

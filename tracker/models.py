@@ -1,0 +1,131 @@
+"""SQLAlchemy tables: tracked tasks, their transitions, and provider-wide pauses.
+
+The schema itself is created only by the Alembic migrations in `migrations/`; these classes
+describe it for queries. Times are stored in UTC and always come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime, TypeDecorator
+
+__all__ = ["Base", "ProviderPauseRow", "TrackedTask", "Transition", "UTCDateTime"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+BigID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TrackedTask(Base):
+    """One upstream task that tracker follows until it reaches a terminal status."""
+
+    __tablename__ = "tracked_tasks"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16))  # a TaskStatus value
+    result_urls: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # moreTaskInfo
+    task_metadata: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # user's
+    upstream_message: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # reached terminal
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None once terminal
+    lease_token: Mapped[str | None] = mapped_column(String(36))  # the claim that may write
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_found_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    poll_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("provider", "task_id"),
+        # Partial: terminal rows (next_poll_at NULL) stay out, so a claim's cost follows the
+        # live rows, not the table's size.
+        Index(
+            "ix_tracked_tasks_due",
+            "next_poll_at",
+            postgresql_where="next_poll_at IS NOT NULL",
+            sqlite_where="next_poll_at IS NOT NULL",
+        ),
+        Index("ix_tracked_tasks_status_created_at", "status", "created_at"),
+        Index("ix_tracked_tasks_created_at", "created_at"),
+    )
+
+
+class Transition(Base):
+    """One change of a task's status, with the upstream answer that showed it."""
+
+    __tablename__ = "task_transitions"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    task_pk: Mapped[int] = mapped_column(
+        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    upstream_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ProviderPauseRow(Base):
+    """A provider-wide pause (no credits, throttled): no task of it is claimed before `until`."""
+
+    __tablename__ = "provider_pauses"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

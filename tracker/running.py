@@ -1,0 +1,83 @@
+"""Starting the long-running processes (worker, beat, both) after checking what they need.
+
+Each check fails with one clear line (an `errors.TrackerError`), never a traceback: a missing API
+key, a database without tables, a broker that does not answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import text
+
+from tracker import db
+from tracker.errors import BrokerUnavailable
+from tracker.settings import Settings
+from tracker.upstream import make_provider
+
+__all__ = ["check_api_key", "check_broker", "check_database", "run_beat", "run_worker"]
+
+
+def check_api_key(settings: Settings) -> None:
+    """Raise `MissingAPIKey` unless a TensorsLab key is configured."""
+    make_provider(settings).close()
+
+
+def check_database() -> None:
+    """Raise `DatabaseUnavailable` unless the database answers and has tracker's tables."""
+    with db.session_scope() as session:
+        session.execute(text("SELECT 1 FROM tracked_tasks LIMIT 1"))
+
+
+def check_broker(settings: Settings, *, timeout_s: float = 5.0) -> None:
+    """Raise `BrokerUnavailable` unless the broker accepts a connection."""
+    from tracker.celery_app import app
+
+    connection = app.connection_for_write()
+    try:
+        connection.ensure_connection(max_retries=1, timeout=timeout_s)
+    except Exception as error:  # kombu raises several unrelated types for "cannot connect"
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        where = connection.as_uri()  # masks the password
+        raise BrokerUnavailable(f"cannot reach the broker at {where}: {reason}") from None
+    finally:
+        connection.release()
+
+
+def _preflight(settings: Settings, *, needs_api_key: bool) -> None:
+    if needs_api_key:
+        check_api_key(settings)
+    check_database()
+    check_broker(settings)
+
+
+def run_worker(
+    settings: Settings, *, concurrency: int, loglevel: str, with_beat: bool = False
+) -> None:
+    """Run a Celery worker in this process (with an embedded beat for `tracker up`)."""
+    _preflight(settings, needs_api_key=True)
+    from tracker.celery_app import app
+
+    argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
+    if with_beat:
+        argv += ["--beat", f"--schedule={settings.data_dir.resolve() / 'celerybeat-schedule'}"]
+    if settings.uses_embedded_broker:
+        # The filesystem transport has no broadcast support worth relying on; nothing of
+        # tracker's needs remote control, and gossip/mingle only make noise on one machine.
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    app.worker_main(argv)
+
+
+def run_beat(settings: Settings, *, loglevel: str, schedule_file: Path | None = None) -> None:
+    """Run Celery beat (the ticker) in this process."""
+    schedule_file = schedule_file or settings.data_dir.resolve() / "celerybeat-schedule"
+    _preflight(settings, needs_api_key=False)
+    from tracker.celery_app import app
+
+    app.start(
+        [
+            "beat",
+            f"--loglevel={loglevel}",
+            f"--schedule={schedule_file}",
+        ]
+    )

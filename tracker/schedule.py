@@ -1,0 +1,83 @@
+"""When a task is next polled: pure arithmetic over the task's age, status and error streak.
+
+The default schedule is built for real TensorsLab videos, which take about 2 to 15 minutes:
+
+- first poll `first_delay_s` (5 s) after registration, to catch IDs that are wrong or fail at once;
+- then every `age * INTERVAL_PER_AGE`, clamped to [`min_interval_s`, `max_interval_s`]
+  (5 s .. 30 s): a task 1 minute old is polled every 6 s, one 5 minutes old every 30 s;
+- `uploading` means the URLs are moments away, so it is polled at `min_interval_s`;
+- errors back off exponentially from there up to `error_max_backoff_s`, never sooner than a
+  `Retry-After` the upstream asked for (the caller applies that after jitter);
+- every delay gets +-`JITTER_RATIO` jitter so tasks registered together spread out.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from tracker.settings import Settings
+from tracker.states import TaskStatus
+
+__all__ = [
+    "INTERVAL_PER_AGE",
+    "JITTER_RATIO",
+    "PollPolicy",
+    "error_backoff_s",
+    "jittered",
+    "poll_interval_s",
+]
+
+INTERVAL_PER_AGE = 0.1  # poll a task every tenth of its age, within the min/max bounds
+JITTER_RATIO = 0.1  # each delay is multiplied by a factor drawn from [0.9, 1.1]
+_MAX_BACKOFF_EXPONENT = 20  # 2**20 is past any sane cap; avoids float overflow on long streaks
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollPolicy:
+    """The knobs of the schedule, in seconds."""
+
+    first_delay_s: float = 5.0
+    min_interval_s: float = 5.0
+    max_interval_s: float = 30.0
+    error_max_backoff_s: float = 300.0
+    no_credits_pause_s: float = 600.0
+    not_found_grace_s: float = 300.0
+    max_tracking_age_s: float = 86400.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PollPolicy:
+        return cls(
+            first_delay_s=settings.poll_first_delay_s,
+            min_interval_s=settings.poll_min_interval_s,
+            max_interval_s=settings.poll_max_interval_s,
+            error_max_backoff_s=settings.error_max_backoff_s,
+            no_credits_pause_s=settings.no_credits_pause_s,
+            not_found_grace_s=settings.not_found_grace_s,
+            max_tracking_age_s=settings.max_tracking_age_s,
+        )
+
+
+def poll_interval_s(policy: PollPolicy, *, age_s: float, status: TaskStatus) -> float:
+    """The delay before the next poll of a live task that answered normally (no jitter)."""
+    if status is TaskStatus.UPLOADING:
+        return policy.min_interval_s
+    return min(max(age_s * INTERVAL_PER_AGE, policy.min_interval_s), policy.max_interval_s)
+
+
+def error_backoff_s(
+    policy: PollPolicy,
+    *,
+    age_s: float,
+    status: TaskStatus,
+    consecutive_errors: int,
+) -> float:
+    """The delay after the `consecutive_errors`-th failed poll in a row (1 = first failure)."""
+    exponent = min(max(consecutive_errors, 1), _MAX_BACKOFF_EXPONENT)
+    normal = poll_interval_s(policy, age_s=age_s, status=status)
+    return min(normal * 2.0**exponent, max(policy.error_max_backoff_s, normal))
+
+
+def jittered(delay_s: float, rng: random.Random) -> float:
+    """`delay_s` spread by +-JITTER_RATIO."""
+    return delay_s * rng.uniform(1.0 - JITTER_RATIO, 1.0 + JITTER_RATIO)

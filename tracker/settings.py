@@ -1,0 +1,161 @@
+"""Configuration from the environment (and an optional `.env` file), validated loudly.
+
+Every setting is documented in the README with its default. Nothing here opens a connection:
+`get_settings()` builds the object on first use, so importing the package is free.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "get_settings"]
+
+
+class SettingsError(Exception):
+    """The environment holds a setting that cannot be used; the message says which and why."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+Seconds = Annotated[float, Field(gt=0, le=30 * 24 * 3600)]
+
+
+class Settings(BaseSettings):
+    """All of tracker's settings. Field names drop the prefix; the environment names keep it."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(default=Path(".tracker"), validation_alias=_env("TRACKER_DATA_DIR"))
+    database_url: str = Field(default="", validation_alias=_env("TRACKER_DATABASE_URL"))
+    broker_url: str = Field(default="filesystem://", validation_alias=_env("TRACKER_BROKER_URL"))
+
+    tensorslab_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("TENSORSLAB_API_KEY")
+    )
+    tensorslab_base_url: str = Field(
+        default="https://api.tensorslab.com", validation_alias=_env("TENSORSLAB_BASE_URL")
+    )
+    tensorslab_auth_scheme: str = Field(
+        default="Bearer", validation_alias=_env("TENSORSLAB_AUTH_SCHEME")
+    )
+    tensorslab_connect_timeout_s: Seconds = Field(
+        default=5.0, validation_alias=_env("TENSORSLAB_CONNECT_TIMEOUT_S")
+    )
+    tensorslab_read_timeout_s: Seconds = Field(
+        default=30.0, validation_alias=_env("TENSORSLAB_READ_TIMEOUT_S")
+    )
+
+    tick_interval_s: Seconds = Field(default=1.0, validation_alias=_env("TRACKER_TICK_INTERVAL_S"))
+    poll_first_delay_s: Seconds = Field(
+        default=5.0, validation_alias=_env("TRACKER_POLL_FIRST_DELAY_S")
+    )
+    poll_min_interval_s: Seconds = Field(
+        default=5.0, validation_alias=_env("TRACKER_POLL_MIN_INTERVAL_S")
+    )
+    poll_max_interval_s: Seconds = Field(
+        default=30.0, validation_alias=_env("TRACKER_POLL_MAX_INTERVAL_S")
+    )
+    error_max_backoff_s: Seconds = Field(
+        default=300.0, validation_alias=_env("TRACKER_ERROR_MAX_BACKOFF_S")
+    )
+    no_credits_pause_s: Seconds = Field(
+        default=600.0, validation_alias=_env("TRACKER_NO_CREDITS_PAUSE_S")
+    )
+    not_found_grace_s: Seconds = Field(
+        default=300.0, validation_alias=_env("TRACKER_NOT_FOUND_GRACE_S")
+    )
+    max_tracking_age_s: Seconds = Field(
+        default=86400.0, validation_alias=_env("TRACKER_MAX_TRACKING_AGE_S")
+    )
+    poll_lease_s: Seconds = Field(default=120.0, validation_alias=_env("TRACKER_POLL_LEASE_S"))
+    poll_batch_size: int = Field(
+        default=50, ge=1, le=1000, validation_alias=_env("TRACKER_POLL_BATCH_SIZE")
+    )
+    poll_concurrency: int = Field(
+        default=8, ge=1, le=64, validation_alias=_env("TRACKER_POLL_CONCURRENCY")
+    )
+    claim_limit: int = Field(
+        default=2000, ge=1, le=100_000, validation_alias=_env("TRACKER_CLAIM_LIMIT")
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if self.poll_min_interval_s > self.poll_max_interval_s:
+            raise ValueError(
+                "TRACKER_POLL_MIN_INTERVAL_S "
+                f"({self.poll_min_interval_s:g}) is larger than TRACKER_POLL_MAX_INTERVAL_S "
+                f"({self.poll_max_interval_s:g})"
+            )
+        if self.poll_lease_s < self.tensorslab_read_timeout_s * 2:
+            raise ValueError(
+                f"TRACKER_POLL_LEASE_S ({self.poll_lease_s:g}) must be at least twice "
+                f"TENSORSLAB_READ_TIMEOUT_S ({self.tensorslab_read_timeout_s:g}), so a slow "
+                "poll cannot outlive its lease"
+            )
+        scheme = self.tensorslab_auth_scheme.strip()
+        if any(ch.isspace() for ch in scheme):
+            raise ValueError("TENSORSLAB_AUTH_SCHEME must be one word (e.g. Bearer) or empty")
+        self.tensorslab_auth_scheme = scheme
+        if not self.tensorslab_base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"TENSORSLAB_BASE_URL must start with http:// or https://, "
+                f"got {self.tensorslab_base_url!r}"
+            )
+        self.tensorslab_base_url = self.tensorslab_base_url.rstrip("/")
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'tracker.db'}"
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                "TRACKER_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL, "
+                f"got scheme {self.database_url.split(':', 1)[0]!r}"
+            )
+        if self.database_url.startswith("postgresql://") or self.database_url.startswith(
+            "postgres://"
+        ):
+            # psycopg 3 is the driver we ship; plain URLs would ask SQLAlchemy for psycopg2.
+            self.database_url = "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
+        if not self.broker_url.startswith(("filesystem://", "redis://", "rediss://", "memory://")):
+            raise ValueError(
+                "TRACKER_BROKER_URL must be filesystem:// (embedded), redis:// or rediss://, "
+                f"got {self.broker_url!r}"
+            )
+        return self
+
+    @property
+    def broker_folder(self) -> Path:
+        """Where the embedded filesystem broker keeps its messages."""
+        return self.data_dir / "broker"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "settings"
+        lines.append(f"{where.upper()}: {problem['msg']}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once. Raises `SettingsError` with a readable message."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

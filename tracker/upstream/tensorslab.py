@@ -1,0 +1,192 @@
+"""TensorsLab's `POST /v1/video/infobytaskid`, spoken exactly as its OpenAPI contract says.
+
+One `requests.Session` per client (one client per worker process) keeps connections alive.
+Every answer becomes one `PollResult`; anything outside the contract becomes a
+`ContractViolation` rather than a guess, so it can never cause a false transition.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from tracker.states import status_from_upstream_code
+from tracker.upstream.base import (
+    ContractViolation,
+    InsufficientCredits,
+    PollResult,
+    TaskMissing,
+    TaskReport,
+    Throttled,
+    Unauthorized,
+    Unavailable,
+    UpstreamFailure,
+)
+
+__all__ = ["STATUS_PATH", "TensorsLabClient", "parse_response"]
+
+STATUS_PATH = "/v1/video/infobytaskid"
+CODE_SUCCESS = 1000
+CODE_FAILURE = 9999
+CODE_INSUFFICIENT_CREDITS = 9000
+DETAIL_FIELDS = ("prompt", "imageurl", "resolution", "fps", "source", "duration", "seed", "ratio")
+MAX_RETRY_AFTER_S = 3600.0
+_EXCERPT_CHARS = 200
+
+
+class TensorsLabClient:
+    """Asks TensorsLab about tasks. Thread-compatible per instance; make one per process."""
+
+    name = "tensorslab"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        auth_scheme: str = "Bearer",
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._url = base_url.rstrip("/") + STATUS_PATH
+        self._timeout = (connect_timeout_s, read_timeout_s)
+        self._session = session or requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"{auth_scheme} {api_key}" if auth_scheme else api_key,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": "tracker/0.1 (self-hosted task tracker)",
+            }
+        )
+
+    def fetch(self, task_id: str) -> PollResult:
+        body = json.dumps({"taskid": task_id, "moreTaskInfo": True})
+        try:
+            response = self._session.post(self._url, data=body, timeout=self._timeout)
+        except requests.Timeout as error:
+            return Unavailable(f"timed out: {type(error).__name__}")
+        except requests.ConnectionError as error:
+            return Unavailable(f"connection failed: {_first_line(error)}")
+        except requests.RequestException as error:
+            return Unavailable(f"request failed: {_first_line(error)}")
+        return parse_response(
+            task_id,
+            status_code=response.status_code,
+            headers=response.headers,
+            text=response.text,
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def parse_response(
+    task_id: str, *, status_code: int, headers: Mapping[str, str], text: str
+) -> PollResult:
+    """Turn one HTTP answer into a `PollResult`. Pure: no I/O, so every case is table-tested."""
+    if status_code == 429:
+        return Throttled(
+            f"HTTP 429: {_excerpt(text)}", retry_after_s=_retry_after_s(headers.get("Retry-After"))
+        )
+    if status_code >= 500:
+        return Unavailable(
+            f"HTTP {status_code}: {_excerpt(text)}",
+            retry_after_s=_retry_after_s(headers.get("Retry-After")),
+        )
+    if status_code in (401, 403):
+        return Unauthorized(f"HTTP {status_code}: API key refused: {_excerpt(text)}")
+
+    payload = _json_object(text)
+    if status_code == 404:
+        # The contract documents 404 with an ErrorResponse body. A 404 without one is more likely
+        # a wrong base URL or a proxy than an unknown task, so it must not count toward not_found.
+        if payload is None or not isinstance(payload.get("code"), int):
+            return ContractViolation(f"HTTP 404 without the documented body: {_excerpt(text)}")
+        return TaskMissing(message=str(payload.get("msg", "")), payload=payload)
+    if status_code != 200:
+        return ContractViolation(f"unexpected HTTP {status_code}: {_excerpt(text)}")
+    if payload is None:
+        return ContractViolation(f"body is not a JSON object: {_excerpt(text)}")
+
+    code = payload.get("code")
+    message = payload.get("msg")
+    if not isinstance(code, int) or isinstance(code, bool):
+        return ContractViolation(f"`code` missing or not an integer: {_excerpt(text)}")
+    if code == CODE_INSUFFICIENT_CREDITS:
+        return InsufficientCredits(f"code 9000: {message or 'insufficient credits'}")
+    if code == CODE_FAILURE:
+        return UpstreamFailure(f"code 9999: {message or '(no message)'}")
+    if code != CODE_SUCCESS:
+        return ContractViolation(f"unknown code {code}: {_excerpt(text)}")
+    return _task_report(task_id, payload, text)
+
+
+def _task_report(task_id: str, payload: dict[str, Any], text: str) -> PollResult:
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        return ContractViolation(f"code 1000 without a `data` object: {_excerpt(text)}")
+    reported_id = data.get("taskid")
+    if reported_id is not None and reported_id != task_id:
+        return ContractViolation(f"asked for {task_id!r}, answer is about {reported_id!r}")
+    raw_status = data.get("task_status")
+    if not isinstance(raw_status, int) or isinstance(raw_status, bool):
+        return ContractViolation(f"`task_status` missing or not an integer: {_excerpt(text)}")
+    try:
+        status = status_from_upstream_code(raw_status)
+    except ValueError as error:
+        return ContractViolation(str(error))
+    urls = data.get("url") or []
+    if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
+        return ContractViolation(f"`url` is not a list of strings: {_excerpt(text)}")
+    message = data.get("message") or ""
+    if not isinstance(message, str):
+        return ContractViolation(f"`message` is not a string: {_excerpt(text)}")
+    details = {key: data[key] for key in DETAIL_FIELDS if data.get(key) not in (None, "")}
+    return TaskReport(
+        status=status,
+        result_urls=tuple(urls),
+        message=message,
+        details=details,
+        payload=payload,
+    )
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), bounded; None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0][:_EXCERPT_CHARS] if str(error) else type(error).__name__
