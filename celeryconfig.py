@@ -27,6 +27,7 @@ if _settings.uses_embedded_broker:
         "processed_folder": str(_folder / "processed"),
         "control_folder": str(_folder / "control"),
         "store_processed": False,
+        "polling_interval": 0.1,  # seconds between looks at the folder (kombu's default: 1)
     }
 else:
     # Never let Redis hold a message for hours; waiting happens in the database.

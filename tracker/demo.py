@@ -83,6 +83,7 @@ def _demo_environment(base_url: str) -> dict[str, str]:
         "TRACKER_BROKER_URL": "filesystem://",
         "TENSORSLAB_BASE_URL": base_url,
         "TENSORSLAB_API_KEY": DEMO_API_KEY,
+        "TENSORSLAB_CONNECT_TIMEOUT_S": "2",
         "TENSORSLAB_READ_TIMEOUT_S": "5",
         "TRACKER_TICK_INTERVAL_S": "0.5",
         "TRACKER_POLL_FIRST_DELAY_S": "1",

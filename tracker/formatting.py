@@ -58,7 +58,9 @@ def _when(moment: datetime | None, *, now: datetime | None = None) -> str:
         return "-"
     now = now or datetime.now(UTC)
     seconds = (moment - now).total_seconds()
-    stamp = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    moment = moment.astimezone(UTC)
+    same_day = moment.date() == now.astimezone(UTC).date()
+    stamp = moment.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
     ago = abs(seconds)
     span = f"{ago:.0f}s" if ago < 120 else f"{ago / 60:.0f}m" if ago < 7200 else f"{ago / 3600:.0f}h"
     return f"{stamp} ({'in ' + span if seconds > 0 else span + ' ago'})"

@@ -104,7 +104,7 @@ class BatchSummary:
     """What one batch did: how many were polled, and the outcomes by label."""
 
     polled: int
-    skipped: int
+    skipped: int  # still leased, but too close to the lease's end to start a poll
     outcomes: dict[str, int]
 
 
@@ -154,9 +154,15 @@ def poll_batch(
             if outcome.provider_pause is not None:
                 _pause_provider(session, provider.name, outcome.provider_pause, answered_at)
     summary = BatchSummary(
-        polled=len(done), skipped=len(claim.task_pks) - len(done), outcomes=dict(labels)
+        polled=len(done), skipped=len(leased) - len(done), outcomes=dict(labels)
     )
-    log.info("polled %d tasks (%d skipped): %s", summary.polled, summary.skipped, summary.outcomes)
+    log.info("polled %d tasks: %s", summary.polled, summary.outcomes)
+    if summary.skipped:
+        log.warning(
+            "%d claimed tasks were not polled: their lease would have ended before an answer "
+            "(raise TRACKER_POLL_LEASE_S or TRACKER_POLL_CONCURRENCY, or lower the batch size)",
+            summary.skipped,
+        )
     return summary
 
 

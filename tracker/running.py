@@ -45,6 +45,7 @@ def check_broker(settings: Settings, *, timeout_s: float = 5.0) -> None:
 
 
 def _preflight(settings: Settings, *, needs_api_key: bool) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
     if needs_api_key:
         check_api_key(settings)
     check_database()
@@ -71,6 +72,7 @@ def run_worker(
 def run_beat(settings: Settings, *, loglevel: str, schedule_file: Path | None = None) -> None:
     """Run Celery beat (the ticker) in this process."""
     schedule_file = schedule_file or settings.data_dir.resolve() / "celerybeat-schedule"
+    schedule_file.parent.mkdir(parents=True, exist_ok=True)
     _preflight(settings, needs_api_key=False)
     from tracker.celery_app import app
 

@@ -99,11 +99,12 @@ class Settings(BaseSettings):
                 f"({self.poll_min_interval_s:g}) is larger than TRACKER_POLL_MAX_INTERVAL_S "
                 f"({self.poll_max_interval_s:g})"
             )
-        if self.poll_lease_s < self.tensorslab_read_timeout_s * 2:
+        one_poll_s = self.tensorslab_connect_timeout_s + self.tensorslab_read_timeout_s
+        if self.poll_lease_s < one_poll_s * 2:
             raise ValueError(
                 f"TRACKER_POLL_LEASE_S ({self.poll_lease_s:g}) must be at least twice "
-                f"TENSORSLAB_READ_TIMEOUT_S ({self.tensorslab_read_timeout_s:g}), so a slow "
-                "poll cannot outlive its lease"
+                "TENSORSLAB_CONNECT_TIMEOUT_S + TENSORSLAB_READ_TIMEOUT_S "
+                f"({one_poll_s:g}), so a slow poll cannot outlive its lease"
             )
         scheme = self.tensorslab_auth_scheme.strip()
         if any(ch.isspace() for ch in scheme):
@@ -147,8 +148,9 @@ class Settings(BaseSettings):
 def _describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "settings"
-        lines.append(f"{where.upper()}: {problem['msg']}")
+        message = problem["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"{where}: {message}" if where else message)
     return "invalid settings: " + "; ".join(lines)
 
 

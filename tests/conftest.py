@@ -1,0 +1,133 @@
+"""Shared fixtures: real databases (SQLite files and a PostgreSQL database made for the run),
+the simulator, and a clean environment for every test.
+
+PostgreSQL and Redis must answer (`.ci/run` starts them); a test that needs one fails loudly
+when it is down instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tracker import db, migrate
+from tracker.settings import get_settings
+from tracker.simulator import Simulator
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TRACKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TRACKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+SIM_API_KEY = "sim-test-key"
+TABLES = ("task_transitions", "provider_pauses", "tracked_tasks")
+
+
+def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
+    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql")
+    try:
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} does not answer ({error}); start it")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated to head, dropped at the end."""
+    name = f"tracker_test_{uuid.uuid4().hex[:10]}"
+    with _admin_connection() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    db.dispose_engine()
+    with _admin_connection() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL database with no tracker schema at all (for migration tests)."""
+    name = f"tracker_empty_{uuid.uuid4().hex[:10]}"
+    with _admin_connection() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    db.dispose_engine()
+    with _admin_connection() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate(url: str) -> None:
+    with db.get_engine(url).begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def clean_postgres_url(postgres_url: str) -> str:
+    """The run's PostgreSQL database, emptied for this test."""
+    _truncate(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: a SQLite file, then the run's PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tracker.db'}"
+        migrate.upgrade(url)
+        return url
+    return str(request.getfixturevalue("clean_postgres_url"))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        pytest.fail(f"Redis at {REDIS_URL} does not answer ({error}); start it")
+    client.flushdb()
+    return REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No tracker setting leaks in from the developer's shell or a .env file."""
+    for name in list(os.environ):
+        if name.startswith(("TRACKER_", "TENSORSLAB_")) and not name.startswith("TRACKER_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRACKER_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    db.dispose_engine()
+    yield
+    get_settings.cache_clear()
+    db.dispose_engine()
+
+
+Configure = Callable[..., None]
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
+    """Set tracker settings for this test: `configure(TRACKER_DATABASE_URL=..., ...)`."""
+
+    def apply(**values: object) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, str(value))
+        get_settings.cache_clear()
+
+    return apply
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    with Simulator(api_key=SIM_API_KEY) as sim:
+        yield sim

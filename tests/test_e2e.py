@@ -1,0 +1,239 @@
+"""The user's story with real processes: `tracker worker` and `tracker beat` against a real
+broker (the embedded filesystem one, or Redis), a real database and the simulator.
+
+Tests wait for conditions with generous deadlines; they never assert that something was fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tracker import db, polling, service
+from tracker.simulator import Simulator, Step, TaskScript
+from tracker.states import TaskStatus
+
+from tests.conftest import SIM_API_KEY
+
+pytestmark = pytest.mark.e2e
+DEADLINE_S = 90
+
+
+class Processes:
+    """Child `tracker` processes, with their output kept in files for when a test fails."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        self.folder, self.env = folder, env
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.folder / f"{name}.log").open("wb")
+        self.running[name] = subprocess.Popen(
+            [sys.executable, "-m", "tracker", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.folder,
+        )
+
+    def stop(self, name: str) -> None:
+        process = self.running.pop(name)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            self.stop(name)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name} ---\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.folder.glob("*.log"))
+        )
+
+    def check_alive(self) -> None:
+        for name, process in self.running.items():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode}\n{self.logs()}")
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Callable[..., Processes]]:
+    made: list[Processes] = []
+
+    def make(*, database_url: str, broker_url: str, simulator: Simulator) -> Processes:
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("TRACKER_", "TENSORSLAB_"))
+        }
+        env.update(
+            TRACKER_DATA_DIR=str(tmp_path / "data"),
+            TRACKER_DATABASE_URL=database_url,
+            TRACKER_BROKER_URL=broker_url,
+            TENSORSLAB_BASE_URL=simulator.base_url,
+            TENSORSLAB_API_KEY=SIM_API_KEY,
+            TENSORSLAB_CONNECT_TIMEOUT_S="1",
+            TENSORSLAB_READ_TIMEOUT_S="2",
+            TRACKER_TICK_INTERVAL_S="0.3",
+            TRACKER_POLL_FIRST_DELAY_S="0.2",
+            TRACKER_POLL_MIN_INTERVAL_S="0.2",
+            TRACKER_POLL_MAX_INTERVAL_S="0.5",
+            TRACKER_NOT_FOUND_GRACE_S="3",
+            TRACKER_POLL_LEASE_S="6",
+        )
+        folder = tmp_path / "processes"
+        folder.mkdir(exist_ok=True)
+        made.append(Processes(folder, env))
+        return made[-1]
+
+    yield make
+    for group in made:
+        group.stop_all()
+
+
+def _script_three_tasks(simulator: Simulator) -> None:
+    simulator.add_task(
+        TaskScript(
+            "e2e-complete",
+            (Step(1, polls=1), Step(2, polls=1), Step(5, polls=1), Step(3)),
+            urls=("https://cdn.example.invalid/e2e.mp4",),
+        )
+    )
+    simulator.add_task(
+        TaskScript("e2e-fail", (Step(1, polls=1), Step(4)), message="prompt rejected")
+    )
+    # "e2e-never" is never created: it answers 404 until tracker gives up on it.
+
+
+def _register(database_url: str, *task_ids: str) -> None:
+    with db.session_scope(database_url) as session:
+        service.register(session, list(task_ids), now=polling.utc_now(), first_poll_delay_s=0)
+
+
+def _wait_until_terminal(database_url: str, group: Processes) -> dict[str, service.TaskView]:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        group.check_alive()
+        with db.session_scope(database_url) as session:
+            tasks = {task.task_id: task for task in service.list_tasks(session)}
+        if tasks and all(task.status.is_terminal for task in tasks.values()):
+            return tasks
+        time.sleep(0.3)
+    pytest.fail(f"tasks not terminal after {DEADLINE_S} s: {tasks}\n{group.logs()}")
+
+
+def _assert_three_outcomes(database_url: str, simulator: Simulator) -> None:
+    with db.session_scope(database_url) as session:
+        complete = service.get_task(session, "e2e-complete")
+        fail = service.get_task(session, "e2e-fail")
+        never = service.get_task(session, "e2e-never")
+        moves = {
+            task_id: [(t.from_status.value, t.to_status.value) for t in service.history(session, task_id)]
+            for task_id in ("e2e-complete", "e2e-fail", "e2e-never")
+        }
+    assert complete.status is TaskStatus.COMPLETED
+    assert complete.result_urls == ("https://cdn.example.invalid/e2e.mp4",)
+    assert fail.status is TaskStatus.FAILED and fail.upstream_message == "prompt rejected"
+    assert never.status is TaskStatus.NOT_FOUND
+    assert moves == {
+        "e2e-complete": [
+            ("registered", "pending"),
+            ("pending", "processing"),
+            ("processing", "uploading"),
+            ("uploading", "completed"),
+        ],
+        "e2e-fail": [("registered", "pending"), ("pending", "failed")],
+        "e2e-never": [("registered", "not_found")],
+    }
+    for task_id in ("e2e-complete", "e2e-fail"):
+        assert simulator.task_state(task_id)["max_concurrent_queries"] == 1, task_id
+
+
+@pytest.fixture(params=["sqlite+filesystem", "postgres+redis"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(database URL, broker URL) for the two ways to run tracker."""
+    if request.param == "sqlite+filesystem":
+        url = f"sqlite:///{tmp_path / 'e2e.db'}"
+        from tracker import migrate
+
+        migrate.upgrade(url)
+        return url, "filesystem://"
+    postgres = request.getfixturevalue("clean_postgres_url")
+    return str(postgres), str(request.getfixturevalue("redis_url"))
+
+
+def test_worker_and_beat_follow_tasks_to_completed_failed_and_not_found(
+    stack: tuple[str, str], simulator: Simulator, processes: Callable[..., Processes]
+) -> None:
+    database_url, broker_url = stack
+    _script_three_tasks(simulator)
+    _register(database_url, "e2e-complete", "e2e-fail", "e2e-never")
+    group = processes(database_url=database_url, broker_url=broker_url, simulator=simulator)
+
+    group.start("worker", "worker", "--concurrency", "2")
+    group.start("beat", "beat")
+    _wait_until_terminal(database_url, group)
+
+    _assert_three_outcomes(database_url, simulator)
+
+
+def test_two_beats_at_once_record_each_transition_once(
+    clean_postgres_url: str,
+    redis_url: str,
+    simulator: Simulator,
+    processes: Callable[..., Processes],
+    tmp_path: Path,
+) -> None:
+    database_url = clean_postgres_url
+    _script_three_tasks(simulator)
+    _register(database_url, "e2e-complete", "e2e-fail", "e2e-never")
+    group = processes(database_url=database_url, broker_url=redis_url, simulator=simulator)
+
+    group.start("worker", "worker", "--concurrency", "4")
+    group.start("beat-1", "beat", "--schedule", str(tmp_path / "beat-1"))
+    group.start("beat-2", "beat", "--schedule", str(tmp_path / "beat-2"))
+    _wait_until_terminal(database_url, group)
+
+    _assert_three_outcomes(database_url, simulator)
+
+
+def test_flushing_redis_loses_no_task(
+    clean_postgres_url: str,
+    redis_url: str,
+    simulator: Simulator,
+    processes: Callable[..., Processes],
+) -> None:
+    database_url = clean_postgres_url
+    _script_three_tasks(simulator)
+    _register(database_url, "e2e-complete", "e2e-fail", "e2e-never")
+    group = processes(database_url=database_url, broker_url=redis_url, simulator=simulator)
+    broker = redis.Redis.from_url(redis_url)
+
+    # Beat alone claims the due tasks and queues poll messages that no worker takes...
+    group.start("beat", "beat")
+    deadline = time.monotonic() + DEADLINE_S
+    while not broker.llen("celery"):
+        group.check_alive()
+        assert time.monotonic() < deadline, group.logs()
+        time.sleep(0.2)
+    group.stop("beat")
+    broker.flushdb()  # ...and they are lost.
+
+    group.start("worker", "worker")
+    group.start("beat", "beat")
+    _wait_until_terminal(database_url, group)
+
+    _assert_three_outcomes(database_url, simulator)
