@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.conftest import SIM_API_KEY
 from tracker import db, polling, service
 from tracker.simulator import Simulator, Step, TaskScript
 from tracker.states import TaskStatus
-
-from tests.conftest import SIM_API_KEY
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 90
@@ -141,7 +140,9 @@ def _assert_three_outcomes(database_url: str, simulator: Simulator) -> None:
         fail = service.get_task(session, "e2e-fail")
         never = service.get_task(session, "e2e-never")
         moves = {
-            task_id: [(t.from_status.value, t.to_status.value) for t in service.history(session, task_id)]
+            task_id: [
+                (t.from_status.value, t.to_status.value) for t in service.history(session, task_id)
+            ]
             for task_id in ("e2e-complete", "e2e-fail", "e2e-never")
         }
     assert complete.status is TaskStatus.COMPLETED

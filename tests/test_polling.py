@@ -14,14 +14,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from tests.conftest import SIM_API_KEY
 from tracker import db, polling, service
 from tracker.models import TrackedTask
 from tracker.schedule import PollPolicy
 from tracker.simulator import Faults, Simulator, Step, TaskScript
 from tracker.states import TaskStatus
 from tracker.upstream.tensorslab import TensorsLabClient
-
-from tests.conftest import SIM_API_KEY
 
 FAST = PollPolicy(
     first_delay_s=0.0,

@@ -36,7 +36,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        return {
+            field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)
+        }
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -62,7 +64,10 @@ def _when(moment: datetime | None, *, now: datetime | None = None) -> str:
     same_day = moment.date() == now.astimezone(UTC).date()
     stamp = moment.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
     ago = abs(seconds)
-    span = f"{ago:.0f}s" if ago < 120 else f"{ago / 60:.0f}m" if ago < 7200 else f"{ago / 3600:.0f}h"
+    if ago < 120:
+        span = f"{ago:.0f}s"
+    else:
+        span = f"{ago / 60:.0f}m" if ago < 7200 else f"{ago / 3600:.0f}h"
     return f"{stamp} ({'in ' + span if seconds > 0 else span + ' ago'})"
 
 

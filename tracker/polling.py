@@ -153,9 +153,7 @@ def poll_batch(
             labels[_label(result) if written else "lease_lost"] += 1
             if outcome.provider_pause is not None:
                 _pause_provider(session, provider.name, outcome.provider_pause, answered_at)
-    summary = BatchSummary(
-        polled=len(done), skipped=len(leased) - len(done), outcomes=dict(labels)
-    )
+    summary = BatchSummary(polled=len(done), skipped=len(leased) - len(done), outcomes=dict(labels))
     log.info("polled %d tasks: %s", summary.polled, summary.outcomes)
     if summary.skipped:
         log.warning(

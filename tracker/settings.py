@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         default=5.0, validation_alias=_env("TRACKER_POLL_MIN_INTERVAL_S")
     )
     poll_max_interval_s: Seconds = Field(
-        default=30.0, validation_alias=_env("TRACKER_POLL_MAX_INTERVAL_S")
+        default=20.0, validation_alias=_env("TRACKER_POLL_MAX_INTERVAL_S")
     )
     error_max_backoff_s: Seconds = Field(
         default=300.0, validation_alias=_env("TRACKER_ERROR_MAX_BACKOFF_S")

@@ -57,9 +57,7 @@ def upgrade() -> None:
         postgresql_where=sa.text("next_poll_at IS NOT NULL"),
         sqlite_where=sa.text("next_poll_at IS NOT NULL"),
     )
-    op.create_index(
-        "ix_tracked_tasks_status_created_at", "tracked_tasks", ["status", "created_at"]
-    )
+    op.create_index("ix_tracked_tasks_status_created_at", "tracked_tasks", ["status", "created_at"])
     op.create_index("ix_tracked_tasks_created_at", "tracked_tasks", ["created_at"])
 
     op.create_table(

@@ -69,7 +69,10 @@ class TensorsLabClient:
     def fetch(self, task_id: str) -> PollResult:
         body = json.dumps({"taskid": task_id, "moreTaskInfo": True})
         try:
-            response = self._session.post(self._url, data=body, timeout=self._timeout)
+            # Redirects are not part of the contract; following one could send the key elsewhere.
+            response = self._session.post(
+                self._url, data=body, timeout=self._timeout, allow_redirects=False
+            )
         except requests.Timeout as error:
             return Unavailable(f"timed out: {type(error).__name__}")
         except requests.ConnectionError as error:
@@ -107,9 +110,11 @@ def parse_response(
     if status_code == 404:
         # The contract documents 404 with an ErrorResponse body. A 404 without one is more likely
         # a wrong base URL or a proxy than an unknown task, so it must not count toward not_found.
-        if payload is None or not isinstance(payload.get("code"), int):
+        code = payload.get("code") if payload is not None else None
+        if payload is None or not isinstance(code, int) or isinstance(code, bool):
             return ContractViolation(f"HTTP 404 without the documented body: {_excerpt(text)}")
-        return TaskMissing(message=str(payload.get("msg", "")), payload=payload)
+        message = payload.get("msg")
+        return TaskMissing(message=message if isinstance(message, str) else "", payload=payload)
     if status_code != 200:
         return ContractViolation(f"unexpected HTTP {status_code}: {_excerpt(text)}")
     if payload is None:
@@ -142,10 +147,14 @@ def _task_report(task_id: str, payload: dict[str, Any], text: str) -> PollResult
         status = status_from_upstream_code(raw_status)
     except ValueError as error:
         return ContractViolation(str(error))
-    urls = data.get("url") or []
+    urls = data.get("url")
+    if urls is None:
+        urls = []
     if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
         return ContractViolation(f"`url` is not a list of strings: {_excerpt(text)}")
-    message = data.get("message") or ""
+    message = data.get("message")
+    if message is None:
+        message = ""
     if not isinstance(message, str):
         return ContractViolation(f"`message` is not a string: {_excerpt(text)}")
     details = {key: data[key] for key in DETAIL_FIELDS if data.get(key) not in (None, "")}

@@ -1,0 +1,189 @@
+"""docker-compose.yml, rendered by Debian's docker-compose 1.29 (`docker-compose config`).
+
+Only `config` runs: it validates the file and substitutes the variables without a Docker engine.
+Each run gets a clean environment (PATH, HOME and the variables under test) and an empty
+`--env-file`, so neither the developer's shell nor a `.env` in the checkout leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+
+from tracker.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+NOT_INSTALLED = "docker-compose not installed: run `apt-get install docker-compose` (.ci/run does)"
+
+PASSWORD = "s3cret-Pw_1"
+API_KEY = "tl-test-key"
+SECRETS = {"POSTGRES_PASSWORD": PASSWORD, "TENSORSLAB_API_KEY": API_KEY}
+TRACKER_SERVICES = ("migrate", "worker", "beat")
+# Settings the compose file fixes itself instead of passing through with tracker's default.
+SET_BY_COMPOSE = {
+    "TRACKER_DATA_DIR",
+    "TRACKER_DATABASE_URL",
+    "TRACKER_BROKER_URL",
+    "TENSORSLAB_API_KEY",
+}
+
+
+def _docker_compose() -> str:
+    path = shutil.which("docker-compose")
+    if path is None:
+        if "CI" in os.environ:
+            pytest.fail(NOT_INSTALLED)
+        pytest.skip(NOT_INSTALLED)
+    return path
+
+
+def _run_config(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        **variables,
+    }
+    command = [
+        _docker_compose(),
+        "-f",
+        str(COMPOSE_FILE),
+        "--project-directory",
+        str(REPO_ROOT),
+        "--env-file",
+        str(empty_env_file),
+        "config",
+    ]
+    return subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _parse_yaml(text: str) -> dict[str, Any]:
+    parsed = yaml.safe_load(text)
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def _render(tmp_path: Path, **variables: str) -> dict[str, Any]:
+    result = _run_config(tmp_path, **variables)
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+    return _parse_yaml(result.stdout)
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def _healthcheck(service: dict[str, Any]) -> str:
+    test = service.get("healthcheck", {}).get("test", [])
+    return test if isinstance(test, str) else " ".join(test)
+
+
+def _env_name(field: Any) -> str:
+    alias = field.validation_alias
+    assert isinstance(alias, AliasChoices)
+    return str(alias.choices[0])
+
+
+def test_compose_file_renders_the_deployment(tmp_path: Path) -> None:
+    config = _render(tmp_path, **SECRETS)
+    services = config["services"]
+
+    assert {"postgres", "redis", *TRACKER_SERVICES} <= set(services)
+    assert "pg_isready" in _healthcheck(services["postgres"])
+    assert "redis-cli ping" in _healthcheck(services["redis"])
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == PASSWORD
+
+    migrate = services["migrate"]
+    assert _command(migrate) == ["db", "upgrade"]
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+    for name in ("worker", "beat"):
+        depends_on = services[name]["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends_on["redis"]["condition"] == "service_healthy", name
+    assert _command(services["worker"]) == ["worker", "--concurrency", "4"]
+    assert _command(services["beat"]) == ["beat"]
+    assert any(
+        volume.endswith(":/data") or ":/data:" in volume for volume in services["beat"]["volumes"]
+    )
+
+    images = {services[name]["image"] for name in TRACKER_SERVICES}
+    assert len(images) == 1, f"migrate, worker and beat must run one image, not {images}"
+
+    environment = services["worker"]["environment"]
+    assert (
+        environment["TRACKER_DATABASE_URL"]
+        == f"postgresql+psycopg://tracker:{PASSWORD}@postgres:5432/tracker"
+    )
+    assert environment["TRACKER_BROKER_URL"] == "redis://redis:6379/0"
+    assert environment["TENSORSLAB_API_KEY"] == API_KEY
+    assert environment["TRACKER_DATA_DIR"] == "/data"
+    for name in TRACKER_SERVICES:
+        assert services[name]["environment"] == environment, name
+
+
+def test_compose_file_passes_every_setting_through_with_trackers_default(tmp_path: Path) -> None:
+    environment = _render(tmp_path, **SECRETS)["services"]["worker"]["environment"]
+
+    for field in Settings.model_fields.values():
+        name = _env_name(field)
+        if name in SET_BY_COMPOSE:
+            continue
+        assert name in environment, f"{name} is not passed through to the containers"
+        default = field.default
+        if isinstance(default, str):
+            assert environment[name] == default, name
+        else:
+            assert float(environment[name]) == float(default), name
+    Settings.model_validate(environment)  # the rendered values are a valid configuration
+
+
+def test_compose_file_takes_overrides_from_the_environment(tmp_path: Path) -> None:
+    services = _render(
+        tmp_path,
+        **SECRETS,
+        TRACKER_WORKER_CONCURRENCY="12",
+        TRACKER_POLL_MAX_INTERVAL_S="60",
+        TENSORSLAB_BASE_URL="http://simulator:8099",
+        TENSORSLAB_AUTH_SCHEME="",
+    )["services"]
+
+    assert _command(services["worker"]) == ["worker", "--concurrency", "12"]
+    environment = services["beat"]["environment"]
+    assert environment["TRACKER_POLL_MAX_INTERVAL_S"] == "60"
+    assert environment["TENSORSLAB_BASE_URL"] == "http://simulator:8099"
+    assert environment["TENSORSLAB_AUTH_SCHEME"] == ""  # empty is a valid choice, kept as is
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"POSTGRES_PASSWORD": PASSWORD}, {"TENSORSLAB_API_KEY"}),
+        ({"TENSORSLAB_API_KEY": API_KEY}, {"POSTGRES_PASSWORD"}),
+        # docker-compose 1.29 stops at the first missing value, so either may be the one named.
+        ({}, {"TENSORSLAB_API_KEY", "POSTGRES_PASSWORD"}),
+    ],
+    ids=["no-api-key", "no-password", "neither"],
+)
+def test_compose_file_refuses_to_render_without_a_secret(
+    tmp_path: Path, given: dict[str, str], named: set[str]
+) -> None:
+    result = _run_config(tmp_path, **given)
+
+    assert result.returncode != 0, f"rendered without {named}:\n{result.stdout}"
+    assert any(name in result.stderr for name in named), result.stderr
+    assert not result.stdout.strip()
