@@ -15,9 +15,15 @@ from tracker.settings import get_settings
 _settings = get_settings()
 
 broker_url = _settings.broker_url
+task_default_queue = _settings.queue_name
 broker_connection_retry_on_startup = True
 broker_transport_options: dict[str, Any] = {}
 if _settings.uses_embedded_broker:
+    # Not `from tracker import broker_transport`: every name here is read as a Celery setting.
+    import tracker.broker_transport as _embedded
+
+    _embedded.register()
+    broker_url = f"{_embedded.ALIAS}://"  # kombu's filesystem transport, made safe
     _folder = _settings.broker_folder.resolve()
     for _name in ("queue", "processed", "control"):
         (_folder / _name).mkdir(parents=True, exist_ok=True)  # the transport needs them to exist

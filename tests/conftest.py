@@ -27,7 +27,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TRACKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 SIM_API_KEY = "sim-test-key"
-TABLES = ("task_transitions", "provider_pauses", "tracked_tasks")
+TABLES = (
+    "delivery_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "task_transitions",
+    "provider_pauses",
+    "tracked_tasks",
+)
 
 
 def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:

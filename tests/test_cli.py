@@ -157,7 +157,10 @@ def test_an_unreachable_broker_is_one_clear_line(database_url: str) -> None:
         ("TRACKER_DATABASE_URL", "mysql://x", "TRACKER_DATABASE_URL must be"),
         ("TENSORSLAB_BASE_URL", "api.tensorslab.com", "must start with http"),
         ("TENSORSLAB_AUTH_SCHEME", "Bear er", "one word"),
-        ("TRACKER_POLL_LEASE_S", "10", "TRACKER_POLL_LEASE_S (10) must be at least twice"),
+        ("TRACKER_POLL_LEASE_S", "10", "TRACKER_POLL_LEASE_S (10) must be at least 70 s"),
+        ("TRACKER_WEBHOOK_LEASE_S", "10", "TRACKER_WEBHOOK_LEASE_S (10) must be at least 40 s"),
+        ("TRACKER_WEBHOOK_RETRY_SCHEDULE_S", "5,soon", "comma-separated seconds"),
+        ("TRACKER_WEBHOOK_ALLOWED_NETWORKS", "localhost", "TRACKER_WEBHOOK_ALLOWED_NETWORKS"),
     ],
 )
 def test_invalid_settings_are_refused_loudly(

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from tests.conftest import SIM_API_KEY
 from tracker import db, polling, service
 from tracker.simulator import Simulator, Step, TaskScript
 from tracker.states import TaskStatus
+from tracker.webhooks import endpoints
+from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.receiver import Answer, Hang, WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 90
@@ -34,14 +38,21 @@ class Processes:
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> None:
-        log = (self.folder / f"{name}.log").open("wb")
+        log = (self.folder / f"{name}.log").open("ab")
         self.running[name] = subprocess.Popen(
             [sys.executable, "-m", "tracker", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
             cwd=self.folder,
+            start_new_session=True,  # its own process group, so kill() takes its pool too
         )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process and its children: a crash, not a shutdown."""
+        process = self.running.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def stop(self, name: str) -> None:
         process = self.running.pop(name)
@@ -72,7 +83,9 @@ class Processes:
 def processes(tmp_path: Path) -> Iterator[Callable[..., Processes]]:
     made: list[Processes] = []
 
-    def make(*, database_url: str, broker_url: str, simulator: Simulator) -> Processes:
+    def make(
+        *, database_url: str, broker_url: str, simulator: Simulator, **extra: str
+    ) -> Processes:
         env = {
             name: value
             for name, value in os.environ.items()
@@ -80,6 +93,8 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Processes]]:
         }
         env.update(
             TRACKER_DATA_DIR=str(tmp_path / "data"),
+            # Its own queue: another test run sharing this Redis must not take our messages.
+            TRACKER_QUEUE=f"tracker-test-{uuid.uuid4().hex[:8]}",
             TRACKER_DATABASE_URL=database_url,
             TRACKER_BROKER_URL=broker_url,
             TENSORSLAB_BASE_URL=simulator.base_url,
@@ -92,7 +107,12 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Processes]]:
             TRACKER_POLL_MAX_INTERVAL_S="0.5",
             TRACKER_NOT_FOUND_GRACE_S="3",
             TRACKER_POLL_LEASE_S="6",
+            TRACKER_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+            TRACKER_WEBHOOK_RETRY_SCHEDULE_S="0.5,0.5,0.5",
+            TRACKER_WEBHOOK_TIMEOUT_S="3",
+            TRACKER_WEBHOOK_LEASE_S="12",
         )
+        env.update(extra)
         folder = tmp_path / "processes"
         folder.mkdir(exist_ok=True)
         made.append(Processes(folder, env))
@@ -115,6 +135,30 @@ def _script_three_tasks(simulator: Simulator) -> None:
         TaskScript("e2e-fail", (Step(1, polls=1), Step(4)), message="prompt rejected")
     )
     # "e2e-never" is never created: it answers 404 until tracker gives up on it.
+
+
+def _add_receiver_endpoint(database_url: str, receiver: WebhookReceiver) -> None:
+    with db.session_scope(database_url) as session:
+        created = endpoints.add_endpoint(
+            session,
+            receiver.url + "/hook",
+            events=["task.completed", "task.failed", "task.not_found"],
+            now=polling.utc_now(),
+            policy=AddressPolicy.from_setting("127.0.0.0/8"),
+        )
+    receiver.set_secrets([created.secret])
+
+
+def _assert_one_verified_webhook_per_outcome(receiver: WebhookReceiver) -> None:
+    received = receiver.wait_for(3, timeout_s=DEADLINE_S)
+    time.sleep(1.5)  # a duplicate, if any, would arrive now
+    received = receiver.received
+    assert sorted((r.payload["data"]["task_id"], r.payload["type"]) for r in received) == [
+        ("e2e-complete", "task.completed"),
+        ("e2e-fail", "task.failed"),
+        ("e2e-never", "task.not_found"),
+    ]
+    assert all(r.verified for r in received)
 
 
 def _register(database_url: str, *task_ids: str) -> None:
@@ -184,11 +228,14 @@ def test_worker_and_beat_follow_tasks_to_completed_failed_and_not_found(
     _register(database_url, "e2e-complete", "e2e-fail", "e2e-never")
     group = processes(database_url=database_url, broker_url=broker_url, simulator=simulator)
 
-    group.start("worker", "worker", "--concurrency", "2")
-    group.start("beat", "beat")
-    _wait_until_terminal(database_url, group)
+    with WebhookReceiver() as receiver:
+        _add_receiver_endpoint(database_url, receiver)
+        group.start("worker", "worker", "--concurrency", "2")
+        group.start("beat", "beat")
+        _wait_until_terminal(database_url, group)
 
-    _assert_three_outcomes(database_url, simulator)
+        _assert_three_outcomes(database_url, simulator)
+        _assert_one_verified_webhook_per_outcome(receiver)
 
 
 def test_two_beats_at_once_record_each_transition_once(
@@ -203,12 +250,15 @@ def test_two_beats_at_once_record_each_transition_once(
     _register(database_url, "e2e-complete", "e2e-fail", "e2e-never")
     group = processes(database_url=database_url, broker_url=redis_url, simulator=simulator)
 
-    group.start("worker", "worker", "--concurrency", "4")
-    group.start("beat-1", "beat", "--schedule", str(tmp_path / "beat-1"))
-    group.start("beat-2", "beat", "--schedule", str(tmp_path / "beat-2"))
-    _wait_until_terminal(database_url, group)
+    with WebhookReceiver() as receiver:
+        _add_receiver_endpoint(database_url, receiver)
+        group.start("worker", "worker", "--concurrency", "4")
+        group.start("beat-1", "beat", "--schedule", str(tmp_path / "beat-1"))
+        group.start("beat-2", "beat", "--schedule", str(tmp_path / "beat-2"))
+        _wait_until_terminal(database_url, group)
 
-    _assert_three_outcomes(database_url, simulator)
+        _assert_three_outcomes(database_url, simulator)
+        _assert_one_verified_webhook_per_outcome(receiver)
 
 
 def test_flushing_redis_loses_no_task(
@@ -226,7 +276,7 @@ def test_flushing_redis_loses_no_task(
     # Beat alone claims the due tasks and queues poll messages that no worker takes...
     group.start("beat", "beat")
     deadline = time.monotonic() + DEADLINE_S
-    while not broker.llen("celery"):
+    while not broker.llen(group.env["TRACKER_QUEUE"]):
         group.check_alive()
         assert time.monotonic() < deadline, group.logs()
         time.sleep(0.2)
@@ -238,3 +288,49 @@ def test_flushing_redis_loses_no_task(
     _wait_until_terminal(database_url, group)
 
     _assert_three_outcomes(database_url, simulator)
+
+
+def test_a_worker_killed_between_claim_and_send_still_delivers(
+    clean_postgres_url: str,
+    redis_url: str,
+    simulator: Simulator,
+    processes: Callable[..., Processes],
+) -> None:
+    database_url = clean_postgres_url
+    simulator.add_task(TaskScript("e2e-complete", (Step(2, polls=1), Step(3))))
+    _register(database_url, "e2e-complete")
+    group = processes(
+        database_url=database_url,
+        broker_url=redis_url,
+        simulator=simulator,
+        TRACKER_WEBHOOK_TIMEOUT_S="5",  # long enough that the kill, not a timeout, ends the send
+        TRACKER_WEBHOOK_LEASE_S="20",
+    )
+
+    with WebhookReceiver() as receiver:
+        _add_receiver_endpoint(database_url, receiver)
+        receiver.script(Hang(60), default=Answer(200))  # the first send never gets an answer
+        group.start("worker", "worker", "--concurrency", "1")
+        group.start("beat", "beat")
+        try:
+            [first] = receiver.wait_for(1, timeout_s=DEADLINE_S)
+        except TimeoutError as error:
+            pytest.fail(f"{error}\n{group.logs()}")
+        group.kill("worker")  # mid-send: nothing recorded, the lease is still held
+
+        group.start("worker", "worker", "--concurrency", "1")
+        received = receiver.wait_for(2, timeout_s=DEADLINE_S)
+
+    assert received[1].headers["webhook-id"] == first.headers["webhook-id"]
+    assert received[1].verified
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        with db.session_scope(database_url) as session:
+            [sent] = endpoints.list_deliveries(session)
+        if sent.status == "delivered":
+            break
+        time.sleep(0.3)
+    assert sent.status == "delivered", group.logs()
+    with db.session_scope(database_url) as session:
+        view = endpoints.get_delivery(session, str(sent.id))
+    assert [a.succeeded for a in view.attempts] == [True]  # the killed send left no record

@@ -10,7 +10,14 @@ from sqlalchemy import create_engine, inspect
 from tracker import migrate
 from tracker.models import Base
 
-EXPECTED_TABLES = {"tracked_tasks", "task_transitions", "provider_pauses"}
+EXPECTED_TABLES = {
+    "tracked_tasks",
+    "task_transitions",
+    "provider_pauses",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "delivery_attempts",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,4 +1,5 @@
-"""The Celery app and its two tasks, kept thin: `tick` claims due tasks, `poll` polls a batch.
+"""The Celery app and its tasks, kept thin: `tick` claims what is due, `poll` polls a batch of
+tasks, `deliver` sends a batch of webhook deliveries.
 
 Celery's own testing guide says a task "is much like a web view": the logic lives in
 `polling.py`; these wrappers only build per-process resources and pass messages.
@@ -10,6 +11,7 @@ import logging
 import os
 from typing import Any
 
+import requests
 from celery import Celery
 from celery.signals import worker_process_init
 
@@ -17,6 +19,8 @@ from tracker import db, polling
 from tracker.schedule import PollPolicy
 from tracker.settings import get_settings
 from tracker.upstream import Provider, make_provider
+from tracker.webhooks import delivery
+from tracker.webhooks.guard import AddressPolicy, guarded_session
 
 __all__ = ["app", "enqueue_due_tasks"]
 
@@ -26,6 +30,7 @@ app = Celery("tracker")
 app.config_from_object("celeryconfig")  # lazy: read on first use, not at import
 
 _providers: dict[int, Provider] = {}
+_webhook_sessions: dict[int, requests.Session] = {}
 
 
 def _provider() -> Provider:
@@ -36,15 +41,25 @@ def _provider() -> Provider:
     return provider
 
 
+def _webhook_session() -> requests.Session:
+    """This process's HTTP session for webhooks: it connects only to allowed addresses."""
+    http = _webhook_sessions.get(os.getpid())
+    if http is None:
+        policy = AddressPolicy.from_setting(get_settings().webhook_allowed_networks)
+        http = _webhook_sessions[os.getpid()] = guarded_session(policy)
+    return http
+
+
 @worker_process_init.connect
 def _fresh_process_resources(**_: Any) -> None:
     # The prefork pool forks after the parent may have made an engine or an HTTP session.
     db.dispose_engine()
     _providers.clear()
+    _webhook_sessions.clear()
 
 
 def enqueue_due_tasks() -> int:
-    """Claim what is due and send one `poll` message per batch; returns the tasks claimed."""
+    """Claim due tasks and deliveries, send one message per batch; returns the tasks claimed."""
     settings = get_settings()
     with db.session_scope() as session:
         claims = polling.claim_due_tasks(
@@ -54,12 +69,22 @@ def enqueue_due_tasks() -> int:
             lease_s=settings.poll_lease_s,
             batch_size=settings.poll_batch_size,
         )
+        deliveries = delivery.claim_due_deliveries(
+            session,
+            now=polling.utc_now(),
+            limit=settings.claim_limit,
+            lease_s=settings.webhook_lease_s,
+            batch_size=settings.webhook_batch_size,
+        )
     for claim in claims:
         # A message that outlives its lease is useless: the rows are due again by then.
         poll.apply_async(args=[claim.to_message()], expires=claim.lease_expires_at)
+    for batch in deliveries:
+        deliver.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
     claimed = sum(len(claim.task_pks) for claim in claims)
-    if claimed:
-        log.info("tick: claimed %d due tasks in %d batches", claimed, len(claims))
+    sending = sum(len(batch.delivery_ids) for batch in deliveries)
+    if claimed or sending:
+        log.info("tick: claimed %d due tasks and %d due deliveries", claimed, sending)
     return claimed
 
 
@@ -80,3 +105,17 @@ def poll(message: dict[str, Any]) -> dict[str, Any]:
         concurrency=settings.poll_concurrency,
     )
     return {"polled": summary.polled, "skipped": summary.skipped, "outcomes": summary.outcomes}
+
+
+@app.task(name="tracker.deliver", ignore_result=True)
+def deliver(message: dict[str, Any]) -> dict[str, int]:
+    settings = get_settings()
+    return delivery.send_batch(
+        delivery.DeliveryClaim.from_message(message),
+        session_scope=db.session_scope,
+        http=_webhook_session(),
+        timeout_s=settings.webhook_timeout_s,
+        schedule_s=settings.retry_schedule_s,
+        disable_after_s=settings.webhook_disable_after_s,
+        concurrency=settings.webhook_concurrency,
+    )

@@ -6,20 +6,19 @@ the command with one red line on stderr and exit code 1 (2 for bad usage), never
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from tracker import db, formatting, service
-from tracker.errors import InvalidInput, TrackerError, UnknownTask
+from tracker import cli_webhooks, db, formatting, service
+from tracker.cli_support import JsonFlag, err, friendly_errors, out
 from tracker.polling import utc_now
-from tracker.settings import Settings, SettingsError, get_settings
+from tracker.settings import Settings, get_settings
 from tracker.states import TaskStatus
+from tracker.webhooks import endpoints
 
 __all__ = ["app", "main"]
 
@@ -37,31 +36,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(cli_webhooks.webhooks_app, name="webhooks")
+app.add_typer(cli_webhooks.deliveries_app, name="deliveries")
+app.command("redeliver")(friendly_errors(cli_webhooks.redeliver))
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 LogLevel = Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly_errors(command: F) -> F:
-    """Turn tracker's own errors into one clear line and an exit code."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (InvalidInput, UnknownTask) as error:
-            err.print(f"[red]error:[/red] {error}", highlight=False)
-            raise typer.Exit(2 if isinstance(error, InvalidInput) else 1) from None
-        except (TrackerError, SettingsError) as error:
-            err.print(f"[red]error:[/red] {error}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _settings() -> Settings:
@@ -69,7 +48,7 @@ def _settings() -> Settings:
 
 
 @db_app.command("upgrade")
-@_friendly_errors
+@friendly_errors
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
@@ -99,11 +78,18 @@ def _read_ids(task_ids: list[str]) -> Iterator[str]:
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def register(
     task_ids: Annotated[
         list[str], typer.Argument(help="TensorsLab task IDs; `-` reads one per line from stdin.")
     ],
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            help="Also POST how these tasks end (completed, failed, not_found, expired, "
+            "cancelled) to this URL, signed with a secret printed once."
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Start tracking task IDs. All are stored, or none if any is invalid.
@@ -112,17 +98,29 @@ def register(
     """
     ids = list(_read_ids(task_ids))
     settings = _settings()
+    secret = None
     with db.session_scope() as session:
+        now = utc_now()
         registrations = service.register(
-            session, ids, now=utc_now(), first_poll_delay_s=settings.poll_first_delay_s
+            session, ids, now=now, first_poll_delay_s=settings.poll_first_delay_s
         )
-    if json_output:
-        out.print_json(
-            formatting.to_json(
-                [{"created": item.created, "task": item.task} for item in registrations]
+        if webhook is not None:
+            secret = endpoints.add_task_webhook(
+                session,
+                [item.task.task_id for item in registrations],
+                webhook,
+                now=now,
+                policy=cli_webhooks.policy(),
             )
-        )
+    if json_output:
+        tasks = [{"created": item.created, "task": item.task} for item in registrations]
+        out.print_json(formatting.to_json({"tasks": tasks, "webhook_secret": secret}))
         return
+    if secret is not None:
+        out.print(
+            f"webhook {webhook} signing secret (shown once, keep it): [bold]{secret}[/bold]",
+            highlight=False,
+        )
     for item in registrations:
         if item.created:
             out.print(f"registered [bold]{item.task.task_id}[/bold]", highlight=False)
@@ -135,7 +133,7 @@ def register(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def status(
     task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
 ) -> None:
@@ -149,7 +147,7 @@ def status(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def history(
     task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
 ) -> None:
@@ -163,7 +161,7 @@ def history(
 
 
 @app.command("list")
-@_friendly_errors
+@friendly_errors
 def list_(
     status_filter: Annotated[
         TaskStatus | None, typer.Option("--status", "-s", help="Only tasks in this status.")
@@ -188,7 +186,7 @@ def list_(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def untrack(
     task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
 ) -> None:
@@ -206,7 +204,7 @@ def untrack(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
     loglevel: LogLevel = "INFO",
@@ -218,7 +216,7 @@ def worker(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def beat(
     loglevel: LogLevel = "INFO",
     schedule_file: Annotated[
@@ -233,7 +231,7 @@ def beat(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def up(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
     loglevel: LogLevel = "INFO",
@@ -266,7 +264,7 @@ def simulate(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def demo(
     timeout_s: Annotated[float, typer.Option("--timeout", help="Give up after this long.")] = 120,
 ) -> None:

@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: tracked tasks, their transitions, and provider-wide pauses.
+"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, and the webhook outbox.
 
 The schema itself is created only by the Alembic migrations in `migrations/`; these classes
 describe it for queries. Times are stored in UTC and always come back timezone-aware.
@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,7 +27,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
 
-__all__ = ["Base", "ProviderPauseRow", "TrackedTask", "Transition", "UTCDateTime"]
+__all__ = [
+    "Base",
+    "DeliveryAttempt",
+    "ProviderPauseRow",
+    "TrackedTask",
+    "Transition",
+    "UTCDateTime",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -129,3 +140,82 @@ class ProviderPauseRow(Base):
     paused_until: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(Base):
+    """Where webhooks go: a URL, the events it wants, and the secret that signs them.
+
+    `task_pk` set: a per-task endpoint given at registration (`register --webhook URL`).
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    secret: Mapped[str] = mapped_column(Text)  # signs; never shown after creation
+    previous_secret: Mapped[str | None] = mapped_column(Text)  # also signs until it expires
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    task_pk: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
+    )
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # kept for history
+
+
+class WebhookDelivery(Base):
+    """One message to one endpoint: the exact body, its id, and where its retries stand."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)  # the webhook-id header
+    endpoint_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    task_pk: Mapped[int] = mapped_column(
+        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
+    )
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # the exact body sent and signed
+    status: Mapped[str] = mapped_column(String(12))  # pending, delivered, failed
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None once final
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where="next_attempt_at IS NOT NULL",
+            sqlite_where="next_attempt_at IS NOT NULL",
+        ),
+        Index("ix_webhook_deliveries_status_created_at", "status", "created_at"),
+    )
+
+
+class DeliveryAttempt(Base):
+    """One try at sending a delivery, successful or not."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)  # the first few KB

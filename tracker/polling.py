@@ -1,18 +1,16 @@
 """Claim due tasks, poll a batch of them, and write what each poll decided.
 
-A claim leases rows to one batch: it pushes their `next_poll_at` to the lease's end and stamps a
-token, in one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the same guarded `UPDATE`,
-serialized by SQLite's write lock). A batch only writes rows that still carry its token and the
-status it read, so a second tick, a second beat, an untrack or a slow worker whose lease ran out
-can never record a transition twice. A worker that dies leaves rows that fall due again when the
-lease ends: the database, not the broker, knows what is due.
+A claim leases due rows (`leasing.py`) and splits them into batches. A batch only writes rows
+that still carry its token and the status it read, so a second tick, a second beat, an untrack
+or a slow worker whose lease ran out can never record a transition twice. A worker that dies
+leaves rows that fall due again when the lease ends: the database, not the broker, knows what
+is due. A transition and its webhook deliveries (the outbox) are written in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +21,13 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from tracker.leasing import lease_due_rows
 from tracker.models import ProviderPauseRow, TrackedTask, Transition
 from tracker.outcomes import PollOutcome, ProviderPause, TaskSnapshot, decide
 from tracker.schedule import PollPolicy
 from tracker.states import TaskStatus
 from tracker.upstream.base import PollResult, Provider, TaskMissing, TaskReport
+from tracker.webhooks.outbox import enqueue_deliveries
 
 __all__ = ["BatchSummary", "Claim", "claim_due_tasks", "poll_batch", "utc_now"]
 
@@ -65,30 +65,21 @@ class Claim:
 def claim_due_tasks(
     session: Session, *, now: datetime, limit: int, lease_s: float, batch_size: int
 ) -> list[Claim]:
-    """Lease up to `limit` due tasks and split them into claims of `batch_size`."""
+    """Lease up to `limit` due tasks of unpaused providers, in claims of `batch_size`."""
     paused = select(ProviderPauseRow.provider).where(ProviderPauseRow.paused_until > now)
-    due = (
-        select(TrackedTask.id)
-        .where(TrackedTask.next_poll_at <= now, TrackedTask.provider.not_in(paused))
-        .order_by(TrackedTask.next_poll_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's dialect drops it
+    lease = lease_due_rows(
+        session,
+        TrackedTask,
+        due=TrackedTask.next_poll_at,
+        now=now,
+        limit=limit,
+        lease_s=lease_s,
+        conditions=[TrackedTask.provider.not_in(paused)],
     )
-    lease_expires_at = now + timedelta(seconds=lease_s)
-    token = uuid.uuid4().hex
-    statement = (
-        update(TrackedTask)
-        # The outer guard repeats the due condition: a row another claim leased in the meantime
-        # no longer matches it.
-        .where(TrackedTask.id.in_(due), TrackedTask.next_poll_at <= now)
-        .values(lease_token=token, lease_expires_at=lease_expires_at, next_poll_at=lease_expires_at)
-        .returning(TrackedTask.id)
-        .execution_options(synchronize_session=False)
-    )
-    task_pks = sorted(session.scalars(statement))
+    ids = lease.row_ids
     return [
-        Claim(token, tuple(task_pks[start : start + batch_size]), lease_expires_at)
-        for start in range(0, len(task_pks), batch_size)
+        Claim(lease.token, ids[start : start + batch_size], lease.expires_at)
+        for start in range(0, len(ids), batch_size)
     ]
 
 
@@ -239,6 +230,13 @@ def _write_outcome(
                 upstream_payload=dict(outcome.payload) or None,
                 note=_transition_note(outcome),
             )
+        )
+        enqueue_deliveries(
+            session,
+            task_pk=item.task_pk,
+            old_status=item.snapshot.status,
+            new_status=outcome.new_status,
+            at=at,
         )
     return True
 

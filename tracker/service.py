@@ -20,6 +20,7 @@ from tracker.errors import InvalidMetadata, InvalidTaskId, UnknownTask
 from tracker.models import ProviderPauseRow, TrackedTask, Transition
 from tracker.states import TaskStatus
 from tracker.upstream import PROVIDERS
+from tracker.webhooks.outbox import enqueue_deliveries
 
 __all__ = [
     "MAX_TASK_ID_LENGTH",
@@ -315,6 +316,9 @@ def untrack(
             upstream_payload=None,
             note="untracked by the user",
         )
+    )
+    enqueue_deliveries(
+        session, task_pk=row.id, old_status=previous, new_status=TaskStatus.CANCELLED, at=now
     )
     session.refresh(row)
     return Untracked(TaskView.of(row), changed=True)

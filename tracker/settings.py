@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", validation_alias=_env("TRACKER_DATABASE_URL"))
     broker_url: str = Field(default="filesystem://", validation_alias=_env("TRACKER_BROKER_URL"))
 
+    queue_name: str = Field(
+        default="tracker",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        validation_alias=_env("TRACKER_QUEUE"),
+    )
+
     tensorslab_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("TENSORSLAB_API_KEY")
     )
@@ -91,6 +97,29 @@ class Settings(BaseSettings):
         default=2000, ge=1, le=100_000, validation_alias=_env("TRACKER_CLAIM_LIMIT")
     )
 
+    webhook_retry_schedule_s: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        validation_alias=_env("TRACKER_WEBHOOK_RETRY_SCHEDULE_S"),
+    )
+    webhook_timeout_s: Seconds = Field(
+        default=15.0, le=300, validation_alias=_env("TRACKER_WEBHOOK_TIMEOUT_S")
+    )
+    webhook_allowed_networks: str = Field(
+        default="", validation_alias=_env("TRACKER_WEBHOOK_ALLOWED_NETWORKS")
+    )
+    webhook_disable_after_s: Seconds = Field(
+        default=5 * 86400.0, validation_alias=_env("TRACKER_WEBHOOK_DISABLE_AFTER_S")
+    )
+    webhook_lease_s: Seconds = Field(
+        default=120.0, validation_alias=_env("TRACKER_WEBHOOK_LEASE_S")
+    )
+    webhook_batch_size: int = Field(
+        default=20, ge=1, le=1000, validation_alias=_env("TRACKER_WEBHOOK_BATCH_SIZE")
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=64, validation_alias=_env("TRACKER_WEBHOOK_CONCURRENCY")
+    )
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
         if self.poll_min_interval_s > self.poll_max_interval_s:
@@ -102,10 +131,13 @@ class Settings(BaseSettings):
         one_poll_s = self.tensorslab_connect_timeout_s + self.tensorslab_read_timeout_s
         if self.poll_lease_s < one_poll_s * 2:
             raise ValueError(
-                f"TRACKER_POLL_LEASE_S ({self.poll_lease_s:g}) must be at least twice "
-                "TENSORSLAB_CONNECT_TIMEOUT_S + TENSORSLAB_READ_TIMEOUT_S "
-                f"({one_poll_s:g}), so a slow poll cannot outlive its lease"
+                f"TRACKER_POLL_LEASE_S ({self.poll_lease_s:g}) must be at least "
+                f"{one_poll_s * 2:g} s: twice TENSORSLAB_CONNECT_TIMEOUT_S + "
+                "TENSORSLAB_READ_TIMEOUT_S, so a slow poll cannot outlive its lease"
             )
+        key = self.tensorslab_api_key
+        if key is not None and not key.get_secret_value().strip():
+            self.tensorslab_api_key = None  # blank is "not set": polling refuses to start
         scheme = self.tensorslab_auth_scheme.strip()
         if any(ch.isspace() for ch in scheme):
             raise ValueError("TENSORSLAB_AUTH_SCHEME must be one word (e.g. Bearer) or empty")
@@ -133,7 +165,36 @@ class Settings(BaseSettings):
                 "TRACKER_BROKER_URL must be filesystem:// (embedded), redis:// or rediss://, "
                 f"got {self.broker_url!r}"
             )
+        _ = self.retry_schedule_s  # parse now, so a bad value fails loudly at start
+        from tracker.webhooks.guard import AddressPolicy
+
+        AddressPolicy.from_setting(self.webhook_allowed_networks)
+        one_send_s = self.webhook_timeout_s + min(5.0, self.webhook_timeout_s)  # connect + read
+        if self.webhook_lease_s < one_send_s * 2:
+            raise ValueError(
+                f"TRACKER_WEBHOOK_LEASE_S ({self.webhook_lease_s:g}) must be at least "
+                f"{one_send_s * 2:g} s: twice the longest send (connect up to 5 s, plus "
+                f"TRACKER_WEBHOOK_TIMEOUT_S = {self.webhook_timeout_s:g})"
+            )
         return self
+
+    @property
+    def retry_schedule_s(self) -> tuple[float, ...]:
+        """TRACKER_WEBHOOK_RETRY_SCHEDULE_S as seconds: the waits before attempts 2, 3, ..."""
+        parts = [part.strip() for part in self.webhook_retry_schedule_s.split(",") if part.strip()]
+        try:
+            delays = tuple(float(part) for part in parts)
+        except ValueError:
+            raise ValueError(
+                "TRACKER_WEBHOOK_RETRY_SCHEDULE_S must be comma-separated seconds, e.g. "
+                f"5,300,1800; got {self.webhook_retry_schedule_s!r}"
+            ) from None
+        if any(not 0 < delay <= 7 * 86400 for delay in delays) or len(delays) > 50:
+            raise ValueError(
+                "TRACKER_WEBHOOK_RETRY_SCHEDULE_S: each wait must be between 0 and 604800 s, "
+                f"at most 50 of them; got {self.webhook_retry_schedule_s!r}"
+            )
+        return delays
 
     @property
     def broker_folder(self) -> Path:

@@ -1,0 +1,275 @@
+"""The webhook commands of `tracker`: `webhooks ...`, `deliveries ...`, `redeliver`.
+
+Thin like the rest of the CLI: parse, call `webhooks.endpoints`, format. Secrets are printed
+only by the commands that create them, once.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tracker import db, formatting
+from tracker.cli_support import JsonFlag, friendly_errors, out
+from tracker.errors import InvalidInput
+from tracker.polling import utc_now
+from tracker.settings import get_settings
+from tracker.webhooks import endpoints
+from tracker.webhooks.events import ALL_EVENTS, DEFAULT_EVENTS
+from tracker.webhooks.guard import AddressPolicy
+
+__all__ = ["deliveries_app", "parse_since", "policy", "webhooks_app"]
+
+webhooks_app = typer.Typer(
+    help="Where webhooks go: add, list, remove, disable, enable, rotate.", no_args_is_help=True
+)
+deliveries_app = typer.Typer(
+    help="Webhook deliveries and their attempts.", invoke_without_command=True
+)
+
+
+def policy() -> AddressPolicy:
+    return AddressPolicy.from_setting(get_settings().webhook_allowed_networks)
+
+
+def _endpoint_table(views: list[endpoints.EndpointView]) -> Table:
+    table = Table(header_style="bold", title=f"{len(views)} webhook endpoints")
+    for column in ("id", "url", "events", "state", "since"):
+        table.add_column(column, overflow="fold")
+    for view in views:
+        state = "enabled" if view.enabled else f"disabled: {view.disabled_reason}"
+        if view.enabled and view.failing_since:
+            state = f"failing since {view.failing_since:%Y-%m-%d %H:%M} UTC"
+        table.add_row(
+            str(view.id),
+            view.url + (f"\n(task {view.task_id})" if view.task_id else ""),
+            "\n".join(view.events),
+            state,
+            f"{view.created_at:%Y-%m-%d %H:%M}",
+        )
+    return table
+
+
+@webhooks_app.command("add")
+@friendly_errors
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="http(s) URL that receives the POSTs.")],
+    events: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--events",
+            "-e",
+            help=(
+                "Events to send (repeat or comma-separate). Default: "
+                f"{', '.join(DEFAULT_EVENTS)}. All: {', '.join(ALL_EVENTS)}."
+            ),
+        ),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Add an endpoint. Its signing secret is printed now and never again."""
+    with db.session_scope() as session:
+        created = endpoints.add_endpoint(
+            session, url, events=events or (), now=utc_now(), policy=policy()
+        )
+    if json_output:
+        out.print_json(formatting.to_json({"endpoint": created.endpoint, "secret": created.secret}))
+        return
+    out.print(
+        f"added webhook endpoint [bold]{created.endpoint.id}[/bold]: {created.endpoint.url}\n"
+        f"events: {', '.join(created.endpoint.events)}\n"
+        f"signing secret (shown once, keep it): [bold]{created.secret}[/bold]",
+        highlight=False,
+    )
+
+
+@webhooks_app.command("list")
+@friendly_errors
+def webhooks_list(
+    all_endpoints: Annotated[
+        bool, typer.Option("--all", help="Include per-task endpoints from `register --webhook`.")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """List endpoints (never their secrets)."""
+    with db.session_scope() as session:
+        views = endpoints.list_endpoints(session, include_per_task=all_endpoints)
+    if json_output:
+        out.print_json(formatting.to_json(views))
+    else:
+        out.print(_endpoint_table(views))
+
+
+@webhooks_app.command("remove")
+@friendly_errors
+def webhooks_remove(endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")]) -> None:
+    """Stop sending to an endpoint; its deliveries stay on record."""
+    with db.session_scope() as session:
+        view = endpoints.remove_endpoint(session, endpoint_id, now=utc_now())
+    out.print(f"removed webhook endpoint {view.id} ({view.url})", highlight=False)
+
+
+@webhooks_app.command("disable")
+@friendly_errors
+def webhooks_disable(endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")]) -> None:
+    """Pause an endpoint: its deliveries fail until it is enabled (then `redeliver` them)."""
+    with db.session_scope() as session:
+        view = endpoints.set_enabled(session, endpoint_id, False, now=utc_now())
+    out.print(f"disabled webhook endpoint {view.id} ({view.url})", highlight=False)
+
+
+@webhooks_app.command("enable")
+@friendly_errors
+def webhooks_enable(endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")]) -> None:
+    """Resume an endpoint (also one tracker disabled after failures or a 410)."""
+    with db.session_scope() as session:
+        view = endpoints.set_enabled(session, endpoint_id, True, now=utc_now())
+    out.print(f"enabled webhook endpoint {view.id} ({view.url})", highlight=False)
+
+
+@webhooks_app.command("rotate")
+@friendly_errors
+def webhooks_rotate(
+    endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")],
+    overlap_hours: Annotated[
+        float, typer.Option(min=0, max=24 * 30, help="How long the old secret also signs.")
+    ] = 24,
+) -> None:
+    """New signing secret; during the overlap every message carries both signatures."""
+    with db.session_scope() as session:
+        created = endpoints.rotate_secret(
+            session, endpoint_id, now=utc_now(), overlap_s=overlap_hours * 3600
+        )
+    out.print(
+        f"new signing secret for endpoint {endpoint_id} (shown once): "
+        f"[bold]{created.secret}[/bold]\nthe previous secret also signs until "
+        f"{created.endpoint.rotating_until:%Y-%m-%d %H:%M} UTC",
+        highlight=False,
+    )
+
+
+def _deliveries_table(views: list[endpoints.DeliveryView]) -> Table:
+    table = Table(header_style="bold", title=f"{len(views)} deliveries (newest first)")
+    for column in ("id", "task", "event", "status", "attempts", "last", "url"):
+        table.add_column(column, overflow="fold")
+    for view in views:
+        last = str(view.last_status_code or "") or (view.last_error or "")
+        table.add_row(
+            str(view.id),
+            view.task_id,
+            view.event_type,
+            view.status,
+            str(view.attempt_count),
+            last[:60],
+            view.url,
+        )
+    return table
+
+
+@deliveries_app.callback()
+@friendly_errors
+def deliveries(
+    ctx: typer.Context,
+    task_id: Annotated[str | None, typer.Option("--task", help="Only this task's.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, delivered or failed.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 50,
+    json_output: JsonFlag = False,
+) -> None:
+    """List webhook deliveries; `tracker deliveries show ID` shows one with its attempts."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with db.session_scope() as session:
+        views = endpoints.list_deliveries(session, task_id=task_id, status=status, limit=limit)
+    if json_output:
+        out.print_json(formatting.to_json(views))
+    else:
+        out.print(_deliveries_table(views))
+
+
+@deliveries_app.command("show")
+@friendly_errors
+def deliveries_show(
+    ref: Annotated[str, typer.Argument(help="Delivery number or its msg_ ID.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """One delivery: its body, its state, and every attempt."""
+    with db.session_scope() as session:
+        view = endpoints.get_delivery(session, ref)
+    if json_output:
+        out.print_json(formatting.to_json(view))
+        return
+    out.print(
+        f"delivery [bold]{view.id}[/bold] ({view.message_id}) {view.event_type} for task "
+        f"{view.task_id} to {view.url}: [bold]{view.status}[/bold], "
+        f"{view.attempt_count} attempts"
+        + (f", next at {view.next_attempt_at:%H:%M:%S} UTC" if view.next_attempt_at else ""),
+        highlight=False,
+    )
+    out.print(f"body: {view.payload}", highlight=False, soft_wrap=True)
+    table = Table(header_style="bold", title="attempts")
+    for column in ("when (UTC)", "HTTP", "ms", "error", "response"):
+        table.add_column(column, overflow="fold")
+    for attempt in view.attempts:
+        table.add_row(
+            f"{attempt.attempted_at:%Y-%m-%d %H:%M:%S}",
+            str(attempt.status_code or "-"),
+            f"{attempt.duration_ms:.0f}",
+            attempt.error or "",
+            (attempt.response_excerpt or "")[:200],
+        )
+    out.print(table)
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(value: str, *, now: datetime) -> datetime:
+    """`2h`, `30m`, `1d`, `45s` ago, or an ISO 8601 time (UTC when no offset is given)."""
+    text = value.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"--since {value!r} is neither a duration (30m, 2h, 1d) nor an ISO time "
+            "(2026-11-29T10:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def redeliver(
+    ref: Annotated[
+        str | None, typer.Argument(help="Delivery number or msg_ ID to send again.")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Send again every failed delivery (with --since).")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="With --failed: created since (2h, 1d, or ISO time).")
+    ] = None,
+) -> None:
+    """Send deliveries again, with the same webhook-id, through a fresh retry schedule."""
+    now = utc_now()
+    if (ref is None) == (not failed):
+        raise InvalidInput("give either a delivery ID or --failed --since TIME")
+    if failed and since is None:
+        raise InvalidInput("--failed needs --since TIME (e.g. --since 1d)")
+    with db.session_scope() as session:
+        if ref is not None:
+            view = endpoints.redeliver(session, ref, now=now)
+            out.print(
+                f"delivery {view.id} ({view.message_id}) queued to be sent again", highlight=False
+            )
+        else:
+            assert since is not None
+            count = endpoints.redeliver_failed(session, since=parse_since(since, now=now), now=now)
+            out.print(f"{count} failed deliveries queued to be sent again", highlight=False)

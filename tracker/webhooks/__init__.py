@@ -1,0 +1,1 @@
+"""Webhooks: where they go, what they carry, how they are signed and sent."""

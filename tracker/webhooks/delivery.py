@@ -1,0 +1,356 @@
+"""Sending webhook deliveries: claim the due ones, sign and POST them, record every attempt.
+
+Claims use the same leases as polls (`leasing.py`), so two ticks never send one delivery at the
+same moment; a worker killed between claim and send leaves the delivery to fall due again when
+its lease ends, with the same `webhook-id`. No transaction is open during a POST. Every attempt
+is written with its outcome, and the delivery and its endpoint are updated by `retry.py`'s rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from tracker.leasing import lease_due_rows
+from tracker.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from tracker.webhooks.outbox import PENDING
+from tracker.webhooks.retry import (
+    DELIVERED,
+    FAILED,
+    AttemptResult,
+    DeliveryDecision,
+    decide_after_attempt,
+)
+from tracker.webhooks.signing import sign_headers
+
+__all__ = ["DeliveryClaim", "claim_due_deliveries", "send_batch"]
+
+log = logging.getLogger(__name__)
+
+RESPONSE_EXCERPT_BYTES = 4096
+USER_AGENT = "tracker-webhooks/0.1"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryClaim:
+    lease_token: str
+    delivery_ids: tuple[int, ...]
+    lease_expires_at: datetime
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "lease_token": self.lease_token,
+            "delivery_ids": list(self.delivery_ids),
+            "lease_expires_at": self.lease_expires_at.isoformat(),
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> DeliveryClaim:
+        return cls(
+            lease_token=str(message["lease_token"]),
+            delivery_ids=tuple(int(pk) for pk in message["delivery_ids"]),
+            lease_expires_at=datetime.fromisoformat(message["lease_expires_at"]),
+        )
+
+
+def claim_due_deliveries(
+    session: Session, *, now: datetime, limit: int, lease_s: float, batch_size: int
+) -> list[DeliveryClaim]:
+    lease = lease_due_rows(
+        session,
+        WebhookDelivery,
+        due=WebhookDelivery.next_attempt_at,
+        now=now,
+        limit=limit,
+        lease_s=lease_s,
+    )
+    ids = lease.row_ids
+    return [
+        DeliveryClaim(lease.token, ids[start : start + batch_size], lease.expires_at)
+        for start in range(0, len(ids), batch_size)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    delivery_id: int
+    message_id: str
+    payload: str
+    attempt_count: int
+    endpoint_id: int
+    url: str
+    secrets: tuple[str, ...]
+    refusal: str | None  # why the endpoint cannot receive (disabled, removed), if so
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    job: _Job
+    result: AttemptResult
+    attempted_at: datetime
+    duration_ms: float
+    excerpt: str | None
+
+
+SessionScope = Callable[[], Any]
+
+
+def send_batch(
+    claim: DeliveryClaim,
+    *,
+    session_scope: SessionScope,
+    http: requests.Session,
+    timeout_s: float,
+    schedule_s: Sequence[float],
+    disable_after_s: float,
+    concurrency: int = 1,
+    now: Callable[[], datetime] = utc_now,
+    rng: random.Random | None = None,
+) -> dict[str, int]:
+    """Send the claimed deliveries that are still leased; returns outcome counts."""
+    rng = rng or random.Random()
+    with session_scope() as session:
+        jobs = _load_jobs(session, claim, now())
+    deadline = claim.lease_expires_at - timedelta(
+        seconds=timeout_s + min(CONNECT_TIMEOUT_S, timeout_s)
+    )
+
+    def attempt(job: _Job) -> _Sent | None:
+        if job.refusal is not None:
+            return _Sent(job, AttemptResult(None, job.refusal), now(), 0.0, None)
+        if now() >= deadline:
+            return None  # too close to the lease's end: it falls due again
+        return _post(job, http=http, timeout_s=timeout_s, at=now())
+
+    if concurrency > 1 and len(jobs) > 1:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(jobs))) as pool:
+            results = list(pool.map(attempt, jobs))
+    else:
+        results = [attempt(job) for job in jobs]
+
+    outcomes: Counter[str] = Counter()
+    with session_scope() as session:
+        for sent in results:
+            if sent is None:
+                outcomes["not_started"] += 1
+                continue
+            outcomes[
+                _record(
+                    session,
+                    claim,
+                    sent,
+                    schedule_s=schedule_s,
+                    disable_after_s=disable_after_s,
+                    rng=rng,
+                )
+            ] += 1
+    if outcomes:
+        log.info("webhook deliveries: %s", dict(outcomes))
+    if outcomes["not_started"]:
+        log.warning(
+            "%d deliveries were not sent: their lease would have ended first "
+            "(raise TRACKER_WEBHOOK_LEASE_S or TRACKER_WEBHOOK_CONCURRENCY)",
+            outcomes["not_started"],
+        )
+    return dict(outcomes)
+
+
+def _load_jobs(session: Session, claim: DeliveryClaim, at: datetime) -> list[_Job]:
+    rows = session.execute(
+        select(WebhookDelivery, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.id.in_(claim.delivery_ids),
+            WebhookDelivery.lease_token == claim.lease_token,
+            WebhookDelivery.status == PENDING,
+        )
+    ).all()
+    jobs = []
+    for delivery, endpoint in rows:
+        secrets = [endpoint.secret]
+        if endpoint.previous_secret and (
+            endpoint.previous_secret_expires_at is None or endpoint.previous_secret_expires_at > at
+        ):
+            secrets.append(endpoint.previous_secret)
+        refusal = None
+        if endpoint.removed_at is not None:
+            refusal = "the endpoint was removed"
+        elif not endpoint.enabled:
+            refusal = f"the endpoint is disabled: {endpoint.disabled_reason or 'by the user'}"
+        jobs.append(
+            _Job(
+                delivery_id=delivery.id,
+                message_id=delivery.message_id,
+                payload=delivery.payload,
+                attempt_count=delivery.attempt_count,
+                endpoint_id=endpoint.id,
+                url=endpoint.url,
+                secrets=tuple(secrets),
+                refusal=refusal,
+            )
+        )
+    return jobs
+
+
+def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) -> _Sent:
+    headers = sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = USER_AGENT
+    started = time.monotonic()
+    excerpt: str | None = None
+    try:
+        with http.post(
+            job.url,
+            data=job.payload.encode("utf-8"),
+            headers=headers,
+            timeout=(min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            raw = response.raw.read(RESPONSE_EXCERPT_BYTES, decode_content=True) or b""
+            excerpt = raw.decode("utf-8", errors="replace")
+            result = AttemptResult(
+                response.status_code,
+                None if response.ok else f"HTTP {response.status_code}",
+                _retry_after_s(response.headers.get("Retry-After")),
+            )
+            if 300 <= response.status_code < 400:
+                location = response.headers.get("Location", "")
+                result = AttemptResult(
+                    response.status_code,
+                    f"HTTP {response.status_code} redirect to {location[:200]!r} (not followed)",
+                )
+    except requests.Timeout:
+        result = AttemptResult(None, f"no answer within {timeout_s:g} s")
+    except requests.RequestException as error:
+        result = AttemptResult(None, _describe(error))
+    except Exception as error:  # urllib3 protocol errors can escape requests' wrapping
+        result = AttemptResult(None, _describe(error))
+    duration_ms = (time.monotonic() - started) * 1000
+    return _Sent(job, result, at, duration_ms, excerpt)
+
+
+def _record(
+    session: Session,
+    claim: DeliveryClaim,
+    sent: _Sent,
+    *,
+    schedule_s: Sequence[float],
+    disable_after_s: float,
+    rng: random.Random,
+) -> str:
+    """Write the attempt and the delivery's next state, if the lease still holds."""
+    job, result, at = sent.job, sent.result, sent.attempted_at
+    attempt_number = job.attempt_count + 1
+    if job.refusal is not None:
+        decision = DeliveryDecision(FAILED, None)
+    else:
+        decision = decide_after_attempt(
+            result, attempt_number=attempt_number, schedule_s=schedule_s, now=at, rng=rng
+        )
+    values: dict[str, Any] = {
+        "status": decision.status,
+        "next_attempt_at": decision.next_attempt_at,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "last_status_code": result.status_code,
+        "last_error": result.error,
+        "updated_at": at,
+    }
+    if job.refusal is None:
+        values["attempt_count"] = attempt_number
+    if decision.status == DELIVERED:
+        values["delivered_at"] = at
+    written = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == job.delivery_id,
+            WebhookDelivery.lease_token == claim.lease_token,
+        )
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    if written.rowcount != 1:  # type: ignore[attr-defined]
+        return "lease_lost"
+    if job.refusal is not None:
+        return "endpoint_unavailable"
+    session.execute(
+        insert(DeliveryAttempt).values(
+            delivery_id=job.delivery_id,
+            attempted_at=at,
+            duration_ms=sent.duration_ms,
+            status_code=result.status_code,
+            succeeded=result.succeeded,
+            error=result.error,
+            response_excerpt=sent.excerpt,
+        )
+    )
+    _update_endpoint(session, job.endpoint_id, result, decision, at, disable_after_s)
+    if decision.status == DELIVERED:
+        return "delivered"
+    return "dead" if decision.status == FAILED else "retry"
+
+
+def _update_endpoint(
+    session: Session,
+    endpoint_id: int,
+    result: AttemptResult,
+    decision: DeliveryDecision,
+    at: datetime,
+    disable_after_s: float,
+) -> None:
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    if endpoint is None:
+        return
+    if result.succeeded:
+        endpoint.failing_since = None
+    else:
+        endpoint.failing_since = endpoint.failing_since or at
+        failing_for_s = (at - endpoint.failing_since).total_seconds()
+        if decision.disable_endpoint_reason and endpoint.enabled:
+            endpoint.enabled = False
+            endpoint.disabled_reason = decision.disable_endpoint_reason
+        elif failing_for_s >= disable_after_s and endpoint.enabled:
+            endpoint.enabled = False
+            endpoint.disabled_reason = (
+                f"every attempt failed for {failing_for_s / 86400:.1f} days "
+                "(TRACKER_WEBHOOK_DISABLE_AFTER_S)"
+            )
+        if not endpoint.enabled:
+            log.warning("webhook endpoint %d disabled: %s", endpoint.id, endpoint.disabled_reason)
+    endpoint.updated_at = at
+    session.flush()
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _describe(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if "refused address" in text.lower():
+        marker = text.lower().index("refused address")
+        return text[marker:][:300]
+    return text[:300]

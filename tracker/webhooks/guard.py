@@ -1,0 +1,551 @@
+"""The SSRF guard: webhooks reach only addresses the operator allows.
+
+A webhook URL is chosen by a user, and the tracker POSTs to it from inside the deployment, so a
+URL aimed at an internal address (the database, a cloud metadata service at 169.254.169.254, an
+admin port on loopback) would turn the tracker into a proxy for the inside network. Two checks
+stand in the way:
+
+* `check_url`, when an endpoint is added: the URL must be a plain http(s) URL without
+  credentials, and its host (an IP literal, or every address its name resolves to) must be allowed.
+  This gives the user a clear refusal early; it is not the protection, because DNS answers change.
+* `guarded_session`, when a webhook is sent: a `requests.Session` whose every TCP connection is
+  made to an address judged at connect time, after resolution, so a name that later resolves to
+  an internal address (DNS rebinding) is still refused and nothing is sent. Callers must pass
+  ``allow_redirects=False``: a redirect is an answer, never followed.
+
+`AddressPolicy` decides: loopback, private, link-local, carrier-grade NAT, multicast, reserved,
+unspecified, broadcast and other not-globally-routable addresses are refused unless they lie
+inside the operator's ``allowed_networks`` (TRACKER_WEBHOOK_ALLOWED_NETWORKS). IPv6 addresses that
+embed an IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, NAT64 ``64:ff9b::/96``) are
+judged by the IPv4 address they carry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import parse_url
+from urllib3.util.connection import allowed_gai_family
+from urllib3.util.timeout import _DEFAULT_TIMEOUT, _TYPE_TIMEOUT
+
+__all__ = [
+    "MAX_URL_LENGTH",
+    "AddressPolicy",
+    "RefusedAddress",
+    "RefusedConnection",
+    "RefusedURL",
+    "Resolver",
+    "check_url",
+    "guarded_session",
+    "system_resolver",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_URL_LENGTH = 2048
+ALLOWED_SCHEMES = ("http", "https")
+SETTING = "TRACKER_WEBHOOK_ALLOWED_NETWORKS"
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+Resolver = Callable[[str, int], list[str]]
+"""Resolves ``(host, port)`` to IP address strings; raises `OSError` when the name is unknown."""
+
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix, IPv4 in low 32 bits
+# Not globally routable, yet `is_global` in Python 3.11: RFC 8215 local-use NAT64 (translates to
+# whatever IPv4 the local gateway sees) and deprecated site-local addresses (RFC 3879).
+_INTERNAL_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("fec0::/10"))
+# Hosts that `getaddrinfo` reads as IPv4 numbers without DNS (inet_aton forms: "127.1", "0x7f.1").
+_INET_ATON_CHARS = re.compile(r"[0-9a-fA-FxX.]+")
+_UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f]")  # control characters and whitespace
+
+
+class RefusedURL(ValueError):
+    """A webhook URL that is invalid or aimed at a refused address; the message is for the user."""
+
+
+class RefusedAddress(ConnectionError):
+    """At send time: the host resolves only to refused addresses, so no connection was made."""
+
+    def __init__(self, message: str, *, host: str = "", reasons: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.host = host
+        self.reasons = tuple(reasons)
+
+
+class RefusedConnection(NewConnectionError):
+    """`RefusedAddress` in the shape urllib3 and requests expect from a connection that failed.
+
+    urllib3 wraps any `OSError` from a connection in ``ProtocolError("Connection aborted.")``,
+    which reads like a dropped connection; a `NewConnectionError` is reported as what it is, a
+    connection that was never made. The original `RefusedAddress` is ``.refused`` (and
+    ``__cause__``).
+    """
+
+    def __init__(self, conn: HTTPConnection, refused: RefusedAddress) -> None:
+        self.refused = refused
+        super().__init__(conn, str(refused))
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why one address is refused: its category, and the IPv4 address it embeds, if any."""
+
+    address: IPAddress
+    category: str
+    embedded: ipaddress.IPv4Address | None = None
+
+    def sentence(self) -> str:
+        """E.g. ``169.254.169.254 is link-local``."""
+        if self.embedded is not None:
+            return f"{self.address} embeds {self.embedded}, which is {self.category}"
+        return f"{self.address} is {self.category}"
+
+    def noun_phrase(self) -> str:
+        """E.g. ``10.0.0.5, a private address``."""
+        if self.category == "not globally routable":
+            what = "an address that is not globally routable"
+        else:
+            article = "an" if self.category[0] in "aeiou" else "a"
+            what = f"{article} {self.category} address"
+        if self.embedded is not None:
+            return f"{self.address}, which embeds {self.embedded}, {what}"
+        return f"{self.address}, {what}"
+
+
+def _parse_address(address: str | IPAddress) -> IPAddress | None:
+    if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return address
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries to the IPv4 internet, if it is such a form."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
+def _category(address: IPAddress) -> str | None:
+    """The reason to refuse an address that is not inside an allowed network; None if public."""
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if address == _BROADCAST:
+        return "broadcast"
+    if address.is_reserved:
+        return "reserved"
+    if address in _CGNAT:
+        return "carrier-grade NAT"
+    if address.is_private or (
+        isinstance(address, ipaddress.IPv6Address)
+        and (address.is_site_local or any(address in net for net in _INTERNAL_V6))
+    ):
+        return "private"
+    if not address.is_global:
+        return "not globally routable"
+    return None
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which addresses webhooks may reach: public ones, plus any inside ``allowed_networks``."""
+
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_setting(cls, value: str) -> AddressPolicy:
+        """Parse comma-separated networks or addresses ("127.0.0.0/8, ::1"); "" allows none.
+
+        Raises ValueError naming the bad entry.
+        """
+        networks: list[IPNetwork] = []
+        for raw in value.split(","):
+            entry = raw.strip()
+            if not entry:
+                continue
+            try:
+                network = ipaddress.ip_network(entry, strict=True)
+            except ValueError as error:
+                hint = ""
+                if "host bits set" in str(error):
+                    hint = f"; did you mean {ipaddress.ip_network(entry, strict=False)}?"
+                raise ValueError(
+                    f"{SETTING}: {entry!r} is not an IP network or address "
+                    f"(expected e.g. 127.0.0.0/8 or ::1): {error}{hint}"
+                ) from None
+            if network not in networks:
+                networks.append(network)
+        return cls(tuple(networks))
+
+    def _judge(self, address: str | IPAddress) -> _Refusal | str | None:
+        """None if allowed; a `_Refusal`; or a string for something that is not an IP address."""
+        parsed = _parse_address(address)
+        if parsed is None:
+            return f"{address!r} is not an IP address"
+        embedded = _embedded_ipv4(parsed) if isinstance(parsed, ipaddress.IPv6Address) else None
+        for candidate in (parsed, embedded):
+            if candidate is not None and any(
+                candidate.version == net.version and candidate in net
+                for net in self.allowed_networks
+            ):
+                return None
+        judged = parsed if embedded is None else embedded
+        category = _category(judged)
+        if category is None:
+            return None
+        return _Refusal(parsed, category, embedded)
+
+    def is_allowed(self, address: str | IPAddress) -> bool:
+        """True if a webhook may connect to this address (an unparsable string is refused)."""
+        return self._judge(address) is None
+
+    def refusal_reason(self, address: str | IPAddress) -> str | None:
+        """None if allowed, else why not, e.g. ``169.254.169.254 is link-local``."""
+        judged = self._judge(address)
+        return judged.sentence() if isinstance(judged, _Refusal) else judged
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses ``socket.getaddrinfo`` gives for TCP, deduplicated, in their order.
+
+    The address families are those urllib3 would use (IPv6 only if this machine has it).
+    Raises `socket.gaierror` (an `OSError`) when the name does not resolve.
+    """
+    addresses: list[str] = []
+    for family, _, _, _, sockaddr in socket.getaddrinfo(
+        host, port, allowed_gai_family(), socket.SOCK_STREAM
+    ):
+        address = str(sockaddr[0])
+        if family == socket.AF_INET6 and len(sockaddr) >= 4 and sockaddr[3] and "%" not in address:
+            address = f"{address}%{sockaddr[3]}"  # keep the scope of a link-local address
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    """The address a host names without DNS: an IP literal, or a numeric form inet_aton reads."""
+    parsed = _parse_address(host)
+    if parsed is not None:
+        return parsed
+    if _INET_ATON_CHARS.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def _shown(url: str) -> str:
+    return url if len(url) <= 120 else url[:117] + "..."
+
+
+def _refused(url: str, what: str) -> RefusedURL:
+    return RefusedURL(f"{_shown(url)} {what}; refused (allow it with {SETTING})")
+
+
+def check_url(
+    url: str,
+    policy: AddressPolicy,
+    *,
+    resolve: Resolver = system_resolver,
+    resolve_host: bool = True,
+) -> str:
+    """Return the webhook URL, stripped, or raise `RefusedURL` saying what is wrong with it.
+
+    Refused: anything but an http(s) URL with a host; longer than `MAX_URL_LENGTH`; with a user
+    name or password (they would be logged); with a port outside 1..65535; with an IP-literal
+    host the policy refuses; with a name (when ``resolve_host``) that does not resolve, or that
+    resolves to ANY refused address. This is the early, user-facing check; `guarded_session`
+    is what protects each send.
+    """
+    if not isinstance(url, str):
+        raise RefusedURL(f"a webhook URL must be a string, not {type(url).__name__}")
+    url = url.strip()
+    if not url:
+        raise RefusedURL("a webhook URL must not be empty")
+    if len(url) > MAX_URL_LENGTH:
+        raise RefusedURL(
+            f"the webhook URL is {len(url)} characters long; at most {MAX_URL_LENGTH} are allowed"
+        )
+    shown = _shown(url)
+    if _UNSAFE_CHARS.search(url):
+        raise RefusedURL(f"{shown!r} contains spaces or control characters; encode them")
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise RefusedURL(f"{shown} is not a valid URL: {error}") from None
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise RefusedURL(f"{shown} is not an absolute URL; it must start with http:// or https://")
+    if scheme not in ALLOWED_SCHEMES:
+        raise RefusedURL(f"{shown} uses {scheme}:, but a webhook URL must use http:// or https://")
+    if not url[len(scheme) + 1 :].startswith("//"):
+        raise RefusedURL(f"{shown} has no host; it must start with {scheme}://")
+    if "@" in parts.netloc:
+        raise RefusedURL(
+            f"{shown} contains a user name or password (user:pass@host); webhook URLs must "
+            "not carry credentials, which end up in logs: authenticate with the signature"
+        )
+    if not parts.hostname:
+        raise RefusedURL(f"{shown} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise RefusedURL(f"{shown} has an invalid port; it must be a number in 1..65535") from None
+    if port == 0:
+        raise RefusedURL(f"{shown} has port 0; it must be a number in 1..65535")
+    host = _host_requests_uses(url, shown, parts.hostname)
+    literal = _ip_literal(host)
+    if literal is not None:
+        judged = policy._judge(literal)
+        if isinstance(judged, _Refusal):
+            raise _refused(url, f"points to {judged.noun_phrase()}")
+        return url
+    if not resolve_host:
+        return url
+    try:
+        addresses = resolve(host, port or (443 if scheme == "https" else 80))
+    except (OSError, UnicodeError):
+        addresses = []
+    if not addresses:
+        raise RefusedURL(f"{shown}: the host {host} does not resolve; check the name")
+    for address in addresses:
+        judged = policy._judge(address)
+        if judged is not None:
+            if isinstance(judged, _Refusal):
+                phrase = judged.noun_phrase()
+            else:
+                phrase = f"{address!r}, which is not an IP address"
+            raise _refused(url, f"points to {host}, which resolves to {phrase}")
+    return url
+
+
+def _host_requests_uses(url: str, shown: str, hostname: str) -> str:
+    """The host requests will connect to (IDNA-encoded), checked against the stdlib's parse.
+
+    Two URL parsers that disagree about the host are how such checks are bypassed, so a URL
+    they read differently is refused.
+    """
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+        host = parse_url(prepared.url or "").host or ""
+    except (requests.RequestException, ValueError, UnicodeError) as error:
+        raise RefusedURL(f"{shown} is not a valid URL: {error}") from None
+    host = host.strip("[]").lower()
+    if hostname.isascii() and host != hostname.lower():
+        raise RefusedURL(f"{shown} is ambiguous: its host reads as {hostname} or as {host}")
+    if not host:
+        raise RefusedURL(f"{shown} has no host")
+    return host
+
+
+# --- send time ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Guard:
+    policy: AddressPolicy
+    resolve: Resolver
+
+
+def _connect(
+    address: IPAddress,
+    port: int,
+    timeout: _TYPE_TIMEOUT,
+    source_address: tuple[str, int] | None,
+    socket_options: Sequence[tuple[int, int, int | bytes]] | None,
+) -> socket.socket:
+    """One TCP connection to one address, set up as `urllib3.util.connection.create_connection`."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    af, socktype, proto, _, sockaddr = socket.getaddrinfo(
+        str(address), port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
+    )[0]
+    sock = socket.socket(af, socktype, proto)
+    try:
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        if timeout is not _DEFAULT_TIMEOUT:
+            sock.settimeout(timeout)
+        if source_address:
+            sock.bind(source_address)
+        sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _guarded_new_conn(conn: HTTPConnection, guard: _Guard) -> socket.socket:
+    """`HTTPConnection._new_conn`, connecting only to addresses the policy allows."""
+    host = conn._dns_host.strip("[]")
+    port = conn.port
+    literal = _ip_literal(host)
+    candidates: list[str | IPAddress]
+    if literal is not None:
+        candidates = [literal]
+    else:
+        try:
+            candidates = list(guard.resolve(host, port))
+        except socket.gaierror as error:
+            raise NameResolutionError(conn.host, conn, error) from error
+        except OSError as error:
+            raise NewConnectionError(conn, f"Failed to resolve {conn.host!r}: {error}") from error
+        if not candidates:
+            nothing = socket.gaierror(socket.EAI_NONAME, "the name resolves to no address")
+            raise NameResolutionError(conn.host, conn, nothing)
+    allowed: list[IPAddress] = []
+    reasons: list[str] = []
+    for candidate in candidates:
+        reason = guard.policy.refusal_reason(candidate)
+        parsed = _parse_address(candidate)
+        if reason is None and parsed is not None:
+            allowed.append(parsed)
+        else:
+            reasons.append(reason or f"{candidate!r} is not an IP address")
+    if not allowed:
+        listed = "; ".join(reasons)
+        if literal is None:
+            listed = f"{host} resolves only to refused addresses ({listed})"
+        them = "it" if len(reasons) == 1 else "them"
+        refused = RefusedAddress(
+            f"refused address: {listed}; allow {them} with {SETTING}",
+            host=host,
+            reasons=reasons,
+        )
+        log.warning("webhook connection refused: %s", refused)
+        raise RefusedConnection(conn, refused) from refused
+    if reasons:
+        log.info("webhook to %s: skipping refused addresses (%s)", host, "; ".join(reasons))
+
+    last_error: OSError | None = None
+    for address in allowed:
+        try:
+            sock = _connect(address, port, conn.timeout, conn.source_address, conn.socket_options)
+        except OSError as error:  # including TimeoutError (socket.timeout)
+            last_error = error
+        else:
+            sys.audit("http.client.connect", conn, conn.host, conn.port)
+            return sock
+    if isinstance(last_error, TimeoutError):
+        raise ConnectTimeoutError(
+            conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
+        ) from last_error
+    raise NewConnectionError(
+        conn, f"Failed to establish a new connection: {last_error}"
+    ) from last_error
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    guard: ClassVar[_Guard]
+
+    def _new_conn(self) -> socket.socket:
+        return _guarded_new_conn(self, self.guard)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    """Only the TCP target changes: TLS still sends and verifies the URL's host name."""
+
+    guard: ClassVar[_Guard]
+
+    def _new_conn(self) -> socket.socket:
+        return _guarded_new_conn(self, self.guard)
+
+
+def _pool_classes(guard: _Guard) -> dict[str, type[HTTPConnectionPool]]:
+    """Connection pool classes whose connections are judged by this guard."""
+
+    class GuardedHTTPConnection(_GuardedHTTPConnection):
+        pass
+
+    class GuardedHTTPSConnection(_GuardedHTTPSConnection):
+        pass
+
+    GuardedHTTPConnection.guard = guard
+    GuardedHTTPSConnection.guard = guard
+
+    class GuardedHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = GuardedHTTPConnection
+
+    class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = GuardedHTTPSConnection
+
+    return {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose pools connect only to addresses the guard allows; never via a proxy."""
+
+    def __init__(self, guard: _Guard) -> None:
+        self._guard = guard  # before super().__init__, which builds the pool manager
+        super().__init__()
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._guard)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        raise requests.exceptions.InvalidProxyURL(
+            f"webhooks are never sent through a proxy (asked to use {proxy})"
+        )
+
+
+def guarded_session(
+    policy: AddressPolicy, *, resolve: Resolver = system_resolver
+) -> requests.Session:
+    """A `requests.Session` that connects only to addresses ``policy`` allows.
+
+    Every new connection resolves the URL's host with ``resolve`` (an IP-literal host is taken
+    as is), drops the refused addresses and connects to the first allowed one that accepts; the
+    Host header, TLS SNI and certificate check keep the URL's host name. Proxies from the
+    environment are ignored (``trust_env = False``) and explicit ones are rejected. Pass
+    ``allow_redirects=False``: redirects must not be followed.
+
+    When every address is refused, nothing is connected and requests raises
+    ``requests.exceptions.ConnectionError`` whose ``args[0]`` is a
+    ``urllib3.exceptions.MaxRetryError`` with ``.reason`` a `RefusedConnection` (a urllib3
+    ``NewConnectionError``) carrying the `RefusedAddress` as ``.refused`` and ``__cause__``.
+    Its message reads::
+
+        HTTPConnectionPool(host='hooks.example', port=80): Max retries exceeded with url: /x
+        (Caused by RefusedConnection('<...HTTPConnection object at 0x...>: refused address:
+        hooks.example resolves only to refused addresses (10.1.2.3 is private); allow them
+        with TRACKER_WEBHOOK_ALLOWED_NETWORKS'))
+    """
+    guard = _Guard(policy, resolve)
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _GuardedAdapter(guard)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

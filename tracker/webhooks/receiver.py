@@ -1,0 +1,474 @@
+"""A real webhook receiver on loopback: for the tests, the demo and local development.
+
+It accepts a POST on any path, checks the Standard Webhooks signature with the secrets it was
+given (a request verifies if any one of them matches), records every request, and answers as
+scripted: a status, a redirect, a hang, bytes that are not HTTP, or a dropped connection.
+Standard library HTTP server, one thread per connection, so a hang never blocks other requests.
+
+    with WebhookReceiver(secrets=[secret]) as receiver:
+        receiver.script(Answer(503, headers=(("Retry-After", "2"),)))  # then 200s
+        ...  # send webhooks to receiver.url + "/any/path"
+        [first, second] = receiver.wait_for(2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from types import TracebackType
+from typing import Any, Self, TypeAlias, cast
+
+from tracker.webhooks.signing import WebhookVerificationError, validate_secret, verify_signature
+
+__all__ = [
+    "Answer",
+    "Behaviour",
+    "Drop",
+    "Garbage",
+    "Hang",
+    "ReceivedWebhook",
+    "Redirect",
+    "WebhookReceiver",
+]
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+GARBAGE = b"\x00\xffthis is not HTTP at all\r\n\x16\x03\x01\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedWebhook:
+    """One request as it arrived, and how it was judged and answered."""
+
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: str  # decoded as UTF-8, undecodable bytes replaced
+    received_at: float  # time.time() when the request was read
+    verified: bool  # the signature checked out with one of the secrets
+    verify_error: str | None  # why it did not (None when verified)
+    # The parsed JSON body; None when it is not JSON. Typed Any, not `Any | None`: with the latter
+    # mypy refuses `item.payload["data"]`, which callers write after checking `verified`.
+    payload: Any
+    # The status answered; None while the answer is still pending (a Hang, a delay) and when no
+    # HTTP answer was given at all (Garbage, Drop, or a Hang cut short by stop()).
+    answered_status: int | None
+
+
+# -- behaviours: what the receiver does with one request ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Answer `status` with a plain-text `body` and extra `headers`, after `delay_s` seconds."""
+
+    status: int = 200
+    body: str = "ok"
+    headers: tuple[tuple[str, str], ...] = ()
+    delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.status <= 599:
+            raise ValueError(f"an HTTP status is 100..599, not {self.status}")
+        if self.delay_s < 0:
+            raise ValueError(f"delay_s must not be negative, got {self.delay_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Answer a redirect to `location` (a client that follows it leaves the receiver)."""
+
+    location: str
+    status: int = 302
+
+    def __post_init__(self) -> None:
+        if not 300 <= self.status <= 399:
+            raise ValueError(f"a redirect status is 300..399, not {self.status}")
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """Say nothing for `seconds`, then answer 200; stop() cuts it short and drops instead."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError(f"seconds must not be negative, got {self.seconds}")
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """Write bytes that are not HTTP at all, then close the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Close the connection without answering."""
+
+
+Behaviour: TypeAlias = Answer | Redirect | Hang | Garbage | Drop
+
+
+# -- the receiver ------------------------------------------------------------------------------
+
+
+class WebhookReceiver:
+    """Records webhooks POSTed to `url` and answers them as scripted; `start()` serves it."""
+
+    def __init__(
+        self, *, secrets: Sequence[str] = (), host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.host, self.port = host, port
+        self._secrets = _checked_secrets(secrets)
+        self._changed = threading.Condition()  # guards everything below; notified on each record
+        self._received: list[ReceivedWebhook] = []
+        self._script: deque[Behaviour] = deque()
+        self._default: Behaviour = Answer(200)
+        self._stopping = threading.Event()  # set by stop(): ends hangs and delays at once
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Self:
+        if self._server is None:
+            self._stopping.clear()
+            self._server = _Server((self.host, self.port), self)
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"webhook-receiver:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; returns promptly, ending hangs and open connections."""
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """`http://host:port`, without a trailing slash; append any path."""
+        if self._server is None:
+            raise RuntimeError("the webhook receiver is not started; call start() first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # -- configuration -----------------------------------------------------------------------
+    def script(self, *behaviours: Behaviour, default: Behaviour = Answer(200)) -> None:
+        """Answer the next requests with `behaviours`, one each in order, then with `default`.
+
+        Replaces any script not yet used up.
+        """
+        for behaviour in (*behaviours, default):
+            if not isinstance(behaviour, Answer | Redirect | Hang | Garbage | Drop):
+                raise TypeError(f"not a receiver behaviour: {behaviour!r}")
+        with self._changed:
+            self._script = deque(behaviours)
+            self._default = default
+
+    def set_secrets(self, secrets: Sequence[str]) -> None:
+        """Verify the requests that arrive from now on with these secrets (any one may match)."""
+        checked = _checked_secrets(secrets)
+        with self._changed:
+            self._secrets = checked
+
+    # -- what arrived ------------------------------------------------------------------------
+    @property
+    def received(self) -> list[ReceivedWebhook]:
+        """Every request so far, oldest first (a copy)."""
+        with self._changed:
+            return list(self._received)
+
+    def clear(self) -> None:
+        """Forget the requests received so far (the script is kept)."""
+        with self._changed:
+            self._received.clear()
+            self._changed.notify_all()
+
+    def wait_for(
+        self,
+        count: int,
+        *,
+        timeout_s: float = 30.0,
+        predicate: Callable[[ReceivedWebhook], bool] | None = None,
+    ) -> list[ReceivedWebhook]:
+        """Wait until at least `count` requests (matching `predicate`, if given) have arrived.
+
+        Returns all the matching requests, oldest first. Raises TimeoutError, listing what did
+        arrive, after `timeout_s` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                matching = [r for r in self._received if predicate is None or predicate(r)]
+                if len(matching) >= count:
+                    return matching
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            arrived = list(self._received)
+        what = "matching requests" if predicate is not None else "requests"
+        raise TimeoutError(
+            f"waited {timeout_s:g} s for {count} {what} at the webhook receiver, "
+            f"{len(matching)} matched; {_summary(arrived)}"
+        )
+
+    # -- for the request handler -------------------------------------------------------------
+    def _next_behaviour(self) -> Behaviour:
+        with self._changed:
+            return self._script.popleft() if self._script else self._default
+
+    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> ReceivedWebhook:
+        with self._changed:
+            secrets = self._secrets
+        verified, error = _check(raw, headers, secrets)
+        body = raw.decode("utf-8", errors="replace")
+        try:
+            payload: Any = json.loads(body)
+        except ValueError:
+            payload = None
+        item = ReceivedWebhook(
+            path=path,
+            headers=headers,
+            body=body,
+            received_at=time.time(),
+            verified=verified,
+            verify_error=error,
+            payload=payload,
+            answered_status=None,
+        )
+        with self._changed:
+            self._received.append(item)
+            self._changed.notify_all()
+        return item
+
+    def _answered(self, item: ReceivedWebhook, status: int) -> None:
+        """Note the status about to be written (before writing: a client never sees it first)."""
+        with self._changed:
+            for index, candidate in enumerate(self._received):
+                if candidate is item:
+                    self._received[index] = replace(item, answered_status=status)
+                    self._changed.notify_all()
+                    return
+
+
+def _checked_secrets(secrets: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(secrets, str):
+        raise TypeError("secrets must be a sequence of secrets, not one string")
+    return tuple(validate_secret(secret) for secret in secrets)
+
+
+def _check(
+    raw: bytes, headers: dict[str, str], secrets: tuple[str, ...]
+) -> tuple[bool, str | None]:
+    if not secrets:
+        return False, "the receiver has no secret to verify with"
+    errors: list[str] = []
+    for secret in secrets:
+        try:
+            verify_signature(body=raw, headers=headers, secret=secret)
+        except WebhookVerificationError as error:
+            message = str(error) or type(error).__name__
+            if message not in errors:
+                errors.append(message)
+        else:
+            return True, None
+    return False, "; ".join(errors)
+
+
+def _summary(arrived: list[ReceivedWebhook], limit: int = 20) -> str:
+    if not arrived:
+        return "nothing arrived"
+    lines = [
+        f"{item.path} status={item.answered_status} "
+        + ("verified" if item.verified else f"unverified ({item.verify_error})")
+        + f" body={item.body[:80]!r}"
+        for item in arrived[-limit:]
+    ]
+    more = f" (the last {limit} shown)" if len(arrived) > limit else ""
+    return f"{len(arrived)} arrived{more}:\n  " + "\n  ".join(lines)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:  # skips HTTPServer's getfqdn(), slow without DNS
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End open connections so no handler thread lingers on a kept-alive socket."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that went away mid-answer is expected here; keep the output quiet
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # with one write per answer: no 40 ms Nagle/delayed-ACK stall
+    server_version = "tracker-webhook-receiver/1.0"
+    timeout = 120  # an idle kept-alive connection frees its thread eventually
+
+    @property
+    def receiver(self) -> WebhookReceiver:
+        return cast(_Server, self.server).receiver
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the recorded requests are the log
+
+    def do_GET(self) -> None:
+        self._refuse()
+
+    def do_PUT(self) -> None:
+        self._refuse()
+
+    def do_PATCH(self) -> None:
+        self._refuse()
+
+    def do_DELETE(self) -> None:
+        self._refuse()
+
+    def do_POST(self) -> None:
+        try:
+            raw = self._read_body()
+        except ValueError as error:
+            self.close_connection = True
+            self._write(400, f"bad request: {error}\n")
+            return
+        if raw is None:
+            self.close_connection = True
+            self._write(413, f"body larger than {MAX_BODY_BYTES} bytes\n")
+            return
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        item = self.receiver._record(self.path, headers, raw)
+        self._behave(self.receiver._next_behaviour(), item)
+
+    def _behave(self, behaviour: Behaviour, item: ReceivedWebhook) -> None:
+        stopping = self.receiver._stopping
+        match behaviour:
+            case Answer(status=status, body=body, headers=extra, delay_s=delay_s):
+                if delay_s and stopping.wait(delay_s):
+                    self.close_connection = True
+                    return
+                self.receiver._answered(item, status)
+                self._write(status, body, extra)
+            case Redirect(location=location, status=status):
+                self.receiver._answered(item, status)
+                self._write(status, f"redirect to {location}\n", (("Location", location),))
+            case Hang(seconds=seconds):
+                if stopping.wait(seconds):
+                    self.close_connection = True  # stop() came first: drop, answer nothing
+                    return
+                self.receiver._answered(item, 200)
+                self._write(200, "ok")
+            case Garbage():
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.wfile.write(GARBAGE)
+                    self.wfile.flush()
+            case Drop():
+                self.close_connection = True
+
+    def _refuse(self) -> None:
+        self.close_connection = True
+        self._write(405, "webhooks are POSTed\n", (("Allow", "POST"),))
+
+    def _read_body(self) -> bytes | None:
+        """The request body; None when it is too large. ValueError when it is malformed."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise ValueError(f"negative Content-Length {length}")
+        if length > MAX_BODY_BYTES:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes | None:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(1024)
+            chunk = int(line.split(b";", 1)[0].strip() or b"x", 16)  # ValueError if malformed
+            if chunk == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            size += chunk
+            if size > MAX_BODY_BYTES:
+                return None
+            parts.append(self.rfile.read(chunk))
+            self.rfile.readline(8)  # the CRLF after each chunk
+
+    def _write(self, status: int, body: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Status line, headers and body in one write."""
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        payload = body.encode("utf-8")
+        lines = [
+            f"HTTP/1.1 {status} {phrase}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            "Content-Type: text/plain; charset=utf-8",
+            f"Content-Length: {len(payload)}",
+            f"Connection: {'close' if self.close_connection else 'keep-alive'}",
+            *(f"{name}: {value}" for name, value in headers),
+        ]
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        except OSError:
+            self.close_connection = True
