@@ -6,6 +6,7 @@ the command with one red line on stderr and exit code 1 (2 for bad usage), never
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,17 @@ app.add_typer(cli_webhooks.webhooks_app, name="webhooks")
 app.add_typer(cli_webhooks.deliveries_app, name="deliveries")
 app.command("redeliver")(friendly_errors(cli_webhooks.redeliver))
 
-LogLevel = Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")]
+
+class LogLevelName(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+LogLevel = Annotated[
+    LogLevelName, typer.Option("--loglevel", "-l", case_sensitive=False, help="Log level.")
+]
 
 
 def _settings() -> Settings:
@@ -207,18 +218,18 @@ def untrack(
 @friendly_errors
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
-    loglevel: LogLevel = "INFO",
+    loglevel: LogLevel = LogLevelName.INFO,
 ) -> None:
     """Run a worker: polls the batches that beat hands out. Needs TENSORSLAB_API_KEY."""
     from tracker import running
 
-    running.run_worker(_settings(), concurrency=concurrency, loglevel=loglevel)
+    running.run_worker(_settings(), concurrency=concurrency, loglevel=loglevel.value)
 
 
 @app.command()
 @friendly_errors
 def beat(
-    loglevel: LogLevel = "INFO",
+    loglevel: LogLevel = LogLevelName.INFO,
     schedule_file: Annotated[
         Path | None,
         typer.Option("--schedule", help="Beat's state file (default: in TRACKER_DATA_DIR)."),
@@ -227,19 +238,21 @@ def beat(
     """Run beat: every TRACKER_TICK_INTERVAL_S it claims due tasks and hands them to workers."""
     from tracker import running
 
-    running.run_beat(_settings(), loglevel=loglevel, schedule_file=schedule_file)
+    running.run_beat(_settings(), loglevel=loglevel.value, schedule_file=schedule_file)
 
 
 @app.command()
 @friendly_errors
 def up(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
-    loglevel: LogLevel = "INFO",
+    loglevel: LogLevel = LogLevelName.INFO,
 ) -> None:
     """Run worker and beat together, for one machine. Needs TENSORSLAB_API_KEY."""
     from tracker import running
 
-    running.run_worker(_settings(), concurrency=concurrency, loglevel=loglevel, with_beat=True)
+    running.run_worker(
+        _settings(), concurrency=concurrency, loglevel=loglevel.value, with_beat=True
+    )
 
 
 @app.command()
@@ -259,8 +272,11 @@ def simulate(
     """
     from tracker.simulator import serve
 
-    out.print(f"simulator on http://{host}:{port} (Ctrl+C to stop)", highlight=False)
-    serve(host=host, port=port, api_key=api_key, seed=seed, verbose=verbose)
+    try:
+        serve(host=host, port=port, api_key=api_key, seed=seed, verbose=verbose)
+    except OSError as error:
+        err.print(f"[red]error:[/red] cannot listen on {host}:{port}: {error.strerror}")
+        raise typer.Exit(1) from None
 
 
 @app.command()

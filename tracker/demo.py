@@ -205,6 +205,17 @@ def _webhooks_table(received: list[ReceivedWebhook]) -> Table:
     return table
 
 
+def _command() -> str:
+    """How to run `tracker` from here: the virtualenv's script when it is not on PATH."""
+    script = Path(sys.executable).parent / "tracker"
+    if shutil.which("tracker") == str(script) or not script.exists():
+        return "tracker"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def _report(console: Console, receiver: WebhookReceiver, *, finished: bool, log_path: Path) -> bool:
     ok = finished
     with db.session_scope() as session:
@@ -230,7 +241,7 @@ def _report(console: Console, receiver: WebhookReceiver, *, finished: bool, log_
         console.print(
             f"[bold green]all {len(EXPECTED)} tasks reached their final status and "
             f"{len(received)} signed webhooks arrived and verified.[/bold green]\n"
-            f"Look around: TRACKER_DATA_DIR={DEMO_DIR} tracker status demo-720p-5s "
+            f"Look around: TRACKER_DATA_DIR={DEMO_DIR} {_command()} status demo-720p-5s "
             "(or history, list, deliveries)"
         )
     else:
