@@ -178,3 +178,43 @@ def test_settings_can_come_from_a_dot_env_file(database_url: str) -> None:
     assert code == 0, err
     code, out, _ = _run("status", "from-dotenv", "--json")
     assert json.loads(out)["status"] == "registered"
+
+
+def test_webhook_commands_show_the_secret_once_and_refuse_bad_input(
+    cli_db: str, configure: Configure
+) -> None:
+    code, _, err = _run("webhooks", "add", "http://10.0.0.5/hook")
+    assert code == 2 and "private address; refused" in err
+    code, _, err = _run("webhooks", "add", "ftp://hooks.example/x")
+    assert code == 2 and "http" in err
+
+    configure(TRACKER_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
+    code, out, _ = _run("webhooks", "add", "http://127.0.0.1:9/hook", "--json")
+    assert code == 0
+    created = json.loads(out)
+    assert created["secret"].startswith("whsec_")
+    assert created["endpoint"]["events"] == ["task.completed", "task.failed"]
+    code, out, _ = _run("webhooks", "list", "--json")
+    assert code == 0 and created["secret"] not in out
+    assert [e["url"] for e in json.loads(out)] == ["http://127.0.0.1:9/hook"]
+
+    code, out, _ = _run("register", "vid-1", "--webhook", "http://127.0.0.1:9/one")
+    assert code == 0 and "signing secret (shown once" in out
+    code, out, _ = _run("untrack", "vid-1")
+    code, out, _ = _run("deliveries", "--task", "vid-1", "--json")
+    [pending] = json.loads(out)
+    assert (pending["event_type"], pending["status"]) == ("task.cancelled", "pending")
+    code, _, err = _run("redeliver", str(pending["id"]))
+    assert code == 2 and "still pending" in err
+    code, out, _ = _run("deliveries", "show", pending["message_id"], "--json")
+    assert code == 0 and json.loads(out)["attempts"] == []
+
+    code, _, err = _run("webhooks", "disable", "99")
+    assert code == 1 and "no webhook endpoint with ID 99" in err
+
+
+def test_register_with_a_refused_webhook_stores_nothing(cli_db: str) -> None:
+    code, _, err = _run("register", "vid-1", "--webhook", "http://169.254.169.254/x")
+    assert code == 2 and "link-local" in err
+    code, out, _ = _run("list", "--json")
+    assert json.loads(out) == []
