@@ -68,13 +68,19 @@ def db_upgrade(
 
     settings = _settings()
     try:
+        before = migrate.current_revision(settings.database_url)
         migrate.upgrade(settings.database_url, revision)
+        after = migrate.current_revision(settings.database_url)
     except Exception as error:  # alembic wraps driver errors in several ways
         from tracker.errors import DatabaseUnavailable
 
         reason = " ".join(str(getattr(error, "orig", error)).split())[:300]
         raise DatabaseUnavailable(f"migration failed: {reason}") from None
-    out.print(f"database at [bold]{db.describe_url(settings.database_url)}[/bold] is up to date")
+    where = db.describe_url(settings.database_url)
+    if before == after:
+        out.print(f"database at [bold]{where}[/bold] was already at revision {after}")
+    else:
+        out.print(f"database at [bold]{where}[/bold] upgraded from {before or 'empty'} to {after}")
 
 
 def _read_ids(task_ids: list[str]) -> Iterator[str]:
