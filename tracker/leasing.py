@@ -12,13 +12,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-__all__ = ["Lease", "lease_due_rows"]
+__all__ = ["Lease", "lease_due_rows", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,10 @@ class Lease:
     token: str
     expires_at: datetime
     row_ids: tuple[int, ...]
+
+    def batches(self, size: int) -> list[tuple[int, ...]]:
+        """The leased ids in runs of at most `size`, one per worker message."""
+        return [self.row_ids[start : start + size] for start in range(0, len(self.row_ids), size)]
 
 
 def lease_due_rows(

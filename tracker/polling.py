@@ -15,13 +15,13 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from tracker.leasing import lease_due_rows
+from tracker.leasing import lease_due_rows, utc_now
 from tracker.models import ProviderPauseRow, TrackedTask, Transition
 from tracker.outcomes import PollOutcome, ProviderPause, TaskSnapshot, decide
 from tracker.schedule import PollPolicy
@@ -32,10 +32,6 @@ from tracker.webhooks.outbox import enqueue_deliveries
 __all__ = ["BatchSummary", "Claim", "claim_due_tasks", "poll_batch", "utc_now"]
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +72,7 @@ def claim_due_tasks(
         lease_s=lease_s,
         conditions=[TrackedTask.provider.not_in(paused)],
     )
-    ids = lease.row_ids
-    return [
-        Claim(lease.token, ids[start : start + batch_size], lease.expires_at)
-        for start in range(0, len(ids), batch_size)
-    ]
+    return [Claim(lease.token, ids, lease.expires_at) for ids in lease.batches(batch_size)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from tracker.leasing import lease_due_rows
+from tracker.leasing import lease_due_rows, utc_now
 from tracker.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from tracker.webhooks.outbox import PENDING
 from tracker.webhooks.retry import (
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 RESPONSE_EXCERPT_BYTES = 4096
 USER_AGENT = "tracker-webhooks/0.1"
 CONNECT_TIMEOUT_S = 5.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +76,7 @@ def claim_due_deliveries(
         limit=limit,
         lease_s=lease_s,
     )
-    ids = lease.row_ids
-    return [
-        DeliveryClaim(lease.token, ids[start : start + batch_size], lease.expires_at)
-        for start in range(0, len(ids), batch_size)
-    ]
+    return [DeliveryClaim(lease.token, ids, lease.expires_at) for ids in lease.batches(batch_size)]
 
 
 @dataclass(frozen=True, slots=True)
