@@ -28,6 +28,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("TRACKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 SIM_API_KEY = "sim-test-key"
 TABLES = (
+    "api_tokens",
     "delivery_attempts",
     "webhook_deliveries",
     "webhook_endpoints",

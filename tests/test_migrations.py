@@ -17,6 +17,7 @@ EXPECTED_TABLES = {
     "webhook_endpoints",
     "webhook_deliveries",
     "delivery_attempts",
+    "api_tokens",
 }
 
 

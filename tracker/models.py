@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
 
 __all__ = [
+    "ApiToken",
     "Base",
     "DeliveryAttempt",
     "ProviderPauseRow",
@@ -112,6 +113,7 @@ class TrackedTask(Base):
         ),
         Index("ix_tracked_tasks_status_created_at", "status", "created_at"),
         Index("ix_tracked_tasks_created_at", "created_at"),
+        Index("ix_tracked_tasks_updated_at", "updated_at"),  # `GET /v1/tasks?updated_since=`
     )
 
 
@@ -219,3 +221,17 @@ class DeliveryAttempt(Base):
     succeeded: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)  # the first few KB
+
+
+class ApiToken(Base):
+    """A bearer token for the HTTP API. Only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to recognise it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,26 +6,31 @@ so the edges only parse input, call one of these, and format the result.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tracker.errors import InvalidMetadata, InvalidTaskId, UnknownTask
+from tracker.errors import InvalidInput, InvalidMetadata, InvalidTaskId, UnknownTask
 from tracker.models import ProviderPauseRow, TrackedTask, Transition
 from tracker.states import TaskStatus
 from tracker.upstream import PROVIDERS
 from tracker.webhooks.outbox import enqueue_deliveries
 
 __all__ = [
+    "MAX_PAGE_SIZE",
     "MAX_TASK_ID_LENGTH",
+    "NewTask",
     "ProviderPauseView",
     "Registration",
+    "TaskPage",
     "TaskView",
     "TransitionView",
     "Untracked",
@@ -33,8 +38,10 @@ __all__ = [
     "get_task",
     "history",
     "list_tasks",
+    "page_tasks",
     "provider_pauses",
     "register",
+    "register_tasks",
     "untrack",
     "validate_task_id",
 ]
@@ -143,6 +150,14 @@ def validate_provider(provider: str) -> str:
     return provider
 
 
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One task ID to register, with the caller's metadata for it."""
+
+    task_id: object
+    metadata: object = None
+
+
 def register(
     session: Session,
     task_ids: Sequence[object],
@@ -152,21 +167,40 @@ def register(
     provider: str = DEFAULT_PROVIDER,
     metadata: object = None,
 ) -> list[Registration]:
-    """Start tracking `task_ids`; all of them or, if any is invalid, none.
+    """Start tracking `task_ids`, all with the same `metadata`; see `register_tasks`."""
+    return register_tasks(
+        session,
+        [NewTask(task_id, metadata) for task_id in task_ids],
+        now=now,
+        first_poll_delay_s=first_poll_delay_s,
+        provider=provider,
+    )
 
-    Registering an ID that is already tracked changes nothing and reports `created=False`.
-    The result follows the order of `task_ids`, without repeats.
+
+def register_tasks(
+    session: Session,
+    items: Sequence[NewTask],
+    *,
+    now: datetime,
+    first_poll_delay_s: float,
+    provider: str = DEFAULT_PROVIDER,
+) -> list[Registration]:
+    """Start tracking every item; all of them or, if any is invalid, none.
+
+    Registering an ID that is already tracked changes nothing (its metadata included) and
+    reports `created=False`. The result follows the order of `items`, without repeats; an ID
+    given twice with different metadata is refused.
     """
     validate_provider(provider)
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise InvalidMetadata(f"metadata must be a JSON object, got {type(metadata).__name__}")
-    if not task_ids:
+    if not items:
         raise InvalidTaskId("no task ID given")
-    ordered = list(
-        dict.fromkeys(validate_task_id(raw, position=i + 1) for i, raw in enumerate(task_ids))
-    )
+    metadata_by_id: dict[str, dict[str, Any]] = {}
+    for position, item in enumerate(items, start=1):
+        task_id = validate_task_id(item.task_id, position=position)
+        metadata = _checked_metadata(item.metadata, task_id)
+        if metadata_by_id.setdefault(task_id, metadata) != metadata:
+            raise InvalidMetadata(f"task ID {task_id!r} is given twice with different metadata")
+    ordered = list(metadata_by_id)
     rows = [
         {
             "provider": provider,
@@ -174,7 +208,7 @@ def register(
             "status": TaskStatus.REGISTERED.value,
             "result_urls": [],
             "details": {},
-            "task_metadata": metadata,
+            "task_metadata": metadata_by_id[task_id],
             "created_at": now,
             "updated_at": now,
             "next_poll_at": now + timedelta(seconds=first_poll_delay_s),
@@ -190,6 +224,16 @@ def register(
         created.update(session.scalars(statement))
     stored = _rows_by_task_id(session, provider, ordered)
     return [Registration(TaskView.of(stored[task_id]), task_id in created) for task_id in ordered]
+
+
+def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidMetadata(
+            f"metadata of task {task_id!r} must be a JSON object, got {type(metadata).__name__}"
+        )
+    return metadata
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> Any:
@@ -253,6 +297,15 @@ def history(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    tasks: list[TaskView]
+    next_cursor: str | None  # pass it back to get the next page; None on the last one
+
+
+MAX_PAGE_SIZE = 1000
+
+
 def list_tasks(
     session: Session,
     *,
@@ -263,12 +316,90 @@ def list_tasks(
     """The newest tracked tasks first, optionally only those in `status`."""
     if not 1 <= limit <= 10_000:
         raise ValueError(f"limit must be between 1 and 10000, got {limit}")
+    return _task_rows_page(session, status=status, provider=provider, limit=limit)[0]
+
+
+def page_tasks(
+    session: Session,
+    *,
+    status: TaskStatus | None = None,
+    provider: str | None = None,
+    created_since: datetime | None = None,
+    updated_since: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> TaskPage:
+    """One page of tracked tasks, newest first; `cursor` continues where the last page ended.
+
+    Pages are keyed on (created_at, id), not offsets, so tasks registered meanwhile neither
+    shift nor repeat what the next page holds.
+    """
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+    if provider is not None:
+        validate_provider(provider)
+    tasks, last = _task_rows_page(
+        session,
+        status=status,
+        provider=provider,
+        created_since=created_since,
+        updated_since=updated_since,
+        limit=limit + 1,
+        after=_decode_cursor(cursor) if cursor else None,
+    )
+    if len(tasks) <= limit:
+        return TaskPage(tasks, None)
+    return TaskPage(tasks[:limit], _encode_cursor(*last[limit - 1]))
+
+
+def _task_rows_page(
+    session: Session,
+    *,
+    status: TaskStatus | None,
+    provider: str | None,
+    limit: int,
+    created_since: datetime | None = None,
+    updated_since: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+) -> tuple[list[TaskView], list[tuple[datetime, int]]]:
     query = select(TrackedTask).order_by(TrackedTask.created_at.desc(), TrackedTask.id.desc())
     if status is not None:
         query = query.where(TrackedTask.status == status.value)
     if provider is not None:
         query = query.where(TrackedTask.provider == provider)
-    return [TaskView.of(row) for row in session.scalars(query.limit(limit))]
+    if created_since is not None:
+        query = query.where(TrackedTask.created_at >= created_since)
+    if updated_since is not None:
+        query = query.where(TrackedTask.updated_at >= updated_since)
+    if after is not None:
+        created_at, row_id = after
+        query = query.where(
+            or_(
+                TrackedTask.created_at < created_at,
+                and_(TrackedTask.created_at == created_at, TrackedTask.id < row_id),
+            )
+        )
+    rows = list(session.scalars(query.limit(limit)))
+    return [TaskView.of(row) for row in rows], [(row.created_at, row.id) for row in rows]
+
+
+def _encode_cursor(created_at: datetime, row_id: int) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        moment, row_id = raw.split("|")
+        created_at = datetime.fromisoformat(moment)
+        if created_at.tzinfo is None:
+            raise ValueError("naive")
+        return created_at, int(row_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput(
+            f"invalid cursor {cursor[:60]!r}: pass back the next_cursor of a previous page"
+        ) from None
 
 
 def count_by_status(session: Session) -> dict[TaskStatus, int]:
