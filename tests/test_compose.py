@@ -27,13 +27,15 @@ NOT_INSTALLED = "docker-compose not installed: run `apt-get install docker-compo
 PASSWORD = "s3cret-Pw_1"
 API_KEY = "tl-test-key"
 SECRETS = {"POSTGRES_PASSWORD": PASSWORD, "TENSORSLAB_API_KEY": API_KEY}
-TRACKER_SERVICES = ("migrate", "worker", "beat")
+TRACKER_SERVICES = ("migrate", "worker", "beat", "api")
 # Settings the compose file fixes itself instead of passing through with tracker's default.
 SET_BY_COMPOSE = {
     "TRACKER_DATA_DIR",
     "TRACKER_DATABASE_URL",
     "TRACKER_BROKER_URL",
     "TENSORSLAB_API_KEY",
+    "TRACKER_API_HOST",
+    "TRACKER_API_PORT",
 }
 
 
@@ -111,15 +113,20 @@ def test_compose_file_renders_the_deployment(tmp_path: Path) -> None:
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
-    for name in ("worker", "beat"):
+    for name in ("worker", "beat", "api"):
         depends_on = services[name]["depends_on"]
         assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
         assert depends_on["redis"]["condition"] == "service_healthy", name
     assert _command(services["worker"]) == ["worker", "--concurrency", "4"]
     assert _command(services["beat"]) == ["beat"]
-    assert any(
-        volume.endswith(":/data") or ":/data:" in volume for volume in services["beat"]["volumes"]
-    )
+    assert _command(services["api"]) == ["api"]
+    assert "/healthz" in _healthcheck(services["api"])
+    published = services["api"]["ports"][0]
+    published = published if isinstance(published, str) else f"{published['published']}"
+    assert "8000" in published
+    for name in ("beat", "worker", "api"):  # beat's schedule; workers' metrics, read by the API
+        volumes = services[name]["volumes"]
+        assert any(volume.endswith(":/data") or ":/data:" in volume for volume in volumes), name
 
     images = {services[name]["image"] for name in TRACKER_SERVICES}
     assert len(images) == 1, f"migrate, worker and beat must run one image, not {images}"
@@ -132,6 +139,7 @@ def test_compose_file_renders_the_deployment(tmp_path: Path) -> None:
     assert environment["TRACKER_BROKER_URL"] == "redis://redis:6379/0"
     assert environment["TENSORSLAB_API_KEY"] == API_KEY
     assert environment["TRACKER_DATA_DIR"] == "/data"
+    assert (environment["TRACKER_API_HOST"], environment["TRACKER_API_PORT"]) == ("0.0.0.0", "8000")
     for name in TRACKER_SERVICES:
         assert services[name]["environment"] == environment, name
 

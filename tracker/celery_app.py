@@ -15,7 +15,7 @@ import requests
 from celery import Celery
 from celery.signals import worker_process_init
 
-from tracker import db, polling
+from tracker import db, metrics, polling
 from tracker.schedule import PollPolicy
 from tracker.settings import get_settings
 from tracker.upstream import Provider, make_provider
@@ -37,7 +37,7 @@ def _provider() -> Provider:
     """This process's upstream client (one HTTP session per worker process)."""
     provider = _providers.get(os.getpid())
     if provider is None:
-        provider = _providers[os.getpid()] = make_provider(get_settings())
+        provider = _providers[os.getpid()] = metrics.TimedProvider(make_provider(get_settings()))
     return provider
 
 
@@ -104,13 +104,14 @@ def poll(message: dict[str, Any]) -> dict[str, Any]:
         fetch_margin_s=settings.tensorslab_connect_timeout_s + settings.tensorslab_read_timeout_s,
         concurrency=settings.poll_concurrency,
     )
+    metrics.record_polls(summary.outcomes)
     return {"polled": summary.polled, "skipped": summary.skipped, "outcomes": summary.outcomes}
 
 
 @app.task(name="tracker.deliver", ignore_result=True)
 def deliver(message: dict[str, Any]) -> dict[str, int]:
     settings = get_settings()
-    return delivery.send_batch(
+    outcomes = delivery.send_batch(
         delivery.DeliveryClaim.from_message(message),
         session_scope=db.session_scope,
         http=_webhook_session(),
@@ -119,3 +120,5 @@ def deliver(message: dict[str, Any]) -> dict[str, int]:
         disable_after_s=settings.webhook_disable_after_s,
         concurrency=settings.webhook_concurrency,
     )
+    metrics.record_deliveries(outcomes)
+    return outcomes

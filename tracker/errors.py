@@ -4,6 +4,7 @@ TrackerError
   InvalidInput          the caller gave something tracker refuses (the message says what)
     InvalidTaskId       an empty, too long, or whitespace/control-character task ID
     InvalidMetadata     registration metadata that is not a JSON object
+    Conflict            well-formed, but the current state forbids it (e.g. redeliver a pending)
   UnknownTask           no tracked task with that ID
   Unavailable           a service tracker needs does not answer
     DatabaseUnavailable
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "BrokerUnavailable",
+    "Conflict",
     "DatabaseUnavailable",
     "InvalidInput",
     "InvalidMetadata",
@@ -39,6 +41,10 @@ class InvalidTaskId(InvalidInput):
 
 
 class InvalidMetadata(InvalidInput):
+    pass
+
+
+class Conflict(InvalidInput):
     pass
 
 

@@ -120,6 +120,18 @@ class Settings(BaseSettings):
         default=8, ge=1, le=64, validation_alias=_env("TRACKER_WEBHOOK_CONCURRENCY")
     )
 
+    api_host: str = Field(default="127.0.0.1", validation_alias=_env("TRACKER_API_HOST"))
+    api_port: int = Field(default=8000, ge=1, le=65535, validation_alias=_env("TRACKER_API_PORT"))
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=100 * 1_048_576,
+        validation_alias=_env("TRACKER_API_MAX_BODY_BYTES"),
+    )
+    api_max_batch: int = Field(
+        default=1000, ge=1, le=10_000, validation_alias=_env("TRACKER_API_MAX_BATCH")
+    )
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
         if self.poll_min_interval_s > self.poll_max_interval_s:

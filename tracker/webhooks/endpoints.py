@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
-from tracker.errors import InvalidInput, TrackerError
+from tracker.errors import Conflict, InvalidInput, TrackerError
 from tracker.models import DeliveryAttempt, TrackedTask, WebhookDelivery, WebhookEndpoint
 from tracker.webhooks.events import PER_TASK_EVENTS, parse_events
 from tracker.webhooks.guard import AddressPolicy, RefusedURL, Resolver, check_url, system_resolver
@@ -30,6 +30,7 @@ __all__ = [
     "add_endpoint",
     "add_task_webhook",
     "get_delivery",
+    "get_endpoint",
     "list_deliveries",
     "list_endpoints",
     "redeliver",
@@ -37,6 +38,7 @@ __all__ = [
     "remove_endpoint",
     "rotate_secret",
     "set_enabled",
+    "update_endpoint",
 ]
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
@@ -208,6 +210,41 @@ def _endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
     return row
 
 
+def get_endpoint(session: Session, endpoint_id: int) -> EndpointView:
+    row = _endpoint(session, endpoint_id)
+    task_id = None
+    if row.task_pk is not None:
+        task_id = session.scalar(select(TrackedTask.task_id).where(TrackedTask.id == row.task_pk))
+    return _endpoint_view(row, task_id)
+
+
+def update_endpoint(
+    session: Session,
+    endpoint_id: int,
+    *,
+    now: datetime,
+    policy: AddressPolicy,
+    url: str | None = None,
+    events: Sequence[str] | None = None,
+    enabled: bool | None = None,
+    resolve: Resolver = system_resolver,
+) -> EndpointView:
+    """Change an endpoint's URL, events or enabled state; what is not given stays."""
+    row = _endpoint(session, endpoint_id)
+    if url is not None:
+        row.url = _checked_url(url, policy, resolve)
+    if events is not None:
+        try:
+            row.events = list(parse_events(events))
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
+    if enabled is not None:
+        set_enabled(session, endpoint_id, enabled, now=now)
+    row.updated_at = now
+    session.flush()
+    return get_endpoint(session, endpoint_id)
+
+
 def list_endpoints(session: Session, *, include_per_task: bool = False) -> list[EndpointView]:
     query = (
         select(WebhookEndpoint, TrackedTask.task_id)
@@ -305,8 +342,10 @@ def list_deliveries(
     task_id: str | None = None,
     status: str | None = None,
     limit: int = 50,
+    before_id: int | None = None,
+    with_attempts: bool = False,
 ) -> list[DeliveryView]:
-    """Deliveries, newest first."""
+    """Deliveries, newest first; `before_id` continues a listing below that delivery."""
     if status is not None and status not in DELIVERY_STATUSES:
         raise InvalidInput(
             f"unknown delivery status {status!r}; valid: {', '.join(DELIVERY_STATUSES)}"
@@ -316,7 +355,18 @@ def list_deliveries(
         query = query.where(TrackedTask.task_id == task_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    return [_delivery_view(row, url, tid) for row, url, tid in session.execute(query).all()]
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    found = session.execute(query).all()
+    attempts: dict[int, list[DeliveryAttempt]] = {row.id: [] for row, _, _ in found}
+    if with_attempts and attempts:
+        for attempt in session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
+            .order_by(DeliveryAttempt.id)
+        ):
+            attempts[attempt.delivery_id].append(attempt)
+    return [_delivery_view(row, url, tid, attempts[row.id]) for row, url, tid in found]
 
 
 def _find_delivery(session: Session, ref: str) -> tuple[WebhookDelivery, str, str]:
@@ -364,7 +414,7 @@ def redeliver(session: Session, ref: str, *, now: datetime) -> DeliveryView:
     """Send a delivery again (any status but pending), with the same `webhook-id`."""
     row, url, task_id = _find_delivery(session, ref)
     if row.status == PENDING:
-        raise InvalidInput(f"delivery {row.id} is still pending; it will be sent on its own")
+        raise Conflict(f"delivery {row.id} is still pending; it will be sent on its own")
     _requeue(session, [row.id], now)
     session.refresh(row)
     return _delivery_view(row, url, task_id)

@@ -1,0 +1,49 @@
+"""The FastAPI application: routers, authentication, error shapes and body limits, assembled.
+
+`create_app()` builds it on demand (nothing at import time); `tracker api` serves it with
+uvicorn. Every `/v1` route needs a bearer token; `/healthz`, `/readyz` and `/metrics` do not.
+"""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+
+from tracker import __version__
+from tracker.api import routes_ops, routes_tasks, routes_webhooks
+from tracker.api.auth import require_token
+from tracker.api.errors import install_error_handlers
+from tracker.api.limits import BodyLimits
+from tracker.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """
+Register TensorsLab video task IDs, and tracker polls them until they finish: every status
+change and result URL is stored, and signed webhooks tell your endpoints how each task ended.
+
+Every `/v1` route needs `Authorization: Bearer <token>`; create a token with
+`tracker tokens create NAME`. Errors are JSON: `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="tracker",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "tasks", "description": "Tracked TensorsLab tasks and their history."},
+            {"name": "webhooks", "description": "Where tracker sends how tasks end."},
+            {"name": "deliveries", "description": "Each webhook message and its attempts."},
+            {"name": "operations", "description": "Health, readiness and metrics (no token)."},
+        ],
+    )
+    install_error_handlers(app)
+    authenticated = [Depends(require_token)]
+    app.include_router(routes_tasks.router, dependencies=authenticated)
+    app.include_router(routes_webhooks.webhooks_router, dependencies=authenticated)
+    app.include_router(routes_webhooks.deliveries_router, dependencies=authenticated)
+    app.include_router(routes_ops.router)
+    app.add_middleware(BodyLimits, max_body_bytes=settings.api_max_body_bytes)
+    return app

@@ -1,0 +1,180 @@
+"""`/v1/tasks`: register task IDs, list and read them, their transitions, stop tracking.
+
+Thin: each route parses, calls `tracker.service` (and `webhooks.endpoints` for per-task
+webhooks) in one transaction, and shapes the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import AwareDatetime
+
+from tracker import db, service
+from tracker.api.errors import ERROR_RESPONSES, ApiError
+from tracker.api.schemas import (
+    RegisteredTask,
+    RegisteredTasks,
+    TaskBatchCreate,
+    TaskCreate,
+    TaskList,
+    TaskPublic,
+    TransitionList,
+    TransitionPublic,
+)
+from tracker.leasing import utc_now
+from tracker.service import MAX_PAGE_SIZE, MAX_TASK_ID_LENGTH
+from tracker.settings import get_settings
+from tracker.states import TaskStatus
+from tracker.webhooks import endpoints
+from tracker.webhooks.guard import AddressPolicy
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+TaskIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_TASK_ID_LENGTH,
+        description="The TensorsLab task ID.",
+        examples=["20251129_9f3c2a7e"],
+    ),
+]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    return {code: ERROR_RESPONSES[code] for code in (401, *codes)}
+
+
+@router.post(
+    "",
+    summary="Register one task ID or a batch",
+    description=(
+        'Start tracking TensorsLab task IDs. Send one task (`{"task_id": ...}`) or a batch '
+        '(`{"tasks": [...]}`, at most TRACKER_API_MAX_BATCH). All are stored or, if any is '
+        "invalid, none. Registering an ID that is already tracked changes nothing and returns "
+        "it with `created: false`. The status is 201 when something new was registered, else "
+        "200. A `webhook_url` gets the task's end signed with a secret returned only here."
+    ),
+    status_code=201,
+    response_model=RegisteredTask | RegisteredTasks,
+    responses={
+        200: {"model": RegisteredTask | RegisteredTasks, "description": "Already tracked."},
+        **_errors(400, 413, 422),
+    },
+)
+def register_tasks(body: TaskCreate | TaskBatchCreate, response: Response) -> object:
+    settings = get_settings()
+    items = body.tasks if isinstance(body, TaskBatchCreate) else [body]
+    if len(items) > settings.api_max_batch:
+        raise ApiError(
+            413,
+            f"{len(items)} tasks in one request; the limit is {settings.api_max_batch} "
+            "(TRACKER_API_MAX_BATCH): send them in several requests",
+        )
+    policy = AddressPolicy.from_setting(settings.webhook_allowed_networks)
+    with db.session_scope() as session:
+        now = utc_now()
+        registrations = service.register_tasks(
+            session,
+            [service.NewTask(item.task_id, item.metadata) for item in items],
+            now=now,
+            first_poll_delay_s=settings.poll_first_delay_s,
+        )
+        secrets: dict[str, str | None] = {}
+        by_url: dict[str, list[str]] = {}
+        for item in items:
+            if item.webhook_url is not None:
+                by_url.setdefault(item.webhook_url, []).append(item.task_id)
+        for url, task_ids in by_url.items():
+            secret = endpoints.add_task_webhook(session, task_ids, url, now=now, policy=policy)
+            secrets.update(dict.fromkeys(task_ids, secret))
+    results = [RegisteredTask.of(r, secrets.get(r.task.task_id)) for r in registrations]
+    response.status_code = 201 if any(r.created for r in registrations) else 200
+    if isinstance(body, TaskBatchCreate):
+        return RegisteredTasks(tasks=results)
+    return results[0]
+
+
+@router.get(
+    "",
+    summary="List tracked tasks, newest first",
+    description="Filter by status, provider and time; follow `next_cursor` for more pages.",
+    response_model=TaskList,
+    responses=_errors(422),
+)
+def list_tasks(
+    status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+    provider: Annotated[str | None, Query(examples=["tensorslab"], max_length=32)] = None,
+    created_since: Annotated[
+        AwareDatetime | None,
+        Query(description="Registered at or after (ISO 8601 with a timezone)."),
+    ] = None,
+    updated_since: Annotated[
+        AwareDatetime | None, Query(description="Changed at or after (ISO 8601 with a timezone).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> TaskList:
+    with db.session_scope() as session:
+        page = service.page_tasks(
+            session,
+            status=status,
+            provider=provider,
+            created_since=created_since,
+            updated_since=updated_since,
+            limit=limit,
+            cursor=cursor,
+        )
+    return TaskList(tasks=[TaskPublic.of(t) for t in page.tasks], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/{task_id}",
+    summary="One tracked task",
+    response_model=TaskPublic,
+    responses=_errors(404, 422),
+)
+def get_task(task_id: TaskIdPath) -> TaskPublic:
+    with db.session_scope() as session:
+        return TaskPublic.of(service.get_task(session, task_id))
+
+
+@router.get(
+    "/{task_id}/transitions",
+    summary="Every status change of a task, oldest first",
+    response_model=TransitionList,
+    responses=_errors(404, 422),
+)
+def get_transitions(task_id: TaskIdPath) -> TransitionList:
+    with db.session_scope() as session:
+        transitions = service.history(session, task_id)
+    return TransitionList(
+        task_id=task_id, transitions=[TransitionPublic.of(t) for t in transitions]
+    )
+
+
+@router.delete(
+    "/{task_id}",
+    summary="Stop tracking a task",
+    description=(
+        "The task becomes `cancelled` and is never polled again (webhooks subscribed to "
+        "`task.cancelled` are told). Cancelling a cancelled task again returns it unchanged; "
+        "a task that already completed, failed, expired or was not found gives 409."
+    ),
+    response_model=TaskPublic,
+    responses=_errors(404, 409, 422),
+)
+def untrack_task(task_id: TaskIdPath) -> TaskPublic:
+    with db.session_scope() as session:
+        result = service.untrack(session, task_id, now=utc_now())
+    if not result.changed and result.task.status is not TaskStatus.CANCELLED:
+        raise ApiError(
+            409, f"task {task_id!r} is already {result.task.status.value}; nothing to stop"
+        )
+    return TaskPublic.of(result.task)

@@ -1,0 +1,201 @@
+"""`/v1/webhooks` and `/v1/deliveries`: endpoints, their deliveries and attempts, redelivery.
+
+Thin: parse, call `tracker.webhooks.endpoints`, shape. A secret is in the creation (and
+rotation) response only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+
+from tracker import db
+from tracker.api.errors import ERROR_RESPONSES, ApiError
+from tracker.api.schemas import (
+    DeliveryList,
+    DeliveryPublic,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookList,
+    WebhookPublic,
+    WebhookUpdate,
+)
+from tracker.leasing import utc_now
+from tracker.service import MAX_PAGE_SIZE, MAX_TASK_ID_LENGTH
+from tracker.settings import get_settings
+from tracker.webhooks import endpoints
+from tracker.webhooks.guard import AddressPolicy
+
+__all__ = ["deliveries_router", "webhooks_router"]
+
+webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+deliveries_router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+
+MAX_ID = 2**63 - 1
+WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The webhook's ID.")]
+DeliveryIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The delivery's ID.")]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    return {code: ERROR_RESPONSES[code] for code in (401, *codes)}
+
+
+def _policy() -> AddressPolicy:
+    return AddressPolicy.from_setting(get_settings().webhook_allowed_networks)
+
+
+@webhooks_router.post(
+    "",
+    summary="Add a webhook endpoint for every task",
+    description="The URL must be http(s) and must not point into a refused network (loopback, "
+    "private, link-local... unless TRACKER_WEBHOOK_ALLOWED_NETWORKS allows it). The signing "
+    "secret is in this response only.",
+    status_code=201,
+    response_model=WebhookCreated,
+    responses=_errors(400, 413, 422),
+)
+def add_webhook(body: WebhookCreate) -> WebhookCreated:
+    with db.session_scope() as session:
+        created = endpoints.add_endpoint(
+            session, body.url, events=body.events, now=utc_now(), policy=_policy()
+        )
+    return WebhookCreated(webhook=WebhookPublic.of(created.endpoint), secret=created.secret)
+
+
+@webhooks_router.get(
+    "",
+    summary="List webhook endpoints",
+    response_model=WebhookList,
+    responses=_errors(422),
+)
+def list_webhooks(
+    include_per_task: Annotated[
+        bool, Query(description="Also list the per-task webhooks given at registration.")
+    ] = False,
+) -> WebhookList:
+    with db.session_scope() as session:
+        views = endpoints.list_endpoints(session, include_per_task=include_per_task)
+    return WebhookList(webhooks=[WebhookPublic.of(view) for view in views])
+
+
+@webhooks_router.get(
+    "/{webhook_id}",
+    summary="One webhook endpoint",
+    response_model=WebhookPublic,
+    responses=_errors(404, 422),
+)
+def get_webhook(webhook_id: WebhookIdPath) -> WebhookPublic:
+    with db.session_scope() as session:
+        return WebhookPublic.of(endpoints.get_endpoint(session, webhook_id))
+
+
+@webhooks_router.patch(
+    "/{webhook_id}",
+    summary="Change a webhook's URL, events, or enable/disable it",
+    response_model=WebhookPublic,
+    responses=_errors(400, 404, 413, 422),
+)
+def update_webhook(webhook_id: WebhookIdPath, body: WebhookUpdate) -> WebhookPublic:
+    with db.session_scope() as session:
+        view = endpoints.update_endpoint(
+            session,
+            webhook_id,
+            now=utc_now(),
+            policy=_policy(),
+            url=body.url,
+            events=body.events,
+            enabled=body.enabled,
+        )
+    return WebhookPublic.of(view)
+
+
+@webhooks_router.post(
+    "/{webhook_id}/rotate-secret",
+    summary="Give a webhook a new secret",
+    description="The previous secret keeps signing too (a second signature) for "
+    "`overlap_s` seconds, so the receiver can switch without dropping a message.",
+    response_model=WebhookCreated,
+    responses=_errors(404, 422),
+)
+def rotate_webhook_secret(
+    webhook_id: WebhookIdPath,
+    overlap_s: Annotated[float, Query(ge=0, le=30 * 86400)] = 86400,
+) -> WebhookCreated:
+    with db.session_scope() as session:
+        created = endpoints.rotate_secret(session, webhook_id, now=utc_now(), overlap_s=overlap_s)
+    return WebhookCreated(webhook=WebhookPublic.of(created.endpoint), secret=created.secret)
+
+
+@webhooks_router.delete(
+    "/{webhook_id}",
+    summary="Remove a webhook endpoint",
+    description="Nothing more is sent to it; its deliveries and attempts stay, for the record.",
+    status_code=204,
+    response_class=Response,
+    responses=_errors(404, 422),
+)
+def remove_webhook(webhook_id: WebhookIdPath) -> Response:
+    with db.session_scope() as session:
+        endpoints.remove_endpoint(session, webhook_id, now=utc_now())
+    return Response(status_code=204)
+
+
+@deliveries_router.get(
+    "",
+    summary="Webhook deliveries with their attempts, newest first",
+    response_model=DeliveryList,
+    responses=_errors(422),
+)
+def list_deliveries(
+    task_id: Annotated[str | None, Query(min_length=1, max_length=MAX_TASK_ID_LENGTH)] = None,
+    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=20, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> DeliveryList:
+    before_id = None
+    if cursor is not None:
+        if not cursor.isdigit() or not 0 < int(cursor) <= MAX_ID:
+            raise ApiError(422, f"invalid cursor {cursor!r}: pass back a next_cursor")
+        before_id = int(cursor)
+    with db.session_scope() as session:
+        views = endpoints.list_deliveries(
+            session,
+            task_id=task_id,
+            status=status,
+            limit=limit,
+            before_id=before_id,
+            with_attempts=True,
+        )
+    next_cursor = str(views[-1].id) if len(views) == limit else None
+    return DeliveryList(
+        deliveries=[DeliveryPublic.of(view) for view in views], next_cursor=next_cursor
+    )
+
+
+@deliveries_router.get(
+    "/{delivery_id}",
+    summary="One delivery with every attempt",
+    response_model=DeliveryPublic,
+    responses=_errors(404, 422),
+)
+def get_delivery(delivery_id: DeliveryIdPath) -> DeliveryPublic:
+    with db.session_scope() as session:
+        return DeliveryPublic.of(endpoints.get_delivery(session, str(delivery_id)))
+
+
+@deliveries_router.post(
+    "/{delivery_id}/redeliver",
+    summary="Send a delivery again",
+    description="A fresh round of the retry schedule with the same `webhook-id`, so receivers "
+    "can deduplicate. A delivery still pending gives 409: it will be sent on its own.",
+    status_code=202,
+    response_model=DeliveryPublic,
+    responses=_errors(404, 409, 422),
+)
+def redeliver(delivery_id: DeliveryIdPath) -> DeliveryPublic:
+    with db.session_scope() as session:
+        endpoints.redeliver(session, str(delivery_id), now=utc_now())
+        return DeliveryPublic.of(endpoints.get_delivery(session, str(delivery_id)))

@@ -1,0 +1,360 @@
+"""The HTTP API's request and response bodies (pydantic), and how views become them.
+
+`...Create` / `...Update` are what clients send (unknown fields are refused), `...Public` what
+they get back. Secrets appear only in `WebhookCreated` and `RegisteredTask.webhook_secret`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracker.service import MAX_TASK_ID_LENGTH, Registration, TaskView, TransitionView
+from tracker.states import TaskStatus
+from tracker.webhooks.endpoints import AttemptView, DeliveryView, EndpointView
+
+__all__ = [
+    "AttemptPublic",
+    "DeliveryList",
+    "DeliveryPublic",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorResponse",
+    "HealthPublic",
+    "ReadinessPublic",
+    "RegisteredTask",
+    "RegisteredTasks",
+    "TaskBatchCreate",
+    "TaskCreate",
+    "TaskList",
+    "TaskPublic",
+    "TransitionList",
+    "TransitionPublic",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookList",
+    "WebhookPublic",
+    "WebhookUpdate",
+]
+
+EXAMPLE_TASK_ID = "20251129_9f3c2a7e"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="Where the problem is, e.g. `tasks[0].task_id`.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable and machine-readable, e.g. `not_found`.")
+    message: str = Field(description="What went wrong, for a human.")
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API returns has this shape."""
+
+    error: ErrorBody
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "validation_error",
+                        "message": "the request is invalid: tasks[0].task_id: String should "
+                        "have at least 1 character",
+                        "details": [
+                            {
+                                "field": "tasks[0].task_id",
+                                "message": "String should have at least 1 character",
+                            }
+                        ],
+                    }
+                }
+            ]
+        }
+    )
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+class TaskCreate(_Input):
+    """One TensorsLab task ID to track."""
+
+    task_id: str = Field(
+        min_length=1,
+        max_length=MAX_TASK_ID_LENGTH,
+        description="The ID TensorsLab returned when the video task was created.",
+        examples=[EXAMPLE_TASK_ID],
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Also POST how this task ends (completed, failed, not_found, expired, "
+        "cancelled) to this URL, signed with a secret returned once.",
+        examples=["https://example.com/hooks/tensorslab"],
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Your own JSON object, stored with the task and sent in its webhooks.",
+        examples=[{"order": 1042}],
+    )
+
+
+class TaskBatchCreate(_Input):
+    """Several task IDs at once: all are registered, or none if any is invalid."""
+
+    tasks: list[TaskCreate] = Field(min_length=1, description="At most TRACKER_API_MAX_BATCH.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tasks": [
+                        {"task_id": EXAMPLE_TASK_ID, "metadata": {"order": 1042}},
+                        {
+                            "task_id": "20251129_41d0be13",
+                            "webhook_url": "https://example.com/hooks/tensorslab",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
+
+class TaskPublic(BaseModel):
+    task_id: str
+    provider: str
+    status: TaskStatus
+    result_urls: list[str] = Field(description="The video URLs, once completed.")
+    upstream_message: str | None
+    last_error: str | None
+    details: dict[str, Any] = Field(description="TensorsLab's moreTaskInfo, as last seen.")
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None = Field(description="None once the task is terminal.")
+    poll_count: int
+    error_count: int
+
+    @classmethod
+    def of(cls, view: TaskView) -> TaskPublic:
+        return cls(
+            task_id=view.task_id,
+            provider=view.provider,
+            status=view.status,
+            result_urls=list(view.result_urls),
+            upstream_message=view.upstream_message,
+            last_error=view.last_error,
+            details=dict(view.details),
+            metadata=dict(view.metadata),
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            completed_at=view.completed_at,
+            last_polled_at=view.last_polled_at,
+            next_poll_at=view.next_poll_at,
+            poll_count=view.poll_count,
+            error_count=view.error_count,
+        )
+
+
+class RegisteredTask(BaseModel):
+    created: bool = Field(description="False: it was already tracked and nothing changed.")
+    task: TaskPublic
+    webhook_secret: str | None = Field(
+        default=None,
+        description="The signing secret of `webhook_url`, shown only in this response; None "
+        "when no URL was given or the task already sent to it.",
+    )
+
+    @classmethod
+    def of(cls, registration: Registration, secret: str | None) -> RegisteredTask:
+        return cls(
+            created=registration.created,
+            task=TaskPublic.of(registration.task),
+            webhook_secret=secret,
+        )
+
+
+class RegisteredTasks(BaseModel):
+    tasks: list[RegisteredTask]
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class TransitionPublic(BaseModel):
+    from_status: TaskStatus
+    to_status: TaskStatus
+    occurred_at: datetime
+    note: str | None
+    upstream_payload: dict[str, Any] | None = Field(
+        description="The upstream answer that showed the change (None for tracker's own)."
+    )
+
+    @classmethod
+    def of(cls, view: TransitionView) -> TransitionPublic:
+        return cls(
+            from_status=view.from_status,
+            to_status=view.to_status,
+            occurred_at=view.occurred_at,
+            note=view.note,
+            upstream_payload=dict(view.upstream_payload) if view.upstream_payload else None,
+        )
+
+
+class TransitionList(BaseModel):
+    task_id: str
+    transitions: list[TransitionPublic]
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+class WebhookCreate(_Input):
+    url: str = Field(
+        min_length=1, max_length=2048, examples=["https://example.com/hooks/tensorslab"]
+    )
+    events: list[str] = Field(
+        default_factory=list,
+        description="Event types to send; empty means task.completed and task.failed.",
+        examples=[["task.completed", "task.failed"]],
+    )
+
+
+class WebhookUpdate(_Input):
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    events: list[str] | None = None
+    enabled: bool | None = Field(default=None, examples=[False])
+
+
+class WebhookPublic(BaseModel):
+    id: int
+    url: str
+    events: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    task_id: str | None = Field(description="Set for a per-task webhook given at registration.")
+    failing_since: datetime | None
+    created_at: datetime
+    rotating_until: datetime | None = Field(
+        description="The previous secret also signs until then, after a rotation."
+    )
+
+    @classmethod
+    def of(cls, view: EndpointView) -> WebhookPublic:
+        return cls(
+            id=view.id,
+            url=view.url,
+            events=list(view.events),
+            enabled=view.enabled,
+            disabled_reason=view.disabled_reason,
+            task_id=view.task_id,
+            failing_since=view.failing_since,
+            created_at=view.created_at,
+            rotating_until=view.rotating_until,
+        )
+
+
+class WebhookCreated(BaseModel):
+    webhook: WebhookPublic
+    secret: str = Field(description="The signing secret: shown in this response only.")
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookPublic]
+
+
+class AttemptPublic(BaseModel):
+    attempted_at: datetime
+    status_code: int | None
+    succeeded: bool
+    duration_ms: float
+    error: str | None
+    response_excerpt: str | None
+
+    @classmethod
+    def of(cls, view: AttemptView) -> AttemptPublic:
+        return cls(
+            attempted_at=view.attempted_at,
+            status_code=view.status_code,
+            succeeded=view.succeeded,
+            duration_ms=view.duration_ms,
+            error=view.error,
+            response_excerpt=view.response_excerpt,
+        )
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    message_id: str = Field(description="The `webhook-id` header, the same on every retry.")
+    webhook_id: int
+    url: str
+    task_id: str
+    event_type: str
+    status: str = Field(description="pending, delivered or failed.")
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: str = Field(description="The exact body that is signed and sent.")
+    attempts: list[AttemptPublic]
+
+    @classmethod
+    def of(cls, view: DeliveryView) -> DeliveryPublic:
+        return cls(
+            id=view.id,
+            message_id=view.message_id,
+            webhook_id=view.endpoint_id,
+            url=view.url,
+            task_id=view.task_id,
+            event_type=view.event_type,
+            status=view.status,
+            attempt_count=view.attempt_count,
+            next_attempt_at=view.next_attempt_at,
+            last_status_code=view.last_status_code,
+            last_error=view.last_error,
+            created_at=view.created_at,
+            delivered_at=view.delivered_at,
+            payload=view.payload,
+            attempts=[AttemptPublic.of(attempt) for attempt in view.attempts],
+        )
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+class HealthPublic(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ReadinessPublic(BaseModel):
+    status: str = Field(description="ok, or unavailable with the reasons in `checks`.")
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])

@@ -1,0 +1,225 @@
+"""Prometheus metrics: what workers count as they go, and what the database knows.
+
+Workers count polls by outcome, upstream latency and webhook attempts by outcome in
+prometheus-client's multiprocess files under `TRACKER_DATA_DIR/metrics/<host>/` (one folder per
+host, so containers sharing a volume never write the same pid's file). The API's `/metrics`
+merges every such file and adds figures read from the database at scrape time: tasks by status,
+due tasks and how late the oldest one is, transitions, deliveries by status.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tracker.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
+from tracker.settings import Settings
+from tracker.states import TaskStatus
+from tracker.upstream import PollResult, Provider
+
+__all__ = [
+    "DatabaseFigures",
+    "TimedProvider",
+    "enable_worker_metrics",
+    "read_database_figures",
+    "record_deliveries",
+    "record_polls",
+    "render",
+]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def worker_metrics_dir(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "metrics" / socket.gethostname()
+
+
+def enable_worker_metrics(settings: Settings) -> None:
+    """Make this process (and its forked children) write metrics to files the API can read.
+
+    Must run before prometheus_client is first imported: it picks its storage at import.
+    """
+    folder = worker_metrics_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault(MULTIPROC_ENV, str(folder))
+
+
+class _WorkerMetrics:
+    """Created on first use, so that `enable_worker_metrics` can come first."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.polls = Counter(
+            "tracker_polls_total",
+            "Polls of upstream, by what the answer was (a status, missing, or the problem).",
+            ["outcome"],
+        )
+        self.latency = Histogram(
+            "tracker_upstream_latency_seconds",
+            "Time to get one answer from upstream.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS_S,
+        )
+        self.deliveries = Counter(
+            "tracker_webhook_sends_total",
+            "Webhook sends by worker outcome (delivered, retry, dead, lease_lost, ...).",
+            ["outcome"],
+        )
+
+
+_worker_metrics: _WorkerMetrics | None = None
+
+
+def _metrics() -> _WorkerMetrics:
+    global _worker_metrics
+    if _worker_metrics is None:
+        _worker_metrics = _WorkerMetrics()
+    return _worker_metrics
+
+
+def record_polls(outcomes: Mapping[str, int]) -> None:
+    for outcome, count in outcomes.items():
+        _metrics().polls.labels(outcome=outcome).inc(count)
+
+
+def record_deliveries(outcomes: Mapping[str, int]) -> None:
+    for outcome, count in outcomes.items():
+        _metrics().deliveries.labels(outcome=outcome).inc(count)
+
+
+class TimedProvider:
+    """A provider that records how long each upstream answer took."""
+
+    def __init__(self, inner: Provider) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def fetch(self, task_id: str) -> PollResult:
+        started = time.perf_counter()
+        try:
+            return self.inner.fetch(task_id)
+        finally:
+            _metrics().latency.labels(provider=self.name).observe(time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# --- read at scrape time, by the API -------------------------------------------------------
+
+
+class DatabaseFigures:
+    """What the database says right now, shaped for Prometheus."""
+
+    def __init__(self, session: Session, *, now: datetime) -> None:
+        counts = dict(
+            session.execute(
+                select(TrackedTask.status, func.count()).group_by(TrackedTask.status)
+            ).all()
+        )
+        self.tasks_by_status = {status.value: counts.get(status.value, 0) for status in TaskStatus}
+        due = session.execute(
+            select(func.count(), func.min(TrackedTask.next_poll_at)).where(
+                TrackedTask.next_poll_at <= now
+            )
+        ).one()
+        self.due_tasks: int = due[0]
+        oldest: datetime | None = due[1]
+        self.due_lag_s = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+        self.transitions_by_status: dict[str, int] = dict(
+            session.execute(
+                select(Transition.to_status, func.count()).group_by(Transition.to_status)
+            ).all()
+        )
+        self.deliveries_by_status: dict[str, int] = dict(
+            session.execute(
+                select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
+            ).all()
+        )
+        attempts = dict(
+            session.execute(
+                select(DeliveryAttempt.succeeded, func.count()).group_by(DeliveryAttempt.succeeded)
+            ).all()
+        )
+        self.attempts_by_outcome = {
+            "succeeded": attempts.get(True, 0),
+            "failed": attempts.get(False, 0),
+        }
+
+
+def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
+    return DatabaseFigures(session, now=now)
+
+
+class _DatabaseCollector:
+    def __init__(self, figures: DatabaseFigures) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        figures = self.figures
+        tasks = GaugeMetricFamily("tracker_tasks", "Tracked tasks by status.", labels=["status"])
+        for status, count in figures.tasks_by_status.items():
+            tasks.add_metric([status], count)
+        yield tasks
+        yield GaugeMetricFamily(
+            "tracker_due_tasks", "Tasks whose next poll time has passed.", value=figures.due_tasks
+        )
+        yield GaugeMetricFamily(
+            "tracker_due_lag_seconds",
+            "How long the most overdue task has been waiting for its poll (0: none is due).",
+            value=figures.due_lag_s,
+        )
+        transitions = CounterMetricFamily(
+            "tracker_transitions", "Status changes recorded, by new status.", labels=["to_status"]
+        )
+        for status, count in sorted(figures.transitions_by_status.items()):
+            transitions.add_metric([status], count)
+        yield transitions
+        deliveries = GaugeMetricFamily(
+            "tracker_webhook_deliveries", "Webhook deliveries by status.", labels=["status"]
+        )
+        for status in ("pending", "delivered", "failed"):
+            deliveries.add_metric([status], figures.deliveries_by_status.get(status, 0))
+        yield deliveries
+        attempts = CounterMetricFamily(
+            "tracker_webhook_attempts", "Webhook delivery attempts by outcome.", labels=["outcome"]
+        )
+        for outcome, count in figures.attempts_by_outcome.items():
+            attempts.add_metric([outcome], count)
+        yield attempts
+
+
+class _WorkerFilesCollector:
+    """Every worker host's multiprocess files, merged (prometheus-client's own merge)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = sorted(str(path) for path in self.root.glob("*/*.db"))
+        if files:
+            yield from MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def render(figures: DatabaseFigures, settings: Settings) -> tuple[bytes, str]:
+    """The Prometheus text exposition and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_DatabaseCollector(figures))
+    registry.register(_WorkerFilesCollector(settings.data_dir.resolve() / "metrics"))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
