@@ -139,3 +139,7 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
 def simulator() -> Iterator[Simulator]:
     with Simulator(api_key=SIM_API_KEY) as sim:
         yield sim
+
+
+# Last: it needs SIM_API_KEY above. A fixture for tests that start `tracker` processes.
+from tests.processes import processes  # noqa: E402, F401
