@@ -70,7 +70,7 @@ class Tracker:
                 ids,
                 now=now,
                 first_poll_delay_s=self.settings.poll_first_delay_s,
-                metadata=dict(metadata) if metadata is not None else None,
+                metadata=dict(metadata) if isinstance(metadata, Mapping) else metadata,
             )
             secret = None
             if webhook_url is not None:
