@@ -435,3 +435,32 @@ def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -
                 assert operation.get("security"), (method, path)
                 assert "401" in operation["responses"], (method, path)
     assert api.get("/docs").status_code == 200
+
+
+def test_metrics_count_tasks_and_how_late_the_most_overdue_poll_is(client: TestClient) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from tracker.models import TrackedTask
+
+    client.post("/v1/tasks", json={"tasks": [{"task_id": "m1"}, {"task_id": "m2"}]})
+    client.delete("/v1/tasks/m2")
+    with db.session_scope() as session:  # m1's poll is an hour overdue, as if no worker ran
+        session.execute(
+            update(TrackedTask)
+            .where(TrackedTask.task_id == "m1")
+            .values(next_poll_at=utc_now() - timedelta(hours=1))
+        )
+
+    lines = client.get("/metrics").text.splitlines()
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    }
+    assert values['tracker_tasks{status="registered"}'] == 1
+    assert values['tracker_tasks{status="cancelled"}'] == 1
+    assert values["tracker_due_tasks"] == 1
+    assert values["tracker_due_lag_seconds"] >= 3600
+    assert values['tracker_transitions_total{to_status="cancelled"}'] == 1
