@@ -1,0 +1,179 @@
+"""`tracker watch` and `tracker stats` as a user runs them: output, exit codes, real databases."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import Configure
+from tracker import db, service, watching
+from tracker.cli import app
+from tracker.polling import utc_now
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_db(database_url: str, configure: Configure) -> str:
+    configure(TRACKER_DATABASE_URL=database_url)
+    return database_url
+
+
+def _run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _register(url: str, *task_ids: str) -> None:
+    with db.session_scope(url) as session:
+        service.register(session, list(task_ids), now=utc_now(), first_poll_delay_s=60)
+
+
+def _untrack(url: str, task_id: str) -> None:
+    with db.session_scope(url) as session:
+        service.untrack(session, task_id, now=utc_now())
+
+
+@pytest.fixture
+def snapshots_taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], None]]:
+    """`wait_for(n)` blocks until `watch` has taken n snapshots (the real use case runs)."""
+    taken = 0
+    changed = threading.Condition()
+    real = watching.watch_snapshot
+
+    def counting(*args: object, **kwargs: object) -> watching.WatchSnapshot:
+        nonlocal taken
+        snapshot = real(*args, **kwargs)  # type: ignore[arg-type]
+        with changed:
+            taken += 1
+            changed.notify_all()
+        return snapshot
+
+    def wait_for(count: int) -> None:
+        with changed:
+            assert changed.wait_for(lambda: taken >= count, timeout=30), "watch never refreshed"
+
+    monkeypatch.setattr(watching, "watch_snapshot", counting)
+    yield wait_for
+
+
+def test_help_lists_watch_and_stats() -> None:
+    code, out, _ = _run("--help")
+    assert code == 0 and " watch " in out and " stats " in out
+
+
+def test_watching_tasks_that_are_already_terminal_prints_the_table_and_exits_0(
+    cli_db: str,
+) -> None:
+    _register(cli_db, "vid-1", "vid-2")
+    _untrack(cli_db, "vid-1")
+    _untrack(cli_db, "vid-2")
+
+    code, out, err = _run("watch", "vid-1", "vid-2")
+
+    assert code == 0, err
+    assert "2 of 2 tasks finished" in out
+    assert "vid-1" in out and "vid-2" in out and out.count("cancelled") == 2
+
+    code, out, _ = _run("watch", "-", "--json", stdin="vid-2\n\nvid-1\n")
+    assert code == 0
+    snapshot = json.loads(out)
+    assert snapshot["all_terminal"] is True
+    assert [t["task"]["task_id"] for t in snapshot["tasks"]] == ["vid-2", "vid-1"]
+    assert [t["status"] for t in snapshot["tasks"]] == ["cancelled", "cancelled"]
+    assert datetime.fromisoformat(snapshot["tasks"][0]["in_status_since"])
+
+
+def test_watch_ends_when_the_last_task_becomes_terminal(
+    cli_db: str, snapshots_taken: Callable[[int], None]
+) -> None:
+    _register(cli_db, "done", "running")
+    _untrack(cli_db, "done")
+
+    def finish_while_watched() -> None:
+        snapshots_taken(2)  # watch has shown the task live and refreshed once
+        _untrack(cli_db, "running")
+
+    thread = threading.Thread(target=finish_while_watched)
+    thread.start()
+    code, out, err = _run("watch", "done", "running", "--interval", "0.1", "--timeout", "60")
+    thread.join()
+
+    assert code == 0, err
+    assert "2 of 2 tasks finished" in out and out.count("cancelled") == 2
+
+
+def test_watch_gives_up_at_the_timeout(cli_db: str) -> None:
+    _register(cli_db, "slow", "done")
+    _untrack(cli_db, "done")
+
+    code, out, err = _run("watch", "slow", "done", "--interval", "0.1", "--timeout", "0.3")
+
+    assert code == 1
+    assert "1 of 2 tasks finished" in out
+    assert err.startswith("error: timed out after 0.3 s; 1 of 2 tasks not finished: slow")
+
+    code, out, err = _run("watch", "slow", "--json", "--interval", "0.1", "--timeout", "0.2")
+    assert code == 1 and "timed out" in err
+    assert json.loads(out)["all_terminal"] is False
+
+
+def test_ctrl_c_stops_watching_with_exit_code_130(
+    cli_db: str, snapshots_taken: Callable[[int], None]
+) -> None:
+    _register(cli_db, "forever")
+
+    def press_ctrl_c() -> None:
+        snapshots_taken(2)  # inside the refresh loop
+        _thread.interrupt_main()
+
+    thread = threading.Thread(target=press_ctrl_c)
+    thread.start()
+    result = runner.invoke(app, ["watch", "forever", "--interval", "0.1"])
+    thread.join()
+
+    assert result.exit_code == 130
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr and "Aborted" not in result.stderr
+    assert "forever" in result.stdout and "registered" in result.stdout
+
+
+def test_watching_an_unknown_or_bad_id_fails_before_showing_anything(cli_db: str) -> None:
+    _register(cli_db, "known")
+
+    code, out, err = _run("watch", "known", "missing")
+    assert code == 1 and out == ""
+    assert err.strip() == "error: no tracked tensorslab task with ID 'missing'"
+
+    code, out, err = _run("watch", "bad id")
+    assert code == 2 and out == "" and "contains whitespace" in err
+    code, out, err = _run("watch", "-", stdin="\n")
+    assert code == 2 and "no task ID given" in err
+
+
+def test_stats_as_json_and_as_tables(cli_db: str) -> None:
+    _register(cli_db, "a", "b", "c")
+    _untrack(cli_db, "a")
+
+    code, out, err = _run("stats", "--json")
+    assert code == 0, err
+    stats = json.loads(out)
+    assert stats["counts"]["registered"] == 2 and stats["counts"]["cancelled"] == 1
+    assert stats["counts"]["completed"] == 0 and stats["total"] == 3
+    assert stats["polls_per_task"] is None and stats["last_live_status_s"] is None
+
+    code, out, _ = _run("stats", "--since", "1h", "--provider", "tensorslab")
+    assert code == 0
+    assert "tasks by status" in out and "registered since" in out
+    assert "last live status → result" in out and "detection delay is at most this" in out
+
+    code, _, err = _run("stats", "--since", "yesterday")
+    assert code == 2 and "--since 'yesterday'" in err
+    code, _, err = _run("stats", "--provider", "nope")
+    assert code == 2 and "unknown provider 'nope'" in err

@@ -1,0 +1,265 @@
+"""`compute_stats` and `watch_snapshot` on SQLite and PostgreSQL.
+
+The percentile tests build a known history: tasks are registered and untracked through
+`service`, and the rows a poll writes when it sees a status change (the transition, and the
+task's status, completed_at and poll_count, as `polling._write_outcome` writes them) are inserted
+directly at chosen times, so each figure has a value to check by hand. One test runs real polls
+against the simulator to check the figures against what the poller actually stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from tests.conftest import SIM_API_KEY
+from tracker import db, polling, service
+from tracker.errors import InvalidTaskId, UnknownTask
+from tracker.models import TrackedTask, Transition
+from tracker.schedule import PollPolicy
+from tracker.simulator import Simulator, Step, TaskScript
+from tracker.states import TaskStatus
+from tracker.stats import Distribution, compute_stats
+from tracker.upstream.tensorslab import TensorsLabClient
+from tracker.watching import watch_snapshot
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def _register(url: str, task_id: str, at: datetime) -> None:
+    with db.session_scope(url) as session:
+        service.register(session, [task_id], now=at, first_poll_delay_s=5)
+
+
+def _polled(
+    url: str, task_id: str, moves: list[tuple[TaskStatus, datetime]], *, polls: int
+) -> None:
+    """Store what the poller stores for these status changes, ending with `polls` polls."""
+    with db.session_scope(url) as session:
+        row = session.scalars(select(TrackedTask).where(TrackedTask.task_id == task_id)).one()
+        previous = TaskStatus(row.status)
+        for status, at in moves:
+            session.execute(
+                insert(Transition).values(
+                    task_pk=row.id,
+                    from_status=previous.value,
+                    to_status=status.value,
+                    occurred_at=at,
+                    upstream_payload={"code": 1000},
+                    note=None,
+                )
+            )
+            previous = status
+        final_at = moves[-1][1]
+        session.execute(
+            update(TrackedTask)
+            .where(TrackedTask.id == row.id)
+            .values(
+                status=previous.value,
+                poll_count=polls,
+                last_polled_at=final_at,
+                updated_at=final_at,
+                completed_at=final_at if previous.is_terminal else None,
+                next_poll_at=None if previous.is_terminal else final_at,
+            )
+        )
+
+
+def _known_history(url: str) -> None:
+    """20 tasks that end completed or failed, plus some that must not count in the figures.
+
+    Task i (1..20) is registered at T0, seen pending at T0+50 s, processing at T0+100 s, and
+    finished at T0+100+i s after i polls; except task 20, whose first poll already saw it
+    completed at T0+120 s. Task 7 failed instead of completing.
+    So, over the 20: polls 1..20; registration -> result 101..120 s; last live status -> result
+    1..19 s and 120 s (task 20 had no live status after registration).
+    """
+    for i in range(1, 21):
+        task_id = f"task-{i:02d}"
+        _register(url, task_id, T0)
+        end = TaskStatus.FAILED if i == 7 else TaskStatus.COMPLETED
+        finished_at = T0 + timedelta(seconds=100 + i)
+        if i == 20:
+            _polled(url, task_id, [(end, finished_at)], polls=i)
+        else:
+            moves = [
+                (TaskStatus.PENDING, T0 + timedelta(seconds=50)),
+                (TaskStatus.PROCESSING, T0 + timedelta(seconds=100)),
+                (end, finished_at),
+            ]
+            _polled(url, task_id, moves, polls=i)
+    # Not finished by upstream: counted by status and in total_polls, not in the figures.
+    _register(url, "live", T0)
+    _polled(url, "live", [(TaskStatus.PROCESSING, T0 + timedelta(seconds=30))], polls=4)
+    _register(url, "gave-up", T0)
+    _polled(url, "gave-up", [(TaskStatus.PENDING, T0 + timedelta(seconds=10))], polls=3)
+    with db.session_scope(url) as session:
+        service.untrack(session, "gave-up", now=T0 + timedelta(seconds=400))
+    _register(url, "never-polled", T0)
+
+
+def test_no_tasks_gives_zero_counts_and_no_figures(database_url: str) -> None:
+    with db.session_scope(database_url) as session:
+        stats = compute_stats(session, now=T0)
+
+    assert stats.counts == dict.fromkeys(TaskStatus, 0)
+    assert (stats.total, stats.finished, stats.total_polls) == (0, 0, 0)
+    assert stats.polls_per_task is None
+    assert stats.time_to_result_s is None
+    assert stats.last_live_status_s is None
+
+
+def test_counts_and_nearest_rank_percentiles_on_a_known_history(database_url: str) -> None:
+    _known_history(database_url)
+
+    with db.session_scope(database_url) as session:
+        stats = compute_stats(session, now=T0 + timedelta(hours=1))
+
+    assert stats.counts == {
+        **dict.fromkeys(TaskStatus, 0),
+        TaskStatus.COMPLETED: 19,
+        TaskStatus.FAILED: 1,
+        TaskStatus.PROCESSING: 1,
+        TaskStatus.CANCELLED: 1,
+        TaskStatus.REGISTERED: 1,
+    }
+    assert (stats.total, stats.finished) == (23, 20)
+    assert stats.total_polls == sum(range(1, 21)) + 4 + 3
+    # Nearest rank over 20 values: p50 is the 10th, p95 the 19th, p99 the 20th.
+    assert stats.polls_per_task == Distribution(count=20, mean=10.5, p50=10, p95=19, p99=20, max=20)
+    time_to_result = stats.time_to_result_s
+    assert time_to_result is not None
+    assert time_to_result.count == 20
+    assert (time_to_result.p50, time_to_result.p95, time_to_result.max) == pytest.approx(
+        (110, 119, 120), abs=0.01
+    )
+    assert time_to_result.mean == pytest.approx(110.5, abs=0.01)
+    bound = stats.last_live_status_s
+    assert bound is not None
+    assert bound.count == 20
+    assert (bound.p50, bound.p95, bound.p99, bound.max) == pytest.approx(
+        (10, 19, 120, 120), abs=0.01
+    )
+    assert bound.mean == pytest.approx((sum(range(1, 20)) + 120) / 20, abs=0.01)
+
+
+def test_since_and_provider_narrow_the_tasks(database_url: str) -> None:
+    _register(database_url, "old", T0 - timedelta(days=2))
+    _polled(
+        database_url, "old", [(TaskStatus.COMPLETED, T0 - timedelta(days=2, seconds=-60))], polls=9
+    )
+    _register(database_url, "recent", T0)
+    _polled(database_url, "recent", [(TaskStatus.FAILED, T0 + timedelta(seconds=30))], polls=2)
+
+    with db.session_scope(database_url) as session:
+        everything = compute_stats(session, now=T0)
+        recent = compute_stats(session, now=T0, since=T0 - timedelta(hours=1))
+        tensorslab = compute_stats(session, now=T0, provider="tensorslab")
+        other = compute_stats(session, now=T0, provider="other")
+
+    assert (everything.total, everything.total_polls) == (2, 11)
+    assert recent.total == 1 and recent.counts[TaskStatus.FAILED] == 1
+    assert recent.polls_per_task is not None and recent.polls_per_task.max == 2
+    assert recent.last_live_status_s is not None
+    assert recent.last_live_status_s.max == pytest.approx(30, abs=0.01)
+    assert tensorslab == dataclasses.replace(everything, provider="tensorslab")
+    assert other.total == 0 and other.polls_per_task is None
+
+
+FAST = PollPolicy(
+    first_delay_s=0.0,
+    min_interval_s=0.01,
+    max_interval_s=0.02,
+    error_max_backoff_s=0.05,
+    no_credits_pause_s=600,
+    not_found_grace_s=0.3,
+    max_tracking_age_s=3600,
+)
+
+
+@pytest.fixture
+def client(simulator: Simulator) -> Iterator[TensorsLabClient]:
+    upstream = TensorsLabClient(base_url=simulator.base_url, api_key=SIM_API_KEY)
+    yield upstream
+    upstream.close()
+
+
+def test_figures_match_what_real_polls_stored(
+    database_url: str, simulator: Simulator, client: TensorsLabClient
+) -> None:
+    simulator.add_task(
+        TaskScript("ok", (Step(1, polls=2), Step(2, polls=2), Step(5, polls=1), Step(3)))
+    )
+    simulator.add_task(TaskScript("bad", (Step(2, polls=3), Step(4)), message="moderation"))
+    with db.session_scope(database_url) as session:
+        service.register(session, ["ok", "bad"], now=polling.utc_now(), first_poll_delay_s=0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with db.session_scope(database_url) as session:
+            claims = polling.claim_due_tasks(
+                session, now=polling.utc_now(), limit=10, lease_s=60, batch_size=10
+            )
+        for claim in claims:
+            polling.poll_batch(
+                claim,
+                provider=client,
+                session_scope=lambda: db.session_scope(database_url),
+                policy=FAST,
+                fetch_margin_s=1,
+            )
+        with db.session_scope(database_url) as session:
+            if all(t.status.is_terminal for t in service.list_tasks(session)):
+                break
+        time.sleep(0.02)
+
+    with db.session_scope(database_url) as session:
+        stats = compute_stats(session, now=polling.utc_now())
+        tasks = {t.task_id: t for t in service.list_tasks(session)}
+        bounds = []
+        for task_id, task in tasks.items():
+            moves = service.history(session, task_id)
+            assert task.completed_at == moves[-1].occurred_at
+            bounds.append((task.completed_at - moves[-2].occurred_at).total_seconds())
+
+    assert stats.counts[TaskStatus.COMPLETED] == 1 and stats.counts[TaskStatus.FAILED] == 1
+    assert stats.polls_per_task is not None
+    assert stats.polls_per_task.max == max(t.poll_count for t in tasks.values())
+    assert stats.total_polls == sum(t.poll_count for t in tasks.values())
+    assert stats.last_live_status_s is not None
+    assert stats.last_live_status_s.max == pytest.approx(max(bounds), abs=0.01)
+    assert stats.last_live_status_s.p50 == pytest.approx(min(bounds), abs=0.01)
+
+
+def test_watch_snapshot_time_in_status_and_unknown_ids(database_url: str) -> None:
+    _register(database_url, "moved", T0)
+    _polled(database_url, "moved", [(TaskStatus.PROCESSING, T0 + timedelta(seconds=40))], polls=2)
+    _register(database_url, "fresh", T0 + timedelta(seconds=10))
+
+    with db.session_scope(database_url) as session:
+        snapshot = watch_snapshot(
+            session, ["moved", "fresh", "moved"], now=T0 + timedelta(seconds=100)
+        )
+    assert [item.task.task_id for item in snapshot.tasks] == ["moved", "fresh"]
+    moved, fresh = snapshot.tasks
+    assert moved.status is TaskStatus.PROCESSING and moved.time_in_status_s == 60
+    assert moved.in_status_since == T0 + timedelta(seconds=40)
+    assert fresh.status is TaskStatus.REGISTERED and fresh.time_in_status_s == 90
+    assert not snapshot.all_terminal
+
+    with db.session_scope(database_url) as session:
+        service.untrack(session, "moved", now=T0 + timedelta(seconds=200))
+        service.untrack(session, "fresh", now=T0 + timedelta(seconds=200))
+        done = watch_snapshot(session, ["moved", "fresh"], now=T0 + timedelta(seconds=230))
+    assert done.all_terminal
+    assert [item.time_in_status_s for item in done.tasks] == [30, 30]
+
+    with db.session_scope(database_url) as session:
+        with pytest.raises(UnknownTask, match="'nope'"):
+            watch_snapshot(session, ["moved", "nope"], now=T0)
+        with pytest.raises(InvalidTaskId, match="no task ID"):
+            watch_snapshot(session, [], now=T0)
