@@ -47,6 +47,7 @@ def test_help_lists_every_command_with_a_description() -> None:
     for command in (
         "register", "status", "history", "list", "untrack",
         "worker", "beat", "up", "simulate", "demo", "db",
+        "api", "tokens", "watch", "stats", "webhooks", "deliveries", "redeliver",
     ):  # fmt: skip
         assert f" {command} " in out, command
     code, out, _ = _run("db", "--help")

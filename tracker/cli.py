@@ -7,15 +7,13 @@ the command with one red line on stderr and exit code 1 (2 for bad usage), never
 from __future__ import annotations
 
 import enum
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tracker import cli_webhooks, db, formatting, service
-from tracker.cli_support import JsonFlag, err, friendly_errors, out
+from tracker import cli_api, cli_observe, cli_webhooks, db, formatting, service
+from tracker.cli_support import JsonFlag, err, friendly_errors, out, read_task_ids
 from tracker.polling import utc_now
 from tracker.settings import Settings, get_settings
 from tracker.states import TaskStatus
@@ -40,6 +38,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(cli_webhooks.webhooks_app, name="webhooks")
 app.add_typer(cli_webhooks.deliveries_app, name="deliveries")
 app.command("redeliver")(friendly_errors(cli_webhooks.redeliver))
+app.command("api")(cli_api.serve_api)
+app.add_typer(cli_api.tokens_app, name="tokens")
+app.command("watch")(friendly_errors(cli_observe.watch))
+app.command("stats")(friendly_errors(cli_observe.stats))
 
 
 class LogLevelName(enum.StrEnum):
@@ -83,17 +85,6 @@ def db_upgrade(
         out.print(f"database at [bold]{where}[/bold] upgraded from {before or 'empty'} to {after}")
 
 
-def _read_ids(task_ids: list[str]) -> Iterator[str]:
-    for task_id in task_ids:
-        if task_id == "-":
-            for line in sys.stdin:
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield line.strip()
-        else:
-            yield task_id
-
-
 @app.command()
 @friendly_errors
 def register(
@@ -113,7 +104,7 @@ def register(
 
     Registering an ID that is already tracked is harmless: it changes nothing and says so.
     """
-    ids = list(_read_ids(task_ids))
+    ids = list(read_task_ids(task_ids))
     settings = _settings()
     secret = None
     with db.session_scope() as session:
@@ -252,12 +243,20 @@ def beat(
 def up(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
     loglevel: LogLevel = LogLevelName.INFO,
+    api: Annotated[
+        bool,
+        typer.Option(help="Also serve the HTTP API on TRACKER_API_HOST:TRACKER_API_PORT."),
+    ] = True,
 ) -> None:
-    """Run worker and beat together, for one machine. Needs TENSORSLAB_API_KEY."""
+    """Run worker, beat and the HTTP API together, for one machine. Needs TENSORSLAB_API_KEY."""
     from tracker import running
 
     running.run_worker(
-        _settings(), concurrency=concurrency, loglevel=loglevel.value, with_beat=True
+        _settings(),
+        concurrency=concurrency,
+        loglevel=loglevel.value,
+        with_beat=True,
+        with_api=api,
     )
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Annotated
 
@@ -16,7 +14,7 @@ from rich.text import Text
 
 from tracker import db, formatting, service, watching
 from tracker import stats as stats_use_case
-from tracker.cli_support import JsonFlag, err, out
+from tracker.cli_support import JsonFlag, err, out, read_task_ids
 from tracker.cli_webhooks import parse_since
 from tracker.polling import utc_now
 from tracker.states import TaskStatus
@@ -36,14 +34,6 @@ def format_duration(seconds: float) -> str:
     if whole < 86400:
         return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
-
-
-def _read_ids(task_ids: list[str]) -> Iterator[str]:
-    for task_id in task_ids:
-        if task_id == "-":
-            yield from (line.strip() for line in sys.stdin if line.strip())
-        else:
-            yield task_id
 
 
 def _snapshot(task_ids: list[str]) -> watching.WatchSnapshot:
@@ -97,7 +87,7 @@ def watch(
     For each task: status, how long it has been in it, polls, result URLs or message.
     Exits 0 when all are terminal, 1 at --timeout, 130 when stopped with Ctrl-C.
     """
-    ids = list(_read_ids(task_ids))
+    ids = list(read_task_ids(task_ids))
     snapshot = _snapshot(ids)  # unknown IDs fail here, before any output
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # Transient: the live view gives way to one final table, printed the same way on a terminal

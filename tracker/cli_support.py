@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -12,7 +13,7 @@ from rich.console import Console
 from tracker.errors import InvalidInput, TrackerError
 from tracker.settings import SettingsError
 
-__all__ = ["JsonFlag", "err", "friendly_errors", "out"]
+__all__ = ["JsonFlag", "err", "friendly_errors", "out", "read_task_ids"]
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
@@ -37,3 +38,12 @@ def friendly_errors(command: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def read_task_ids(task_ids: Iterable[str]) -> Iterator[str]:
+    """The IDs given, with `-` replaced by the non-blank lines of stdin (stripped)."""
+    for task_id in task_ids:
+        if task_id == "-":
+            yield from (line.strip() for line in sys.stdin if line.strip())
+        else:
+            yield task_id
