@@ -168,6 +168,24 @@ def test_a_per_task_webhook_secret_is_shown_once(client: TestClient) -> None:
     assert secret not in listed.text
 
 
+def test_a_new_secret_is_shown_only_for_the_tasks_it_signs_for(client: TestClient) -> None:
+    first = client.post("/v1/tasks", json={"task_id": "a", "webhook_url": RECEIVER_URL})
+    old_secret = first.json()["webhook_secret"]
+
+    batch = client.post(
+        "/v1/tasks",
+        json={
+            "tasks": [
+                {"task_id": "a", "webhook_url": RECEIVER_URL},
+                {"task_id": "b", "webhook_url": RECEIVER_URL},
+            ]
+        },
+    )
+    secrets = [item["webhook_secret"] for item in batch.json()["tasks"]]
+    assert secrets[0] is None  # "a" keeps signing with the secret it was given before
+    assert secrets[1] and secrets[1] != old_secret
+
+
 def test_get_a_task_its_transitions_and_untrack_it(client: TestClient) -> None:
     client.post("/v1/tasks", json={"task_id": "vid-9"})
 

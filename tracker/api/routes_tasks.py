@@ -90,8 +90,8 @@ def register_tasks(body: TaskCreate | TaskBatchCreate, response: Response) -> ob
             if item.webhook_url is not None:
                 by_url.setdefault(item.webhook_url, []).append(item.task_id)
         for url, task_ids in by_url.items():
-            secret = endpoints.add_task_webhook(session, task_ids, url, now=now, policy=policy)
-            secrets.update(dict.fromkeys(task_ids, secret))
+            added = endpoints.subscribe_tasks(session, task_ids, url, now=now, policy=policy)
+            secrets.update(dict.fromkeys(added.task_ids, added.secret))
     results = [RegisteredTask.of(r, secrets.get(r.task.task_id)) for r in registrations]
     response.status_code = 201 if any(r.created for r in registrations) else 200
     if isinstance(body, TaskBatchCreate):

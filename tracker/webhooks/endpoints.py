@@ -25,6 +25,7 @@ __all__ = [
     "DeliveryView",
     "EndpointView",
     "InvalidWebhookURL",
+    "TaskSubscription",
     "UnknownDelivery",
     "UnknownEndpoint",
     "add_endpoint",
@@ -38,6 +39,7 @@ __all__ = [
     "remove_endpoint",
     "rotate_secret",
     "set_enabled",
+    "subscribe_tasks",
     "update_endpoint",
 ]
 
@@ -154,6 +156,12 @@ def add_endpoint(
     return CreatedEndpoint(_endpoint_view(row), secret)
 
 
+@dataclass(frozen=True, slots=True)
+class TaskSubscription:
+    secret: str | None  # the new signing secret, shown once; None when nothing was added
+    task_ids: frozenset[str]  # the tasks that now send to the URL with that secret
+
+
 def add_task_webhook(
     session: Session,
     task_ids: Sequence[str],
@@ -168,26 +176,42 @@ def add_task_webhook(
 
     Tasks that already send to `url` are left as they are; None when every one of them does.
     """
+    return subscribe_tasks(
+        session, task_ids, url, now=now, policy=policy, provider=provider, resolve=resolve
+    ).secret
+
+
+def subscribe_tasks(
+    session: Session,
+    task_ids: Sequence[str],
+    url: str,
+    *,
+    now: datetime,
+    policy: AddressPolicy,
+    provider: str = "tensorslab",
+    resolve: Resolver = system_resolver,
+) -> TaskSubscription:
+    """`add_task_webhook`, also saying which tasks the new secret is for."""
     checked = _checked_url(url, policy, resolve)
-    task_pks = session.scalars(
-        select(TrackedTask.id).where(
+    found = session.execute(
+        select(TrackedTask.id, TrackedTask.task_id).where(
             TrackedTask.provider == provider, TrackedTask.task_id.in_(list(task_ids))
         )
     ).all()
     already = set(
         session.scalars(
             select(WebhookEndpoint.task_pk).where(
-                WebhookEndpoint.task_pk.in_(task_pks),
+                WebhookEndpoint.task_pk.in_([pk for pk, _ in found]),
                 WebhookEndpoint.url == checked,
                 WebhookEndpoint.removed_at.is_(None),
             )
         )
     )
-    missing = [pk for pk in task_pks if pk not in already]
+    missing = [(pk, task_id) for pk, task_id in found if pk not in already]
     if not missing:
-        return None
+        return TaskSubscription(None, frozenset())
     secret = generate_secret()
-    for task_pk in missing:
+    for task_pk, _ in missing:
         session.add(
             WebhookEndpoint(
                 url=checked,
@@ -200,7 +224,7 @@ def add_task_webhook(
             )
         )
     session.flush()
-    return secret
+    return TaskSubscription(secret, frozenset(task_id for _, task_id in missing))
 
 
 def _endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
