@@ -8,7 +8,7 @@ from bench import politeness
 
 
 def test_every_schedule_gets_a_row_with_finite_figures() -> None:
-    rows = politeness.run(tasks=200, seed=3)
+    rows = politeness.compute(tasks=200, seed=3)
 
     assert [name for name, _ in rows] == list(politeness.SCHEDULES)
     for name, figures in rows:
@@ -18,5 +18,5 @@ def test_every_schedule_gets_a_row_with_finite_figures() -> None:
 
 
 def test_a_fixed_schedule_detects_within_its_interval() -> None:
-    [figures] = [f for name, f in politeness.run(tasks=500, seed=1) if name == "fixed 10 s"]
+    [figures] = [f for name, f in politeness.compute(tasks=500, seed=1) if name == "fixed 10 s"]
     assert figures["delay_max_s"] <= 10.0

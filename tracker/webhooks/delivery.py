@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import insert, select, update
+from sqlalchemy import Integer, Text, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tracker.leasing import lease_due_rows, utc_now
-from tracker.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from tracker.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
 from tracker.webhooks.outbox import PENDING
 from tracker.webhooks.retry import (
     DELIVERED,
@@ -137,21 +137,28 @@ def send_batch(
         results = [attempt(job) for job in jobs]
 
     outcomes: Counter[str] = Counter()
+    outcomes["not_started"] = sum(1 for sent in results if sent is None)
+    done = [sent for sent in results if sent is not None]
     with session_scope() as session:
-        for sent in results:
-            if sent is None:
-                outcomes["not_started"] += 1
-                continue
-            outcomes[
-                _record(
-                    session,
-                    claim,
-                    sent,
-                    schedule_s=schedule_s,
-                    disable_after_s=disable_after_s,
-                    rng=rng,
-                )
-            ] += 1
+        # A few statements per batch, not a few per delivery (the round trips dominated a batch;
+        # see bench/webhooks.py): lock the rows still leased, write them in one executemany
+        # (pipelined by psycopg), insert the attempts in one statement, then lock and write each
+        # endpoint once.
+        held = _still_leased(session, claim, [sent.job.delivery_id for sent in done])
+        decided = [
+            (sent, _decide(sent, schedule_s=schedule_s, rng=rng))
+            for sent in done
+            if sent.job.delivery_id in held
+        ]
+        outcomes["lease_lost"] = len(done) - len(decided)
+        _write_deliveries(session, claim, decided)
+        recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
+        outcomes["endpoint_unavailable"] = len(decided) - len(recorded)
+        for _, decision in recorded:
+            outcomes[_label(decision)] += 1
+        _insert_attempts(session, [sent for sent, _ in recorded])
+        _update_endpoints(session, recorded, disable_after_s)
+    outcomes = +outcomes  # drop the zero counts
     if outcomes:
         log.info("webhook deliveries: %s", dict(outcomes))
     if outcomes["not_started"]:
@@ -238,78 +245,140 @@ def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) 
     return _Sent(job, result, at, duration_ms, excerpt)
 
 
-def _record(
-    session: Session,
-    claim: DeliveryClaim,
-    sent: _Sent,
-    *,
-    schedule_s: Sequence[float],
-    disable_after_s: float,
-    rng: random.Random,
-) -> str:
-    """Write the attempt and the delivery's next state, if the lease still holds."""
-    job, result, at = sent.job, sent.result, sent.attempted_at
-    attempt_number = job.attempt_count + 1
-    if job.refusal is not None:
-        decision = DeliveryDecision(FAILED, None)
-    else:
-        decision = decide_after_attempt(
-            result, attempt_number=attempt_number, schedule_s=schedule_s, now=at, rng=rng
-        )
-    values: dict[str, Any] = {
-        "status": decision.status,
-        "next_attempt_at": decision.next_attempt_at,
-        "lease_token": None,
-        "lease_expires_at": None,
-        "last_status_code": result.status_code,
-        "last_error": result.error,
-        "updated_at": at,
-    }
-    if job.refusal is None:
-        values["attempt_count"] = attempt_number
-    if decision.status == DELIVERED:
-        values["delivered_at"] = at
-    written = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == job.delivery_id,
-            WebhookDelivery.lease_token == claim.lease_token,
-        )
-        .values(values)
-        .execution_options(synchronize_session=False)
-    )
-    if written.rowcount != 1:  # type: ignore[attr-defined]
-        return "lease_lost"
-    if job.refusal is not None:
-        return "endpoint_unavailable"
-    session.execute(
-        insert(DeliveryAttempt).values(
-            delivery_id=job.delivery_id,
-            attempted_at=at,
-            duration_ms=sent.duration_ms,
-            status_code=result.status_code,
-            succeeded=result.succeeded,
-            error=result.error,
-            response_excerpt=sent.excerpt,
+def _still_leased(session: Session, claim: DeliveryClaim, ids: Sequence[int]) -> set[int]:
+    """The ids still carrying the claim's token, locked until the transaction ends."""
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.id.in_(ids),
+                WebhookDelivery.lease_token == claim.lease_token,
+            )
+            .with_for_update()
         )
     )
-    _update_endpoint(session, job.endpoint_id, result, decision, at, disable_after_s)
+
+
+def _decide(sent: _Sent, *, schedule_s: Sequence[float], rng: random.Random) -> DeliveryDecision:
+    if sent.job.refusal is not None:
+        return DeliveryDecision(FAILED, None)
+    return decide_after_attempt(
+        sent.result,
+        attempt_number=sent.job.attempt_count + 1,
+        schedule_s=schedule_s,
+        now=sent.attempted_at,
+        rng=rng,
+    )
+
+
+def _label(decision: DeliveryDecision) -> str:
     if decision.status == DELIVERED:
         return "delivered"
     return "dead" if decision.status == FAILED else "retry"
 
 
-def _update_endpoint(
-    session: Session,
-    endpoint_id: int,
+_WRITE_DELIVERY = (
+    update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == bindparam("b_id"),
+        WebhookDelivery.lease_token == bindparam("b_token"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        lease_token=None,
+        lease_expires_at=None,
+        last_status_code=bindparam("b_code", type_=Integer()),
+        last_error=bindparam("b_error", type_=Text()),
+        updated_at=bindparam("b_at", type_=UTCDateTime()),
+        attempt_count=bindparam("b_attempts", type_=Integer()),
+        # Set when delivered; otherwise an earlier delivery's time stays.
+        delivered_at=func.coalesce(
+            bindparam("b_delivered", type_=UTCDateTime()), WebhookDelivery.delivered_at
+        ),
+    )
+)
+
+
+def _write_deliveries(
+    session: Session, claim: DeliveryClaim, decided: Sequence[tuple[_Sent, DeliveryDecision]]
+) -> None:
+    """Each delivery's next state; the rows are locked and leased to `claim` (_still_leased)."""
+    if not decided:
+        return
+    session.connection().execute(
+        _WRITE_DELIVERY,
+        [
+            {
+                "b_id": sent.job.delivery_id,
+                "b_token": claim.lease_token,
+                "b_status": decision.status,
+                "b_next": decision.next_attempt_at,
+                "b_code": sent.result.status_code,
+                "b_error": sent.result.error,
+                "b_at": sent.attempted_at,
+                # A refusal is no attempt: the count stays.
+                "b_attempts": sent.job.attempt_count + (sent.job.refusal is None),
+                "b_delivered": sent.attempted_at if decision.status == DELIVERED else None,
+            }
+            for sent, decision in decided
+        ],
+    )
+
+
+def _insert_attempts(session: Session, sent: Sequence[_Sent]) -> None:
+    if not sent:
+        return
+    session.execute(
+        insert(DeliveryAttempt),
+        [
+            {
+                "delivery_id": item.job.delivery_id,
+                "attempted_at": item.attempted_at,
+                "duration_ms": item.duration_ms,
+                "status_code": item.result.status_code,
+                "succeeded": item.result.succeeded,
+                "error": item.result.error,
+                "response_excerpt": item.excerpt,
+            }
+            for item in sent
+        ],
+    )
+
+
+def _update_endpoints(
+    session: Session, recorded: Sequence[tuple[_Sent, DeliveryDecision]], disable_after_s: float
+) -> None:
+    """Apply each attempt, in order, to its endpoint: locked once (in id order), written once."""
+    ids = sorted({sent.job.endpoint_id for sent, _ in recorded})
+    if not ids:
+        return
+    endpoints = {
+        endpoint.id: endpoint
+        for endpoint in session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_(ids))
+            .order_by(WebhookEndpoint.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    for sent, decision in recorded:
+        endpoint = endpoints.get(sent.job.endpoint_id)
+        if endpoint is not None:
+            _apply_attempt(endpoint, sent.result, decision, sent.attempted_at, disable_after_s)
+    session.flush()
+
+
+def _apply_attempt(
+    endpoint: WebhookEndpoint,
     result: AttemptResult,
     decision: DeliveryDecision,
     at: datetime,
     disable_after_s: float,
 ) -> None:
-    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
-    if endpoint is None:
-        return
     if result.succeeded:
         endpoint.failing_since = None
     else:
@@ -318,16 +387,15 @@ def _update_endpoint(
         if decision.disable_endpoint_reason and endpoint.enabled:
             endpoint.enabled = False
             endpoint.disabled_reason = decision.disable_endpoint_reason
+            log.warning("webhook endpoint %d disabled: %s", endpoint.id, endpoint.disabled_reason)
         elif failing_for_s >= disable_after_s and endpoint.enabled:
             endpoint.enabled = False
             endpoint.disabled_reason = (
                 f"every attempt failed for {failing_for_s / 86400:.1f} days "
                 "(TRACKER_WEBHOOK_DISABLE_AFTER_S)"
             )
-        if not endpoint.enabled:
             log.warning("webhook endpoint %d disabled: %s", endpoint.id, endpoint.disabled_reason)
     endpoint.updated_at = at
-    session.flush()
 
 
 def _retry_after_s(value: str | None) -> float | None:
