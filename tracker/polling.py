@@ -9,16 +9,19 @@ is due. A transition and its webhook deliveries (the outbox) are written in one 
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import random
-from collections import Counter
+import threading
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from tracker.leasing import lease_due_rows, utc_now
@@ -122,20 +125,13 @@ def poll_batch(
         return item, result, now()
 
     if concurrency > 1 and len(leased) > 1:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(leased))) as pool:
-            answers = list(pool.map(fetch, leased))
+        answers = list(_fetch_pool(concurrency).map(fetch, leased))
     else:
         answers = [fetch(item) for item in leased]
     done = [answer for answer in answers if answer is not None]
 
-    labels: Counter[str] = Counter()
     with session_scope() as session:
-        for item, result, answered_at in done:
-            outcome = decide(item.snapshot, result, now=answered_at, policy=policy, rng=rng)
-            written = _write_outcome(session, claim, item, outcome, answered_at)
-            labels[_label(result) if written else "lease_lost"] += 1
-            if outcome.provider_pause is not None:
-                _pause_provider(session, provider.name, outcome.provider_pause, answered_at)
+        labels = _write_outcomes(session, claim, done, provider.name, policy=policy, rng=rng)
     summary = BatchSummary(polled=len(done), skipped=len(leased) - len(done), outcomes=dict(labels))
     log.info("polled %d tasks: %s", summary.polled, summary.outcomes)
     if summary.skipped:
@@ -145,6 +141,22 @@ def poll_batch(
             summary.skipped,
         )
     return summary
+
+
+_fetch_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_fetch_pools_lock = threading.Lock()
+
+
+def _fetch_pool(concurrency: int) -> ThreadPoolExecutor:
+    """This process's threads for upstream requests, kept between batches (not made per batch)."""
+    key = (os.getpid(), concurrency)  # a forked child makes its own: threads do not survive fork
+    with _fetch_pools_lock:
+        pool = _fetch_pools.get(key)
+        if pool is None:
+            pool = _fetch_pools[key] = ThreadPoolExecutor(
+                max_workers=concurrency, thread_name_prefix="tracker-poll"
+            )
+        return pool
 
 
 def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
@@ -172,6 +184,115 @@ def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
         for row in rows
         if not TaskStatus(row.status).is_terminal
     ]
+
+
+def _write_outcomes(
+    session: Session,
+    claim: Claim,
+    done: list[tuple[_Leased, PollResult, datetime]],
+    provider_name: str,
+    *,
+    policy: PollPolicy,
+    rng: random.Random,
+) -> Counter[str]:
+    """Write each answer's outcome to the rows this batch still holds; returns the labels.
+
+    The held rows are locked first (on SQLite the transaction already holds the write lock), so
+    which rows may be written is known up front. Outcomes without a transition, nearly all of
+    them, go out as one executemany of a prepared statement instead of one statement built per
+    row; transitions are written one by one with their history row and webhook deliveries.
+    """
+    labels: Counter[str] = Counter()
+    if not done:
+        return labels
+    held = _lock_held_rows(session, claim, [item.task_pk for item, _, _ in done])
+    unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+    for item, result, answered_at in done:
+        outcome = decide(item.snapshot, result, now=answered_at, policy=policy, rng=rng)
+        if held.get(item.task_pk) != item.snapshot.status.value:
+            labels["lease_lost"] += 1
+        elif outcome.new_status is None:
+            params = _unchanged_params(claim, item, outcome, answered_at)
+            optional = frozenset(name for name in _KEPT_IF_NONE if f"b_{name}" in params)
+            unchanged[optional].append(params)
+            labels[_label(result)] += 1
+        else:
+            written = _write_outcome(session, claim, item, outcome, answered_at)
+            labels[_label(result) if written else "lease_lost"] += 1
+        if outcome.provider_pause is not None:
+            _pause_provider(session, provider_name, outcome.provider_pause, answered_at)
+    for columns, rows in unchanged.items():
+        written = session.execute(_unchanged_statement(columns), rows).rowcount  # type: ignore[attr-defined]
+        if written != len(rows):  # impossible while the rows are locked: refuse a partial write
+            raise RuntimeError(f"wrote {written} of {len(rows)} locked rows")
+    return labels
+
+
+def _lock_held_rows(session: Session, claim: Claim, task_pks: list[int]) -> dict[int, str]:
+    """Lock the rows that still carry this claim's token; their status by primary key."""
+    rows = session.execute(
+        select(TrackedTask.id, TrackedTask.status)
+        .where(TrackedTask.id.in_(task_pks), TrackedTask.lease_token == claim.lease_token)
+        .order_by(TrackedTask.id)
+        .with_for_update()
+    ).all()
+    return {row.id: row.status for row in rows}
+
+
+_KEPT_IF_NONE = ("result_urls", "upstream_message", "details")  # None: keep what is stored
+
+
+def _unchanged_params(
+    claim: Claim, item: _Leased, outcome: PollOutcome, at: datetime
+) -> dict[str, Any]:
+    """The parameters of `_unchanged_statement` for one poll that changed no status."""
+    params: dict[str, Any] = {
+        "b_pk": item.task_pk,
+        "b_token": claim.lease_token,
+        "b_status": item.snapshot.status.value,
+        "b_next_poll_at": outcome.next_poll_at,
+        "b_at": at,
+        "b_not_found_since": outcome.not_found_since,
+        "b_consecutive_errors": outcome.consecutive_errors,
+        "b_last_error": outcome.last_error,
+        "b_error_increment": 1 if outcome.counts_as_error else 0,
+    }
+    if outcome.result_urls is not None:
+        params["b_result_urls"] = list(outcome.result_urls)
+    if outcome.upstream_message is not None:
+        params["b_upstream_message"] = outcome.upstream_message
+    if outcome.details is not None:
+        params["b_details"] = dict(outcome.details)
+    return params
+
+
+@functools.cache
+def _unchanged_statement(optional: frozenset[str]) -> Update:
+    """UPDATE one held row after a poll without a transition; `optional` columns are set too."""
+    table = cast(Table, TrackedTask.__table__)
+    values: dict[Any, Any] = {
+        table.c.next_poll_at: bindparam("b_next_poll_at"),
+        table.c.lease_token: None,
+        table.c.lease_expires_at: None,
+        table.c.last_polled_at: bindparam("b_at"),
+        table.c.updated_at: bindparam("b_at"),
+        table.c.not_found_since: bindparam("b_not_found_since"),
+        table.c.consecutive_errors: bindparam("b_consecutive_errors"),
+        table.c.last_error: bindparam("b_last_error"),
+        table.c.poll_count: table.c.poll_count + 1,
+        table.c.error_count: table.c.error_count + bindparam("b_error_increment"),
+    }
+    for name in sorted(optional):
+        values[table.c[name]] = bindparam(f"b_{name}")
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("b_pk"),
+            table.c.lease_token == bindparam("b_token"),
+            table.c.status == bindparam("b_status"),
+        )
+        .values(values)
+    )
 
 
 def _write_outcome(
