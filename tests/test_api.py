@@ -482,3 +482,23 @@ def test_metrics_count_tasks_and_how_late_the_most_overdue_poll_is(client: TestC
     assert values["tracker_due_tasks"] == 1
     assert values["tracker_due_lag_seconds"] >= 3600
     assert values['tracker_transitions_total{to_status="cancelled"}'] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"task_id": "x"}', "application/x-www-form-urlencoded"),  # curl -d's default
+        (b'[{"task_id": "x"}]', "application/json"),
+        (b'"x"', "application/json"),
+    ],
+    ids=["form-encoded", "array", "string"],
+)
+def test_a_body_that_is_not_a_json_object_says_so_once(
+    client: TestClient, content: bytes, content_type: str
+) -> None:
+    response = client.post("/v1/tasks", content=content, headers={"Content-Type": content_type})
+    assert response.status_code == 400
+    error = _error(response)
+    assert error["code"] == "invalid_json"
+    assert "must be a JSON object" in error["message"] and content_type in error["message"]
+    assert _stored_task_ids() == []

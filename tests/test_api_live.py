@@ -150,6 +150,7 @@ def test_the_whole_story_over_http(
     assert "GET /v1/tasks/live-1 HTTP/1.1" in logs  # the API's access log is there...
     for leaked in (secret, token, SIM_API_KEY):
         assert leaked not in logs  # ...and no secret is, in any process's output
+    assert "raised unexpected" not in logs and "Traceback" not in logs, logs
 
 
 def test_readiness_names_a_broker_that_does_not_answer(

@@ -219,3 +219,16 @@ def test_register_with_a_refused_webhook_stores_nothing(cli_db: str) -> None:
     assert code == 2 and "link-local" in err
     code, out, _ = _run("list", "--json")
     assert json.loads(out) == []
+
+
+def test_registering_a_tracked_task_with_a_new_webhook_says_it_was_added(
+    cli_db: str, configure: Configure
+) -> None:
+    configure(TRACKER_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
+    _run("register", "vid-1")
+
+    code, out, _ = _run("register", "vid-1", "--webhook", "http://127.0.0.1:9/new")
+    assert code == 0 and "signing secret (shown once" in out
+    assert "already tracked vid-1 (status registered); webhook added" in out
+    code, out, _ = _run("register", "vid-1", "--webhook", "http://127.0.0.1:9/new")
+    assert "signing secret" not in out and "nothing changed" in out

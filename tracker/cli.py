@@ -34,14 +34,7 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(cli_webhooks.webhooks_app, name="webhooks")
-app.add_typer(cli_webhooks.deliveries_app, name="deliveries")
-app.command("redeliver")(friendly_errors(cli_webhooks.redeliver))
-app.command("api")(cli_api.serve_api)
-app.add_typer(cli_api.tokens_app, name="tokens")
-app.command("watch")(friendly_errors(cli_observe.watch))
-app.command("stats")(friendly_errors(cli_observe.stats))
+TASKS, RUN, WEBHOOKS = "Tasks", "Running tracker", "Webhooks and API access"
 
 
 class LogLevelName(enum.StrEnum):
@@ -85,7 +78,7 @@ def db_upgrade(
         out.print(f"database at [bold]{where}[/bold] upgraded from {before or 'empty'} to {after}")
 
 
-@app.command()
+@app.command(rich_help_panel=TASKS)
 @friendly_errors
 def register(
     task_ids: Annotated[
@@ -102,18 +95,19 @@ def register(
 ) -> None:
     """Start tracking task IDs. All are stored, or none if any is invalid.
 
-    Registering an ID that is already tracked is harmless: it changes nothing and says so.
+    Registering an ID that is already tracked is harmless: it changes nothing (but adds
+    --webhook if the task does not send to that URL yet) and says so.
     """
     ids = list(read_task_ids(task_ids))
     settings = _settings()
-    secret = None
+    added = endpoints.TaskSubscription(None, frozenset())
     with db.session_scope() as session:
         now = utc_now()
         registrations = service.register(
             session, ids, now=now, first_poll_delay_s=settings.poll_first_delay_s
         )
         if webhook is not None:
-            secret = endpoints.add_task_webhook(
+            added = endpoints.subscribe_tasks(
                 session,
                 [item.task.task_id for item in registrations],
                 webhook,
@@ -122,25 +116,26 @@ def register(
             )
     if json_output:
         tasks = [{"created": item.created, "task": item.task} for item in registrations]
-        out.print_json(formatting.to_json({"tasks": tasks, "webhook_secret": secret}))
+        out.print_json(formatting.to_json({"tasks": tasks, "webhook_secret": added.secret}))
         return
-    if secret is not None:
+    if added.secret is not None:
         out.print(
-            f"webhook {webhook} signing secret (shown once, keep it): [bold]{secret}[/bold]",
+            f"webhook {webhook} signing secret (shown once, keep it): [bold]{added.secret}[/bold]",
             highlight=False,
         )
     for item in registrations:
+        task_id = item.task.task_id
         if item.created:
-            out.print(f"registered [bold]{item.task.task_id}[/bold]", highlight=False)
-        else:
-            out.print(
-                f"already tracked [bold]{item.task.task_id}[/bold] "
-                f"(status {item.task.status.value}); nothing changed",
-                highlight=False,
-            )
+            out.print(f"registered [bold]{task_id}[/bold]", highlight=False)
+            continue
+        change = "webhook added" if task_id in added.task_ids else "nothing changed"
+        out.print(
+            f"already tracked [bold]{task_id}[/bold] (status {item.task.status.value}); {change}",
+            highlight=False,
+        )
 
 
-@app.command()
+@app.command(rich_help_panel=TASKS)
 @friendly_errors
 def status(
     task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
@@ -154,7 +149,7 @@ def status(
         out.print(formatting.task_table(task))
 
 
-@app.command()
+@app.command(rich_help_panel=TASKS)
 @friendly_errors
 def history(
     task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
@@ -168,7 +163,7 @@ def history(
         out.print(formatting.history_table(task_id, transitions))
 
 
-@app.command("list")
+@app.command("list", rich_help_panel=TASKS)
 @friendly_errors
 def list_(
     status_filter: Annotated[
@@ -193,7 +188,7 @@ def list_(
         )
 
 
-@app.command()
+@app.command(rich_help_panel=TASKS)
 @friendly_errors
 def untrack(
     task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
@@ -211,7 +206,7 @@ def untrack(
         )
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 @friendly_errors
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
@@ -223,7 +218,7 @@ def worker(
     running.run_worker(_settings(), concurrency=concurrency, loglevel=loglevel.value)
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 @friendly_errors
 def beat(
     loglevel: LogLevel = LogLevelName.INFO,
@@ -238,7 +233,7 @@ def beat(
     running.run_beat(_settings(), loglevel=loglevel.value, schedule_file=schedule_file)
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 @friendly_errors
 def up(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
@@ -260,7 +255,7 @@ def up(
     )
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 def simulate(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8099,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -284,7 +279,7 @@ def simulate(
         raise typer.Exit(1) from None
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 @friendly_errors
 def demo(
     timeout_s: Annotated[float, typer.Option("--timeout", help="Give up after this long.")] = 120,
@@ -297,6 +292,16 @@ def demo(
 
     ok = demo_module.run(out, timeout_s=timeout_s)
     raise typer.Exit(0 if ok else 1)
+
+
+app.command("watch", rich_help_panel=TASKS)(friendly_errors(cli_observe.watch))
+app.command("stats", rich_help_panel=TASKS)(friendly_errors(cli_observe.stats))
+app.command("api", rich_help_panel=RUN)(cli_api.serve_api)
+app.add_typer(db_app, name="db", rich_help_panel=RUN)
+app.add_typer(cli_webhooks.webhooks_app, name="webhooks", rich_help_panel=WEBHOOKS)
+app.add_typer(cli_webhooks.deliveries_app, name="deliveries", rich_help_panel=WEBHOOKS)
+app.command("redeliver", rich_help_panel=WEBHOOKS)(friendly_errors(cli_webhooks.redeliver))
+app.add_typer(cli_api.tokens_app, name="tokens", rich_help_panel=WEBHOOKS)
 
 
 def main() -> None:

@@ -207,7 +207,8 @@ def deliveries_show(
     out.print(
         f"delivery [bold]{view.id}[/bold] ({view.message_id}) {view.event_type} for task "
         f"{view.task_id} to {view.url}: [bold]{view.status}[/bold], "
-        f"{view.attempt_count} attempts"
+        f"{_count(len(view.attempts), 'attempt')}"
+        + (f" ({view.attempt_count} since the last redelivery)" if _redelivered(view) else "")
         + (f", next at {view.next_attempt_at:%H:%M:%S} UTC" if view.next_attempt_at else ""),
         highlight=False,
     )
@@ -224,6 +225,14 @@ def deliveries_show(
             (attempt.response_excerpt or "")[:200],
         )
     out.print(table)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _redelivered(view: endpoints.DeliveryView) -> bool:
+    return view.attempt_count != len(view.attempts)  # a redelivery restarts the count
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")

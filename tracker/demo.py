@@ -142,7 +142,17 @@ def run(console: Console, *, timeout_s: float) -> bool:
         log_path = DEMO_DIR / "worker.log"
         with log_path.open("w") as log_file:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "tracker", "up", "--concurrency", "2", "-l", "INFO"],
+                [
+                    sys.executable,
+                    "-m",
+                    "tracker",
+                    "up",
+                    "--no-api",
+                    "--concurrency",
+                    "2",
+                    "-l",
+                    "INFO",
+                ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=os.environ.copy(),

@@ -9,10 +9,13 @@ due tasks and how late the oldest one is, transitions, deliveries by status.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,8 @@ __all__ = [
     "record_polls",
     "render",
 ]
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -78,23 +83,46 @@ class _WorkerMetrics:
 
 
 _worker_metrics: _WorkerMetrics | None = None
+_creating = threading.Lock()  # a batch's poll threads all reach for the metrics at once
 
 
 def _metrics() -> _WorkerMetrics:
     global _worker_metrics
     if _worker_metrics is None:
-        _worker_metrics = _WorkerMetrics()
+        with _creating:
+            if _worker_metrics is None:
+                _worker_metrics = _WorkerMetrics()
     return _worker_metrics
 
 
+def _never_fails(record: Callable[..., None]) -> Callable[..., None]:
+    """Counting is not worth a lost poll: a metrics failure is logged, never raised."""
+
+    @functools.wraps(record)
+    def wrapper(*args: Any) -> None:
+        try:
+            record(*args)
+        except Exception:
+            log.warning("could not record a metric", exc_info=True)
+
+    return wrapper
+
+
+@_never_fails
 def record_polls(outcomes: Mapping[str, int]) -> None:
     for outcome, count in outcomes.items():
         _metrics().polls.labels(outcome=outcome).inc(count)
 
 
+@_never_fails
 def record_deliveries(outcomes: Mapping[str, int]) -> None:
     for outcome, count in outcomes.items():
         _metrics().deliveries.labels(outcome=outcome).inc(count)
+
+
+@_never_fails
+def _record_latency(provider: str, seconds: float) -> None:
+    _metrics().latency.labels(provider=provider).observe(seconds)
 
 
 class TimedProvider:
@@ -109,7 +137,7 @@ class TimedProvider:
         try:
             return self.inner.fetch(task_id)
         finally:
-            _metrics().latency.labels(provider=self.name).observe(time.perf_counter() - started)
+            _record_latency(self.name, time.perf_counter() - started)
 
     def close(self) -> None:
         self.inner.close()

@@ -6,6 +6,7 @@ key, a database without tables, a broker that does not answer.
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -59,6 +60,18 @@ def check_broker(settings: Settings, *, timeout_s: float = 5.0) -> None:
         connection.release()
 
 
+# Celery logs every task it receives and finishes, and beat every tick it sends: three INFO
+# lines a second doing nothing. tracker logs what its tasks did (claims, polls, sends) itself,
+# and Celery's errors stay visible; --loglevel DEBUG brings the chatter back.
+CHATTY_CELERY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+def _quiet_celery(loglevel: str) -> None:
+    if loglevel.upper() != "DEBUG":
+        for name in CHATTY_CELERY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _preflight(settings: Settings, *, needs_api_key: bool) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
     if needs_api_key:
@@ -89,6 +102,7 @@ def run_worker(
         # The filesystem transport has no broadcast support worth relying on; nothing of
         # tracker's needs remote control, and gossip/mingle only make noise on one machine.
         argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    _quiet_celery(loglevel)
     api_process = _start_api_process(settings, loglevel) if with_api else None
     try:
         app.worker_main(argv)
@@ -149,6 +163,7 @@ def run_beat(settings: Settings, *, loglevel: str, schedule_file: Path | None = 
     _preflight(settings, needs_api_key=False)
     from tracker.celery_app import app
 
+    _quiet_celery(loglevel)
     app.start(
         [
             "beat",

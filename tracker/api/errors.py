@@ -110,12 +110,14 @@ def _validation_details(error: RequestValidationError) -> list[dict[str, str]]:
         other = "TaskCreate" if meant == "TaskBatchCreate" else "TaskBatchCreate"
         kept = [p for p in problems if other not in p.get("loc", ())]
         problems = kept or problems
-    details = []
+    details: list[dict[str, str]] = []
     for problem in problems:
         message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
         if problem.get("type") == "dict_type":
             message = "must be a JSON object"
-        details.append({"field": _field(problem.get("loc", ())), "message": message})
+        detail = {"field": _field(problem.get("loc", ())), "message": message}
+        if detail not in details:  # each branch of the union may say the same
+            details.append(detail)
     return details
 
 
@@ -133,10 +135,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(error.status_code, error.code, error.message, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         details = _validation_details(error)
         if any(p.get("type") == "json_invalid" for p in error.errors()):
             return error_response(400, "invalid_json", "the body is not valid JSON")
+        if any(d["field"] == "body" for d in details):
+            sent = request.headers.get("content-type", "none")
+            return error_response(
+                400,
+                "invalid_json",
+                "the body must be a JSON object, sent with Content-Type: application/json "
+                f"(got Content-Type: {sent})",
+            )
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
         return error_response(
             422, "validation_error", f"the request is invalid: {summary}", details=details

@@ -89,7 +89,7 @@ def _replay(body: bytes, original: Receive) -> Receive:
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:
     payload: dict[str, Any] = {"error": {"code": code, "message": message, "details": []}}
-    body = json.dumps(payload).encode()
+    body = json.dumps(payload, separators=(",", ":")).encode()  # as JSONResponse writes it
     await send(
         {
             "type": "http.response.start",

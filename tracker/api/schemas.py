@@ -311,7 +311,10 @@ class DeliveryPublic(BaseModel):
     task_id: str
     event_type: str
     status: str = Field(description="pending, delivered or failed.")
-    attempt_count: int
+    attempt_count: int = Field(
+        description="Attempts in the current round of retries (a redelivery starts a new "
+        "round); `attempts` lists every attempt ever made."
+    )
     next_attempt_at: datetime | None
     last_status_code: int | None
     last_error: str | None
