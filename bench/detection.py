@@ -1,8 +1,9 @@
 """Detection delay (scenario 2): from the moment a video is done to the moment its webhook lands.
 
 N tasks in the simulator (its own process) are `processing` until a finishing time drawn evenly
-from a window (60 to 210 s after they were created, by default: every task finishes where
-tracker's schedule polls at its longest interval), then `completed`. tracker (`tracker worker`
+from a window (120 to 270 s after they were created, by default: like real videos, which take
+2 minutes or more, every task finishes after tracker's quiet period, where its schedule polls at
+its longest interval), then `completed`. tracker (`tracker worker`
 with its default concurrency and `tracker beat`, on Redis and a fresh PostgreSQL database) polls
 them with its default schedule and sends a signed `task.completed` webhook for each to a real
 receiver on loopback (`tracker.webhooks.receiver.WebhookReceiver`, which verifies signatures).
@@ -12,7 +13,7 @@ That instant is exact: a timed step ends at its start plus its `after_s`, so it 
 `created_at` (read from the simulator's admin API) plus its processing time; a sample of tasks
 is checked against the simulator's own `finished_at`.
 
-    python -m bench.detection [--detection-tasks 10000] [--detection-finish-to-s 210] ...
+    python -m bench.detection [--detection-tasks 10000] [--detection-finish-to-s 270] ...
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ SCHEDULES: dict[str, dict[str, str]] = {
         "TRACKER_POLL_FIRST_DELAY_S": "0.5",
         "TRACKER_POLL_MIN_INTERVAL_S": "0.5",
         "TRACKER_POLL_MAX_INTERVAL_S": "1",
+        "TRACKER_POLL_QUIET_UNTIL_S": "0",
         # A batch that fails gets polled again when its lease ends: make that quick too.
         "TENSORSLAB_CONNECT_TIMEOUT_S": "1",
         "TENSORSLAB_READ_TIMEOUT_S": "2",
@@ -84,10 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--detection-finish-from-s",
         type=float,
-        default=60.0,
+        default=120.0,
         help="earliest finishing time, seconds after the task was created",
     )
-    group.add_argument("--detection-finish-to-s", type=float, default=210.0, help="latest")
+    group.add_argument("--detection-finish-to-s", type=float, default=270.0, help="latest")
     group.add_argument(
         "--detection-schedule",
         choices=sorted(SCHEDULES),

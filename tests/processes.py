@@ -93,6 +93,7 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., Processes]]:
             TENSORSLAB_READ_TIMEOUT_S="2",
             TRACKER_TICK_INTERVAL_S="0.3",
             TRACKER_POLL_FIRST_DELAY_S="0.2",
+            TRACKER_POLL_QUIET_UNTIL_S="0",
             TRACKER_POLL_MIN_INTERVAL_S="0.2",
             TRACKER_POLL_MAX_INTERVAL_S="0.5",
             TRACKER_NOT_FOUND_GRACE_S="3",

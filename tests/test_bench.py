@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Rows this side of the harness always produces (subjects depend on the quick sizes).
 EXPECTED = {
     "politeness": {
-        ("tracker default (5-20 s, half the age)", "polls per task"),
-        ("tracker default (5-20 s, half the age)", "detection delay p95 (s)"),
+        ("tracker default (5 s, quiet to 90 s, then every 20 s)", "polls per task"),
+        ("tracker default (5 s, quiet to 90 s, then every 20 s)", "detection delay p95 (s)"),
+        ("tracker, TRACKER_POLL_MAX_INTERVAL_S=5", "polls per task"),
         ("fixed 5 s", "polls per task"),
         ("fixed 10 s", "detection delay p95 (s)"),
         ("10 s growing x1.3 to 30 s (TensorsLab client)", "detection delay p50 (s)"),
@@ -48,7 +49,7 @@ EXPECTED = {
     },
 }
 WITH_TARGET = {
-    "politeness": ("tracker default (5-20 s, half the age)", "polls per task"),
+    "politeness": ("tracker default (5 s, quiet to 90 s, then every 20 s)", "polls per task"),
     "scale": ("tracker, 20,000 rows", "claim p99 (ms)"),
     "webhooks": ("tracker (tracker worker -c 2, ticks every 1 s)", "deliveries/s"),
 }

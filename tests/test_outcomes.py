@@ -30,7 +30,7 @@ from tracker.upstream.base import (
 
 S = TaskStatus
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
-POLICY = PollPolicy()  # min 5 s, max 30 s, errors up to 300 s, grace 300 s, max age 1 day
+POLICY = PollPolicy(quiet_until_s=0)  # min 5 s, max 20 s, errors up to 300 s, grace 300 s, 1 day
 AGE_S = 12.0  # a task 12 s old: normal interval 6 s (uploading: 5 s)
 LIVE = (S.REGISTERED, S.PENDING, S.PROCESSING, S.UPLOADING)
 TERMINAL = (S.COMPLETED, S.FAILED, S.NOT_FOUND, S.EXPIRED, S.CANCELLED)

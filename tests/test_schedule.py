@@ -12,6 +12,7 @@ from tracker.schedule import (
     PollPolicy,
     error_backoff_s,
     jittered,
+    next_poll_delay_s,
     poll_interval_s,
 )
 from tracker.settings import Settings
@@ -216,6 +217,7 @@ def test_policy_from_settings_copies_every_knob() -> None:
         no_credits_pause_s=900.0,
         not_found_grace_s=45.0,
         max_tracking_age_s=7200.0,
+        poll_quiet_until_s=0.0,
     )
 
     assert PollPolicy.from_settings(settings) == PollPolicy(
@@ -226,6 +228,7 @@ def test_policy_from_settings_copies_every_knob() -> None:
         no_credits_pause_s=900.0,
         not_found_grace_s=45.0,
         max_tracking_age_s=7200.0,
+        quiet_until_s=0.0,
     )
 
 
@@ -239,3 +242,41 @@ def test_policy_from_environment_settings(monkeypatch: pytest.MonkeyPatch) -> No
     assert (policy.min_interval_s, policy.max_interval_s) == (3.0, 9.0)
     assert policy.not_found_grace_s == 60.0
     assert poll_interval_s(policy, age_s=1000, status=S.PROCESSING) == 9.0
+
+
+# -- the next poll: quiet period and jitter --------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", AGE_RULED, ids=str)
+def test_after_the_first_poll_the_next_waits_for_the_end_of_the_quiet_period(
+    status: TaskStatus,
+) -> None:
+    rng = random.Random(5)
+    for age_s in (5.0, 30.0, 70.0):
+        for _ in range(200):
+            delay_s = next_poll_delay_s(DEFAULT, age_s=age_s, status=status, rng=rng)
+            wait_s = DEFAULT.quiet_until_s - age_s
+            assert wait_s * (1 - JITTER_RATIO) <= delay_s <= wait_s * (1 + JITTER_RATIO)
+
+
+def test_uploading_is_never_kept_quiet() -> None:
+    delay_s = next_poll_delay_s(DEFAULT, age_s=5, status=S.UPLOADING, rng=random.Random(1))
+    assert delay_s <= DEFAULT.min_interval_s * (1 + JITTER_RATIO)
+
+
+@pytest.mark.parametrize("age_s", [90, 120, 600, 3600])
+def test_jitter_never_stretches_an_interval_past_the_maximum(age_s: float) -> None:
+    rng = random.Random(7)
+    delays = [
+        next_poll_delay_s(DEFAULT, age_s=age_s, status=S.PROCESSING, rng=rng) for _ in range(2000)
+    ]
+    assert max(delays) <= DEFAULT.max_interval_s
+    assert min(delays) >= DEFAULT.max_interval_s * (1 - JITTER_RATIO)
+    assert min(delays) < DEFAULT.max_interval_s * 0.95  # still spread, downwards
+
+
+def test_with_no_quiet_period_the_age_rule_applies_from_the_first_poll() -> None:
+    policy = PollPolicy(quiet_until_s=0)
+    rng = random.Random(3)
+    delays = [next_poll_delay_s(policy, age_s=20, status=S.PENDING, rng=rng) for _ in range(500)]
+    assert all(9.0 <= delay <= 11.0 for delay in delays)  # half the age, +-10 %

@@ -179,6 +179,7 @@ FAST = PollPolicy(
     no_credits_pause_s=600,
     not_found_grace_s=0.3,
     max_tracking_age_s=3600,
+    quiet_until_s=0,
 )
 
 

@@ -28,7 +28,7 @@ from tracker.webhooks.guard import AddressPolicy, guarded_session
 from tracker.webhooks.receiver import Answer, Drop, Garbage, Hang, Redirect, WebhookReceiver
 
 LOOPBACK = AddressPolicy.from_setting("127.0.0.0/8")
-FAST_POLLS = PollPolicy(first_delay_s=0, min_interval_s=0.01, max_interval_s=0.02)
+FAST_POLLS = PollPolicy(first_delay_s=0, min_interval_s=0.01, max_interval_s=0.02, quiet_until_s=0)
 QUICK_RETRIES = (0.05, 0.05, 0.05)
 
 

@@ -93,6 +93,7 @@ def _demo_environment(base_url: str) -> dict[str, str]:
         "TENSORSLAB_READ_TIMEOUT_S": "5",
         "TRACKER_TICK_INTERVAL_S": "0.5",
         "TRACKER_POLL_FIRST_DELAY_S": "1",
+        "TRACKER_POLL_QUIET_UNTIL_S": "0",  # the demo's videos take seconds, not minutes
         "TRACKER_POLL_MIN_INTERVAL_S": "1",
         "TRACKER_POLL_MAX_INTERVAL_S": "2",
         "TRACKER_NOT_FOUND_GRACE_S": "10",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tracker.schedule import PollPolicy, error_backoff_s, jittered, poll_interval_s
+from tracker.schedule import PollPolicy, error_backoff_s, jittered, next_poll_delay_s
 from tracker.states import TaskStatus, can_transition
 from tracker.upstream.base import (
     InsufficientCredits,
@@ -103,7 +103,7 @@ def _reported(
     status_after = new_status or task.status
     next_poll_at = None
     if not status_after.is_terminal:
-        delay_s = jittered(poll_interval_s(policy, age_s=age_s, status=status_after), rng)
+        delay_s = next_poll_delay_s(policy, age_s=age_s, status=status_after, rng=rng)
         next_poll_at = now + timedelta(seconds=delay_s)
     return PollOutcome(
         new_status=new_status,
@@ -140,7 +140,7 @@ def _missing(
             upstream_message=missing.message or None,
             payload=missing.payload,
         )
-    delay_s = jittered(poll_interval_s(policy, age_s=age_s, status=task.status), rng)
+    delay_s = next_poll_delay_s(policy, age_s=age_s, status=task.status, rng=rng)
     remaining_s = policy.not_found_grace_s - missing_for_s
     return PollOutcome(
         new_status=None,

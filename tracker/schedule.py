@@ -3,15 +3,18 @@
 The default schedule is built for real TensorsLab videos, which take about 2 to 15 minutes:
 
 - first poll `first_delay_s` (5 s) after registration, to catch IDs that are wrong or fail at once;
+- then quiet until the task is `quiet_until_s` (90 s) old: no real video finishes sooner, so
+  polls in between would only cost the upstream (`bench/politeness.py` measures it);
 - then every `age * INTERVAL_PER_AGE`, clamped to [`min_interval_s`, `max_interval_s`]
-  (5 s .. 20 s): polls at about 5, 10, 15, 23, 34 s after registration, then every 20 s. Nothing
-  real finishes in the first two minutes but an outright failure, so the early polls thin out
-  fast; inside the window where videos finish the interval is flat, which is the best trade
-  between polls and detection delay when finishing times are spread evenly;
+  (5 s .. 20 s), which is `max_interval_s` from then on: inside the window where videos finish
+  the interval is flat, the best trade between polls and detection delay when finishing times
+  are spread evenly. With `quiet_until_s` 0 the early polls come at about 5, 10, 15, 23, 34 s;
 - `uploading` means the URLs are moments away, so it is polled at `min_interval_s`;
 - errors back off exponentially from there up to `error_max_backoff_s`, never sooner than a
   `Retry-After` the upstream asked for (the caller applies that after jitter);
-- every delay gets +-`JITTER_RATIO` jitter so tasks registered together spread out.
+- every delay gets +-`JITTER_RATIO` jitter so tasks registered together spread out, except that
+  jitter never stretches a normal interval past `max_interval_s`: that bound is a promise about
+  the detection delay.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "PollPolicy",
     "error_backoff_s",
     "jittered",
+    "next_poll_delay_s",
     "poll_interval_s",
 ]
 
@@ -47,6 +51,7 @@ class PollPolicy:
     no_credits_pause_s: float = 600.0
     not_found_grace_s: float = 300.0
     max_tracking_age_s: float = 86400.0
+    quiet_until_s: float = 90.0  # after the first poll, the next waits until this age (0: off)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PollPolicy:
@@ -58,6 +63,7 @@ class PollPolicy:
             no_credits_pause_s=settings.no_credits_pause_s,
             not_found_grace_s=settings.not_found_grace_s,
             max_tracking_age_s=settings.max_tracking_age_s,
+            quiet_until_s=settings.poll_quiet_until_s,
         )
 
 
@@ -66,6 +72,20 @@ def poll_interval_s(policy: PollPolicy, *, age_s: float, status: TaskStatus) -> 
     if status is TaskStatus.UPLOADING:
         return policy.min_interval_s
     return min(max(age_s * INTERVAL_PER_AGE, policy.min_interval_s), policy.max_interval_s)
+
+
+def next_poll_delay_s(
+    policy: PollPolicy, *, age_s: float, status: TaskStatus, rng: random.Random
+) -> float:
+    """The jittered delay before the next poll of a live task that answered normally.
+
+    Inside the quiet period the next poll is at its end; after it, jitter may shorten the
+    interval but never lengthen it past `max_interval_s`.
+    """
+    interval_s = poll_interval_s(policy, age_s=age_s, status=status)
+    if status is not TaskStatus.UPLOADING and age_s + interval_s < policy.quiet_until_s:
+        return jittered(policy.quiet_until_s - age_s, rng)
+    return min(jittered(interval_s, rng), max(interval_s, policy.max_interval_s))
 
 
 def error_backoff_s(

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     poll_max_interval_s: Seconds = Field(
         default=20.0, validation_alias=_env("TRACKER_POLL_MAX_INTERVAL_S")
     )
+    poll_quiet_until_s: float = Field(
+        default=90.0, ge=0, le=86400, validation_alias=_env("TRACKER_POLL_QUIET_UNTIL_S")
+    )
     error_max_backoff_s: Seconds = Field(
         default=300.0, validation_alias=_env("TRACKER_ERROR_MAX_BACKOFF_S")
     )
