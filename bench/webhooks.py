@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import statistics
 import subprocess
@@ -376,6 +377,7 @@ def tracker_worker(outbox: Outbox, processes: int) -> Iterator[Worker]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         _forget_queue(queue_name)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _forget_queue(queue_name: str) -> None:
