@@ -51,6 +51,13 @@ worker_redirect_stdouts = False
 worker_send_task_events = False
 task_send_sent_event = False
 
+# Ticks and webhook deliveries are taken before poll batches. A tick queued behind a backlog of
+# batches would expire unseen (nothing new is claimed until the backlog is gone), and a delivery
+# queued behind the batches its tick claimed would wait for all of them. On Redis a message's
+# priority picks the list it waits in and 0 (the default: ticks, deliveries) is taken first;
+# the embedded broker ignores priorities.
+task_routes = {"tracker.poll": {"priority": 6}}
+
 beat_schedule = {
     "tick": {
         "task": "tracker.tick",

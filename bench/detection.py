@@ -383,9 +383,16 @@ def _notes(
         "Delay = the webhook's arrival at the receiver minus the instant the simulator marked "
         "the task completed (created_at + processing time; checked against the simulator's "
         f"finished_at on {SAMPLE_CHECKED} tasks, largest gap {worst_gap_s * 1000:.3f} ms).",
-        f"The poll schedule alone waits up to the max interval ({interval_s:g} s) plus its "
-        "+-10% jitter; the rest is the tick (up to one tick interval before a due task is "
-        "claimed, and again before its delivery), the broker queue and the POST.",
+        f"Where the time goes. Completion to poll (p99 {percentile(measured.to_poll, 99):.1f} s):"
+        f" the schedule waits at most the max interval ({interval_s:g} s; jitter only shortens "
+        "it), then a due task waits for the next tick (up to TRACKER_TICK_INTERVAL_S), the "
+        "broker queue and its batch. Poll to webhook (p50 "
+        f"{percentile(measured.poll_to_webhook, 50):.2f} s, p99 "
+        f"{percentile(measured.poll_to_webhook, 99):.2f} s): the outbox row waits for the next "
+        "tick to be claimed, then its message and the POST.",
+        "So two tick waits (up to a tick interval each) sit between a completion and its "
+        "webhook besides the schedule. Sending a batch's new deliveries from the poll task right "
+        "after its commit (celery_app.py), instead of at the next tick, would remove one.",
     ]
     if missing:
         notes.append(f"{missing} webhooks did not arrive before the deadline.")

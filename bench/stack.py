@@ -154,10 +154,12 @@ def _admin_execute(statement: str) -> None:
 
 
 def delete_queue(broker_url: str, queue: str) -> None:
-    """Forget what a run left in its Redis queue (kombu keeps a queue in a key of its name)."""
+    """Forget what a run left in its Redis queue: kombu keeps one list per priority step (the
+    name alone for priority 0), and a binding set."""
     client = redis.Redis.from_url(broker_url)
     try:
-        client.delete(queue)
+        client.delete(queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9)))
+        client.delete(f"_kombu.binding.{queue}")
     finally:
         client.close()
 
@@ -173,7 +175,8 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 class TrackerProcesses:
-    """`tracker worker` and `tracker beat` as child processes, with `env` on top of a clean one."""
+    """`tracker worker`, `tracker beat` (or any command) as child processes, with `env` on top
+    of this environment without its tracker settings."""
 
     def __init__(self, env: Mapping[str, str], folder: Path) -> None:
         base = {
@@ -184,16 +187,22 @@ class TrackerProcesses:
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.folder / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            cwd=self.folder,
-            start_new_session=True,
-        )
-        log.close()
+        """`python -m tracker ARGS...`, its output in `<folder>/<name>.log`."""
+        return self.start_command(name, [sys.executable, "-m", "tracker", *args])
+
+    def start_command(
+        self, name: str, command: Sequence[str], *, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Any command, in its own process group (stopping it stops its children too)."""
+        with (self.folder / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=cwd or self.folder,
+                start_new_session=True,
+            )
         self.running[name] = process
         return process
 

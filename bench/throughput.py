@@ -25,7 +25,6 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -203,14 +202,7 @@ def self_retrying(
     ]
     before = sim.queries()
     with TrackerProcesses(env, folder) as group:
-        group.running["selfretry"] = subprocess.Popen(
-            command,
-            env=group.env,
-            stdout=(folder / "selfretry.log").open("ab"),
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-            start_new_session=True,
-        )
+        group.start_command("selfretry", command, cwd=Path(__file__).resolve().parent.parent)
         try:
             wait_for_first_query(sim, before, group.check_alive)
             return measure(
