@@ -18,11 +18,15 @@ from celery.signals import worker_process_init
 from tracker import db, metrics, polling
 from tracker.schedule import PollPolicy
 from tracker.settings import get_settings
+from tracker.states import TaskStatus
 from tracker.upstream import Provider, make_provider
 from tracker.webhooks import delivery
 from tracker.webhooks.guard import AddressPolicy, guarded_session
 
-__all__ = ["app", "enqueue_due_tasks"]
+__all__ = ["app", "enqueue_due_deliveries", "enqueue_due_tasks"]
+
+# Poll outcomes that may have ended a task (a 404 ends it once the grace period is over).
+ENDING_LABELS = {status.value for status in TaskStatus if status.is_terminal} | {"missing"}
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +73,30 @@ def enqueue_due_tasks() -> int:
             lease_s=settings.poll_lease_s,
             batch_size=settings.poll_batch_size,
         )
-        deliveries = delivery.claim_due_deliveries(
+    for claim in claims:
+        # A message that outlives its lease is useless: the rows are due again by then.
+        poll.apply_async(args=[claim.to_message()], expires=claim.lease_expires_at)
+    claimed = sum(len(claim.task_pks) for claim in claims)
+    sending = enqueue_due_deliveries()
+    if claimed or sending:
+        log.info("tick: claimed %d due tasks and %d due deliveries", claimed, sending)
+    return claimed
+
+
+def enqueue_due_deliveries() -> int:
+    """Claim due webhook deliveries, send one message per batch; returns how many."""
+    settings = get_settings()
+    with db.session_scope() as session:
+        batches = delivery.claim_due_deliveries(
             session,
             now=polling.utc_now(),
             limit=settings.claim_limit,
             lease_s=settings.webhook_lease_s,
             batch_size=settings.webhook_batch_size,
         )
-    for claim in claims:
-        # A message that outlives its lease is useless: the rows are due again by then.
-        poll.apply_async(args=[claim.to_message()], expires=claim.lease_expires_at)
-    for batch in deliveries:
+    for batch in batches:
         deliver.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
-    claimed = sum(len(claim.task_pks) for claim in claims)
-    sending = sum(len(batch.delivery_ids) for batch in deliveries)
-    if claimed or sending:
-        log.info("tick: claimed %d due tasks and %d due deliveries", claimed, sending)
-    return claimed
+    return sum(len(batch.delivery_ids) for batch in batches)
 
 
 @app.task(name="tracker.tick", ignore_result=True)
@@ -105,6 +116,10 @@ def poll(message: dict[str, Any]) -> dict[str, Any]:
         concurrency=settings.poll_concurrency,
     )
     metrics.record_polls(summary.outcomes)
+    if ENDING_LABELS & summary.outcomes.keys():
+        # The webhooks of what just ended are in the outbox, committed: send them now rather
+        # than at the next tick. The claim's lease keeps the tick from sending them twice.
+        enqueue_due_deliveries()
     return {"polled": summary.polled, "skipped": summary.skipped, "outcomes": summary.outcomes}
 
 
