@@ -166,12 +166,12 @@ def test_stats_as_json_and_as_tables(cli_db: str) -> None:
     stats = json.loads(out)
     assert stats["counts"]["registered"] == 2 and stats["counts"]["cancelled"] == 1
     assert stats["counts"]["completed"] == 0 and stats["total"] == 3
-    assert stats["polls_per_task"] is None and stats["last_live_status_s"] is None
+    assert stats["polls_per_task"] is None and stats["detection_window_s"] is None
 
     code, out, _ = _run("stats", "--since", "1h", "--provider", "tensorslab")
     assert code == 0
     assert "tasks by status" in out and "registered since" in out
-    assert "last live status → result" in out and "detection delay is at most this" in out
+    assert "detection window" in out and "detection delay is at most this" in out
 
     code, _, err = _run("stats", "--since", "yesterday")
     assert code == 2 and "--since 'yesterday'" in err

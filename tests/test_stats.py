@@ -111,7 +111,7 @@ def test_no_tasks_gives_zero_counts_and_no_figures(database_url: str) -> None:
     assert (stats.total, stats.finished, stats.total_polls) == (0, 0, 0)
     assert stats.polls_per_task is None
     assert stats.time_to_result_s is None
-    assert stats.last_live_status_s is None
+    assert stats.detection_window_s is None
 
 
 def test_counts_and_nearest_rank_percentiles_on_a_known_history(database_url: str) -> None:
@@ -139,7 +139,7 @@ def test_counts_and_nearest_rank_percentiles_on_a_known_history(database_url: st
         (110, 119, 120), abs=0.01
     )
     assert time_to_result.mean == pytest.approx(110.5, abs=0.01)
-    bound = stats.last_live_status_s
+    bound = stats.detection_window_s
     assert bound is not None
     assert bound.count == 20
     assert (bound.p50, bound.p95, bound.p99, bound.max) == pytest.approx(
@@ -165,8 +165,8 @@ def test_since_and_provider_narrow_the_tasks(database_url: str) -> None:
     assert (everything.total, everything.total_polls) == (2, 11)
     assert recent.total == 1 and recent.counts[TaskStatus.FAILED] == 1
     assert recent.polls_per_task is not None and recent.polls_per_task.max == 2
-    assert recent.last_live_status_s is not None
-    assert recent.last_live_status_s.max == pytest.approx(30, abs=0.01)
+    assert recent.detection_window_s is not None
+    assert recent.detection_window_s.max == pytest.approx(30, abs=0.01)
     assert tensorslab == dataclasses.replace(everything, provider="tensorslab")
     assert other.total == 0 and other.polls_per_task is None
 
@@ -221,19 +221,29 @@ def test_figures_match_what_real_polls_stored(
     with db.session_scope(database_url) as session:
         stats = compute_stats(session, now=polling.utc_now())
         tasks = {t.task_id: t for t in service.list_tasks(session)}
-        bounds = []
+        rows = {row.task_id: row for row in session.scalars(select(TrackedTask))}
+        windows, loose = [], []
         for task_id, task in tasks.items():
             moves = service.history(session, task_id)
             assert task.completed_at == moves[-1].occurred_at
-            bounds.append((task.completed_at - moves[-2].occurred_at).total_seconds())
+            last_seen = rows[task_id].last_seen_unfinished_at
+            # The poll just before the one that saw the end saw the task still live: at or
+            # after the transition into its last live status, before the end.
+            assert last_seen is not None and moves[-2].occurred_at <= last_seen
+            assert last_seen < task.completed_at
+            windows.append((task.completed_at - last_seen).total_seconds())
+            loose.append((task.completed_at - moves[-2].occurred_at).total_seconds())
 
     assert stats.counts[TaskStatus.COMPLETED] == 1 and stats.counts[TaskStatus.FAILED] == 1
     assert stats.polls_per_task is not None
     assert stats.polls_per_task.max == max(t.poll_count for t in tasks.values())
     assert stats.total_polls == sum(t.poll_count for t in tasks.values())
-    assert stats.last_live_status_s is not None
-    assert stats.last_live_status_s.max == pytest.approx(max(bounds), abs=0.01)
-    assert stats.last_live_status_s.p50 == pytest.approx(min(bounds), abs=0.01)
+    assert stats.detection_window_s is not None
+    assert stats.detection_window_s.max == pytest.approx(max(windows), abs=0.01)
+    assert stats.detection_window_s.p50 == pytest.approx(min(windows), abs=0.01)
+    assert all(w <= bound for w, bound in zip(windows, loose, strict=True))
+    # "bad" stayed processing for 3 polls: its window starts at the third, not the first.
+    assert any(w < bound for w, bound in zip(windows, loose, strict=True))
 
 
 def test_watch_snapshot_time_in_status_and_unknown_ids(database_url: str) -> None:

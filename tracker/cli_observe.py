@@ -128,7 +128,7 @@ def watch(
 _FIGURE_ROWS = (
     ("polls per task", "polls_per_task"),
     ("registration → result", "time_to_result_s"),
-    ("last live status → result", "last_live_status_s"),
+    ("detection window", "detection_window_s"),
 )
 
 
@@ -176,10 +176,10 @@ def _stats_tables(figures: stats_use_case.Stats) -> Group:
         "polls per task: every request sent for the task, failed ones included "
         f"({figures.total_polls} polls for all {figures.total} tasks, live ones included).\n"
         "registration → result: from registration to the poll that saw completed or failed.\n"
-        "last live status → result: from the poll that moved the task into its last "
-        "unfinished status (or its registration) to the poll that saw it finished. The "
-        "detection delay is at most this, often much less: tracker keeps only the polls that "
-        "changed a status, so the task may have finished at any moment in this span.\n"
+        "detection window: from the last poll that saw the task unfinished (or its "
+        "registration) to the poll that saw it finished. Upstream never says when a task "
+        "finished: it did inside this window, so the detection delay is at most this, about "
+        "half of it on average.\n"
         "Percentiles are nearest-rank.",
         style="dim",
     )
@@ -197,8 +197,8 @@ def stats(
     """Counts by status, polls per task, time to result, and a bound on detection delay.
 
     Percentiles are nearest-rank, over the tasks that ended completed or failed. Upstream never
-    says when a task finished, so the detection delay itself is not known: `last live status
-    -> result` is an upper bound on it (see the README).
+    says when a task finished, so the detection delay itself is not known: the `detection
+    window` (last poll that saw it unfinished -> poll that saw it finished) bounds it.
     """
     now = utc_now()
     moment = None if since is None else parse_since(since, now=now)

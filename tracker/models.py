@@ -93,6 +93,8 @@ class TrackedTask(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # reached terminal
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last poll whose answer was a live status: the task finished after this moment.
+    last_seen_unfinished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None once terminal
     lease_token: Mapped[str | None] = mapped_column(String(36))  # the claim that may write
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -212,12 +212,14 @@ def _write_outcomes(
         if held.get(item.task_pk) != item.snapshot.status.value:
             labels["lease_lost"] += 1
         elif outcome.new_status is None:
-            params = _unchanged_params(claim, item, outcome, answered_at)
+            params = _unchanged_params(claim, item, outcome, answered_at, _seen_unfinished(result))
             optional = frozenset(name for name in _KEPT_IF_NONE if f"b_{name}" in params)
             unchanged[optional].append(params)
             labels[_label(result)] += 1
         else:
-            written = _write_outcome(session, claim, item, outcome, answered_at)
+            written = _write_outcome(
+                session, claim, item, outcome, answered_at, _seen_unfinished(result)
+            )
             labels[_label(result) if written else "lease_lost"] += 1
         if outcome.provider_pause is not None:
             _pause_provider(session, provider_name, outcome.provider_pause, answered_at)
@@ -239,11 +241,17 @@ def _lock_held_rows(session: Session, claim: Claim, task_pks: list[int]) -> dict
     return {row.id: row.status for row in rows}
 
 
-_KEPT_IF_NONE = ("result_urls", "upstream_message", "details")  # None: keep what is stored
+# Columns written only when the poll has a value for them; otherwise what is stored stays.
+_KEPT_IF_NONE = ("result_urls", "upstream_message", "details", "last_seen_unfinished_at")
+
+
+def _seen_unfinished(result: PollResult) -> bool:
+    """Whether upstream answered with a live status: a sighting of the task unfinished."""
+    return isinstance(result, TaskReport) and not result.status.is_terminal
 
 
 def _unchanged_params(
-    claim: Claim, item: _Leased, outcome: PollOutcome, at: datetime
+    claim: Claim, item: _Leased, outcome: PollOutcome, at: datetime, seen_unfinished: bool
 ) -> dict[str, Any]:
     """The parameters of `_unchanged_statement` for one poll that changed no status."""
     params: dict[str, Any] = {
@@ -263,6 +271,8 @@ def _unchanged_params(
         params["b_upstream_message"] = outcome.upstream_message
     if outcome.details is not None:
         params["b_details"] = dict(outcome.details)
+    if seen_unfinished:
+        params["b_last_seen_unfinished_at"] = at
     return params
 
 
@@ -296,7 +306,12 @@ def _unchanged_statement(optional: frozenset[str]) -> Update:
 
 
 def _write_outcome(
-    session: Session, claim: Claim, item: _Leased, outcome: PollOutcome, at: datetime
+    session: Session,
+    claim: Claim,
+    item: _Leased,
+    outcome: PollOutcome,
+    at: datetime,
+    seen_unfinished: bool,
 ) -> bool:
     """Write one poll's outcome, and its transition if any, if the lease still holds."""
     values: dict[str, Any] = {
@@ -321,6 +336,8 @@ def _write_outcome(
         values["upstream_message"] = outcome.upstream_message
     if outcome.details is not None:
         values["details"] = dict(outcome.details)
+    if seen_unfinished:
+        values["last_seen_unfinished_at"] = at
     result = session.execute(
         update(TrackedTask)
         .where(

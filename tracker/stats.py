@@ -6,12 +6,11 @@ percentiles picked with window functions), so only a few rows come back however 
 stored; the same statements run on SQLite and PostgreSQL.
 
 What "detection delay" can mean here: upstream never says when a task finished, so tracker only
-knows that it finished after the last poll that saw it unfinished and at or before the poll that
-saw it terminal. Only the poll that changed the status is stored (as a transition); the polls in
-between overwrite `last_polled_at`. The latest stored sighting of a task unfinished is therefore
-the transition into its last live status (or its registration), and `last_live_status_s` is
-measured from there: an upper bound on the detection delay, and a loose one, since it includes
-the whole time the task spent in that status before finishing.
+knows that it finished after the last poll that saw it unfinished (`last_seen_unfinished_at`)
+and at or before the poll that saw it terminal. `detection_window_s` is that span: the detection
+delay is at most this, and about half of it on average. Tasks polled before that column existed
+(migration 0004) fall back to the latest stored sighting, the transition into their last live
+status, a looser bound.
 """
 
 from __future__ import annotations
@@ -66,11 +65,10 @@ class Stats:
     """Polls a finished task took, the one that saw it finish and failed polls included."""
     time_to_result_s: Distribution | None
     """Seconds from registration to the poll that saw the task completed or failed."""
-    last_live_status_s: Distribution | None
-    """Seconds from the latest stored moment the task was seen unfinished (the transition into
-    its last live status, or its registration when the first poll already saw it finished) to
-    the poll that saw it completed or failed. The detection delay is at most this, usually much
-    less: the task spent part of this time, unobserved, still unfinished."""
+    detection_window_s: Distribution | None
+    """Seconds from the last poll that saw the task unfinished (its registration when the first
+    poll already saw it finished) to the poll that saw it completed or failed: the task
+    finished inside this window, so the detection delay is at most this."""
 
 
 def compute_stats(
@@ -102,7 +100,8 @@ def compute_stats(
         TrackedTask.completed_at.is_not(None),
     ]
     dialect = session.get_bind().dialect.name
-    # Per task, the latest transition into a live status: the last stored sighting unfinished.
+    # Per task, the latest transition into a live status: the sighting unfinished to fall back
+    # on for tasks polled before `last_seen_unfinished_at` was recorded.
     last_seen_live = (
         select(Transition.task_pk, func.max(Transition.occurred_at).label("at"))
         .where(
@@ -126,11 +125,13 @@ def compute_stats(
             _seconds_between(TrackedTask.completed_at, TrackedTask.created_at, dialect),
             finished,
         ),
-        last_live_status_s=_distribution(
+        detection_window_s=_distribution(
             session,
             _seconds_between(
                 TrackedTask.completed_at,
-                func.coalesce(last_seen_live.c.at, TrackedTask.created_at),
+                func.coalesce(
+                    TrackedTask.last_seen_unfinished_at, last_seen_live.c.at, TrackedTask.created_at
+                ),
                 dialect,
             ),
             finished,
