@@ -388,11 +388,11 @@ def _notes(
         "it), then a due task waits for the next tick (up to TRACKER_TICK_INTERVAL_S), the "
         "broker queue and its batch. Poll to webhook (p50 "
         f"{percentile(measured.poll_to_webhook, 50):.2f} s, p99 "
-        f"{percentile(measured.poll_to_webhook, 99):.2f} s): the outbox row waits for the next "
-        "tick to be claimed, then its message and the POST.",
-        "So two tick waits (up to a tick interval each) sit between a completion and its "
-        "webhook besides the schedule. Sending a batch's new deliveries from the poll task right "
-        "after its commit (celery_app.py), instead of at the next tick, would remove one.",
+        f"{percentile(measured.poll_to_webhook, 99):.2f} s): the poll task whose batch ended "
+        "tasks claims their deliveries from the outbox right after its commit and sends them "
+        "(its message goes before queued poll batches), then the POST.",
+        "So besides the schedule, one tick wait (up to TRACKER_TICK_INTERVAL_S) and the broker "
+        "queue sit between a completion and its webhook.",
     ]
     if missing:
         notes.append(f"{missing} webhooks did not arrive before the deadline.")
