@@ -159,7 +159,7 @@ def delete_queue(broker_url: str, queue: str) -> None:
     client = redis.Redis.from_url(broker_url)
     try:
         client.delete(queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9)))
-        client.delete(f"_kombu.binding.{queue}")
+        client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     finally:
         client.close()
 
