@@ -136,6 +136,13 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
 
 
 @pytest.fixture
+def cli_db(database_url: str, configure: Configure) -> str:
+    """A migrated database that the `tracker` command uses for this test."""
+    configure(TRACKER_DATABASE_URL=database_url)
+    return database_url
+
+
+@pytest.fixture
 def simulator() -> Iterator[Simulator]:
     with Simulator(api_key=SIM_API_KEY) as sim:
         yield sim

@@ -9,23 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.conftest import Configure
-from tracker.cli import app
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def cli_db(database_url: str, configure: Configure) -> str:
-    configure(TRACKER_DATABASE_URL=database_url)
-    return database_url
-
-
-def _run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args), input=stdin)
-    return result.exit_code, result.stdout, result.stderr
+from tests.support import run_cli
 
 
 def _tracker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,7 +28,7 @@ def _tracker(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def test_help_lists_every_command_with_a_description() -> None:
-    code, out, _ = _run("--help")
+    code, out, _ = run_cli("--help")
     assert code == 0
     for command in (
         "register", "status", "history", "list", "untrack",
@@ -50,56 +36,56 @@ def test_help_lists_every_command_with_a_description() -> None:
         "api", "tokens", "watch", "stats", "webhooks", "deliveries", "redeliver",
     ):  # fmt: skip
         assert f" {command} " in out, command
-    code, out, _ = _run("db", "--help")
+    code, out, _ = run_cli("db", "--help")
     assert code == 0 and "upgrade" in out
 
 
 def test_register_then_query_as_json(cli_db: str) -> None:
-    code, out, _ = _run("register", "vid-1", "vid-2")
+    code, out, _ = run_cli("register", "vid-1", "vid-2")
     assert code == 0
     assert "registered vid-1" in out and "registered vid-2" in out
 
-    code, out, _ = _run("register", "vid-1")
+    code, out, _ = run_cli("register", "vid-1")
     assert code == 0 and "already tracked vid-1" in out and "nothing changed" in out
 
-    code, out, _ = _run("status", "vid-1", "--json")
+    code, out, _ = run_cli("status", "vid-1", "--json")
     assert code == 0
     task = json.loads(out)
     assert task["task_id"] == "vid-1" and task["status"] == "registered"
 
-    code, out, _ = _run("list", "--json", "--limit", "1")
+    code, out, _ = run_cli("list", "--json", "--limit", "1")
     assert code == 0 and [t["task_id"] for t in json.loads(out)] == ["vid-2"]
 
-    code, out, _ = _run("untrack", "vid-1")
+    code, out, _ = run_cli("untrack", "vid-1")
     assert code == 0 and "now cancelled" in out
-    code, out, _ = _run("history", "vid-1", "--json")
+    code, out, _ = run_cli("history", "vid-1", "--json")
     assert code == 0
     [move] = json.loads(out)
     assert (move["from_status"], move["to_status"]) == ("registered", "cancelled")
 
-    code, out, _ = _run("list", "--status", "cancelled")
+    code, out, _ = run_cli("list", "--status", "cancelled")
     assert code == 0 and "vid-1" in out and "vid-2" not in out
 
 
 def test_register_reads_ids_from_stdin(cli_db: str) -> None:
-    code, out, _ = _run("register", "-", stdin="from-stdin-1\n\nfrom-stdin-2\r\n")
+    code, out, _ = run_cli("register", "-", stdin="from-stdin-1\n\nfrom-stdin-2\r\n")
     assert code == 0
-    code, out, _ = _run("list", "--json")
+    code, out, _ = run_cli("list", "--json")
     assert sorted(t["task_id"] for t in json.loads(out)) == ["from-stdin-1", "from-stdin-2"]
 
 
 def test_a_bad_id_is_refused_and_nothing_is_stored(cli_db: str) -> None:
-    code, _, err = _run("register", "good-1", "bad id", "good-2")
+    code, _, err = run_cli("register", "good-1", "bad id", "good-2")
     assert code == 2
     assert "task ID #2 'bad id' contains whitespace" in err
-    code, out, _ = _run("list", "--json")
+    code, out, _ = run_cli("list", "--json")
     assert json.loads(out) == []
 
 
 def test_unknown_task_and_bad_status_filter(cli_db: str) -> None:
-    code, _, err = _run("status", "missing-task")
+    code, _, err = run_cli("status", "missing-task")
     assert code == 1 and "no tracked tensorslab task with ID 'missing-task'" in err
-    code, _, err = _run("list", "--status", "done")
+    code, _, err = run_cli("list", "--status", "done")
     assert code == 2 and "done" in err
 
 
@@ -168,56 +154,56 @@ def test_invalid_settings_are_refused_loudly(
     configure: Configure, name: str, value: str, message: str
 ) -> None:
     configure(**{name: value})
-    code, _, err = _run("list")
+    code, _, err = run_cli("list")
     assert code == 1
     assert err.startswith("error: invalid settings") and message in err
 
 
 def test_settings_can_come_from_a_dot_env_file(database_url: str) -> None:
     Path(".env").write_text(f"TRACKER_DATABASE_URL={database_url}\n")
-    code, out, err = _run("register", "from-dotenv")
+    code, out, err = run_cli("register", "from-dotenv")
     assert code == 0, err
-    code, out, _ = _run("status", "from-dotenv", "--json")
+    code, out, _ = run_cli("status", "from-dotenv", "--json")
     assert json.loads(out)["status"] == "registered"
 
 
 def test_webhook_commands_show_the_secret_once_and_refuse_bad_input(
     cli_db: str, configure: Configure
 ) -> None:
-    code, _, err = _run("webhooks", "add", "http://10.0.0.5/hook")
+    code, _, err = run_cli("webhooks", "add", "http://10.0.0.5/hook")
     assert code == 2 and "private address; refused" in err
-    code, _, err = _run("webhooks", "add", "ftp://hooks.example/x")
+    code, _, err = run_cli("webhooks", "add", "ftp://hooks.example/x")
     assert code == 2 and "http" in err
 
     configure(TRACKER_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
-    code, out, _ = _run("webhooks", "add", "http://127.0.0.1:9/hook", "--json")
+    code, out, _ = run_cli("webhooks", "add", "http://127.0.0.1:9/hook", "--json")
     assert code == 0
     created = json.loads(out)
     assert created["secret"].startswith("whsec_")
     assert created["endpoint"]["events"] == ["task.completed", "task.failed"]
-    code, out, _ = _run("webhooks", "list", "--json")
+    code, out, _ = run_cli("webhooks", "list", "--json")
     assert code == 0 and created["secret"] not in out
     assert [e["url"] for e in json.loads(out)] == ["http://127.0.0.1:9/hook"]
 
-    code, out, _ = _run("register", "vid-1", "--webhook", "http://127.0.0.1:9/one")
+    code, out, _ = run_cli("register", "vid-1", "--webhook", "http://127.0.0.1:9/one")
     assert code == 0 and "signing secret (shown once" in out
-    code, out, _ = _run("untrack", "vid-1")
-    code, out, _ = _run("deliveries", "--task", "vid-1", "--json")
+    code, out, _ = run_cli("untrack", "vid-1")
+    code, out, _ = run_cli("deliveries", "--task", "vid-1", "--json")
     [pending] = json.loads(out)
     assert (pending["event_type"], pending["status"]) == ("task.cancelled", "pending")
-    code, _, err = _run("redeliver", str(pending["id"]))
+    code, _, err = run_cli("redeliver", str(pending["id"]))
     assert code == 2 and "still pending" in err
-    code, out, _ = _run("deliveries", "show", pending["message_id"], "--json")
+    code, out, _ = run_cli("deliveries", "show", pending["message_id"], "--json")
     assert code == 0 and json.loads(out)["attempts"] == []
 
-    code, _, err = _run("webhooks", "disable", "99")
+    code, _, err = run_cli("webhooks", "disable", "99")
     assert code == 1 and "no webhook endpoint with ID 99" in err
 
 
 def test_register_with_a_refused_webhook_stores_nothing(cli_db: str) -> None:
-    code, _, err = _run("register", "vid-1", "--webhook", "http://169.254.169.254/x")
+    code, _, err = run_cli("register", "vid-1", "--webhook", "http://169.254.169.254/x")
     assert code == 2 and "link-local" in err
-    code, out, _ = _run("list", "--json")
+    code, out, _ = run_cli("list", "--json")
     assert json.loads(out) == []
 
 
@@ -225,10 +211,10 @@ def test_registering_a_tracked_task_with_a_new_webhook_says_it_was_added(
     cli_db: str, configure: Configure
 ) -> None:
     configure(TRACKER_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
-    _run("register", "vid-1")
+    run_cli("register", "vid-1")
 
-    code, out, _ = _run("register", "vid-1", "--webhook", "http://127.0.0.1:9/new")
+    code, out, _ = run_cli("register", "vid-1", "--webhook", "http://127.0.0.1:9/new")
     assert code == 0 and "signing secret (shown once" in out
     assert "already tracked vid-1 (status registered); webhook added" in out
-    code, out, _ = _run("register", "vid-1", "--webhook", "http://127.0.0.1:9/new")
+    code, out, _ = run_cli("register", "vid-1", "--webhook", "http://127.0.0.1:9/new")
     assert "signing secret" not in out and "nothing changed" in out

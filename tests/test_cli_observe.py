@@ -9,25 +9,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
-from typer.testing import CliRunner
 
-from tests.conftest import Configure
+from tests.support import run_cli
 from tracker import db, service, watching
-from tracker.cli import app
 from tracker.polling import utc_now
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def cli_db(database_url: str, configure: Configure) -> str:
-    configure(TRACKER_DATABASE_URL=database_url)
-    return database_url
-
-
-def _run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args), input=stdin)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def _register(url: str, *task_ids: str) -> None:
@@ -64,7 +49,7 @@ def snapshots_taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int],
 
 
 def test_help_lists_watch_and_stats() -> None:
-    code, out, _ = _run("--help")
+    code, out, _ = run_cli("--help")
     assert code == 0 and " watch " in out and " stats " in out
 
 
@@ -75,13 +60,13 @@ def test_watching_tasks_that_are_already_terminal_prints_the_table_and_exits_0(
     _untrack(cli_db, "vid-1")
     _untrack(cli_db, "vid-2")
 
-    code, out, err = _run("watch", "vid-1", "vid-2")
+    code, out, err = run_cli("watch", "vid-1", "vid-2")
 
     assert code == 0, err
     assert "2 of 2 tasks finished" in out
     assert "vid-1" in out and "vid-2" in out and out.count("cancelled") == 2
 
-    code, out, _ = _run("watch", "-", "--json", stdin="vid-2\n\nvid-1\n")
+    code, out, _ = run_cli("watch", "-", "--json", stdin="vid-2\n\nvid-1\n")
     assert code == 0
     snapshot = json.loads(out)
     assert snapshot["all_terminal"] is True
@@ -102,7 +87,7 @@ def test_watch_ends_when_the_last_task_becomes_terminal(
 
     thread = threading.Thread(target=finish_while_watched)
     thread.start()
-    code, out, err = _run("watch", "done", "running", "--interval", "0.1", "--timeout", "60")
+    code, out, err = run_cli("watch", "done", "running", "--interval", "0.1", "--timeout", "60")
     thread.join()
 
     assert code == 0, err
@@ -113,13 +98,13 @@ def test_watch_gives_up_at_the_timeout(cli_db: str) -> None:
     _register(cli_db, "slow", "done")
     _untrack(cli_db, "done")
 
-    code, out, err = _run("watch", "slow", "done", "--interval", "0.1", "--timeout", "0.3")
+    code, out, err = run_cli("watch", "slow", "done", "--interval", "0.1", "--timeout", "0.3")
 
     assert code == 1
     assert "1 of 2 tasks finished" in out
     assert err.startswith("error: timed out after 0.3 s; 1 of 2 tasks not finished: slow")
 
-    code, out, err = _run("watch", "slow", "--json", "--interval", "0.1", "--timeout", "0.2")
+    code, out, err = run_cli("watch", "slow", "--json", "--interval", "0.1", "--timeout", "0.2")
     assert code == 1 and "timed out" in err
     assert json.loads(out)["all_terminal"] is False
 
@@ -135,25 +120,24 @@ def test_ctrl_c_stops_watching_with_exit_code_130(
 
     thread = threading.Thread(target=press_ctrl_c)
     thread.start()
-    result = runner.invoke(app, ["watch", "forever", "--interval", "0.1"])
+    code, out, err = run_cli("watch", "forever", "--interval", "0.1")
     thread.join()
 
-    assert result.exit_code == 130
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.stderr and "Aborted" not in result.stderr
-    assert "forever" in result.stdout and "registered" in result.stdout
+    assert code == 130
+    assert "Traceback" not in err and "Aborted" not in err
+    assert "forever" in out and "registered" in out
 
 
 def test_watching_an_unknown_or_bad_id_fails_before_showing_anything(cli_db: str) -> None:
     _register(cli_db, "known")
 
-    code, out, err = _run("watch", "known", "missing")
+    code, out, err = run_cli("watch", "known", "missing")
     assert code == 1 and out == ""
     assert err.strip() == "error: no tracked tensorslab task with ID 'missing'"
 
-    code, out, err = _run("watch", "bad id")
+    code, out, err = run_cli("watch", "bad id")
     assert code == 2 and out == "" and "contains whitespace" in err
-    code, out, err = _run("watch", "-", stdin="\n")
+    code, out, err = run_cli("watch", "-", stdin="\n")
     assert code == 2 and "no task ID given" in err
 
 
@@ -161,19 +145,19 @@ def test_stats_as_json_and_as_tables(cli_db: str) -> None:
     _register(cli_db, "a", "b", "c")
     _untrack(cli_db, "a")
 
-    code, out, err = _run("stats", "--json")
+    code, out, err = run_cli("stats", "--json")
     assert code == 0, err
     stats = json.loads(out)
     assert stats["counts"]["registered"] == 2 and stats["counts"]["cancelled"] == 1
     assert stats["counts"]["completed"] == 0 and stats["total"] == 3
     assert stats["polls_per_task"] is None and stats["detection_window_s"] is None
 
-    code, out, _ = _run("stats", "--since", "1h", "--provider", "tensorslab")
+    code, out, _ = run_cli("stats", "--since", "1h", "--provider", "tensorslab")
     assert code == 0
     assert "tasks by status" in out and "registered since" in out
     assert "detection window" in out and "detection delay is at most this" in out
 
-    code, _, err = _run("stats", "--since", "yesterday")
+    code, _, err = run_cli("stats", "--since", "yesterday")
     assert code == 2 and "--since 'yesterday'" in err
-    code, _, err = _run("stats", "--provider", "nope")
+    code, _, err = run_cli("stats", "--provider", "nope")
     assert code == 2 and "unknown provider 'nope'" in err

@@ -15,23 +15,13 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.conftest import SIM_API_KEY
+from tests.support import FAST_POLICY
 from tracker import db, polling, service
 from tracker.models import TrackedTask
 from tracker.schedule import PollPolicy
 from tracker.simulator import Faults, Simulator, Step, TaskScript
 from tracker.states import TaskStatus
 from tracker.upstream.tensorslab import TensorsLabClient
-
-FAST = PollPolicy(
-    first_delay_s=0.0,
-    min_interval_s=0.01,
-    max_interval_s=0.02,
-    error_max_backoff_s=0.05,
-    no_credits_pause_s=600,
-    not_found_grace_s=0.3,
-    max_tracking_age_s=3600,
-    quiet_until_s=0,
-)
 
 
 @pytest.fixture
@@ -65,7 +55,9 @@ def _claim_one(url: str) -> polling.Claim:
     pytest.fail("no task fell due")
 
 
-def _poll(url: str, claim: polling.Claim, client: TensorsLabClient, policy: PollPolicy = FAST):
+def _poll(
+    url: str, claim: polling.Claim, client: TensorsLabClient, policy: PollPolicy = FAST_POLICY
+):
     return polling.poll_batch(
         claim,
         provider=client,
@@ -142,7 +134,7 @@ def test_answers_outside_the_contract_are_recorded_as_errors_never_as_transition
     _register(database_url, "video-1")
 
     for _ in range(4):
-        _poll(database_url, _claim_one(database_url), client, FAST)
+        _poll(database_url, _claim_one(database_url), client, FAST_POLICY)
         with db.session_scope(database_url) as session:
             task = service.get_task(session, "video-1")
         assert task.status is TaskStatus.REGISTERED

@@ -10,7 +10,6 @@ against the simulator to check the figures against what the poller actually stor
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,10 +17,10 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from tests.conftest import SIM_API_KEY
+from tests.support import poll_until_terminal
 from tracker import db, polling, service
 from tracker.errors import InvalidTaskId, UnknownTask
 from tracker.models import TrackedTask, Transition
-from tracker.schedule import PollPolicy
 from tracker.simulator import Simulator, Step, TaskScript
 from tracker.states import TaskStatus
 from tracker.stats import Distribution, compute_stats
@@ -171,18 +170,6 @@ def test_since_and_provider_narrow_the_tasks(database_url: str) -> None:
     assert other.total == 0 and other.polls_per_task is None
 
 
-FAST = PollPolicy(
-    first_delay_s=0.0,
-    min_interval_s=0.01,
-    max_interval_s=0.02,
-    error_max_backoff_s=0.05,
-    no_credits_pause_s=600,
-    not_found_grace_s=0.3,
-    max_tracking_age_s=3600,
-    quiet_until_s=0,
-)
-
-
 @pytest.fixture
 def client(simulator: Simulator) -> Iterator[TensorsLabClient]:
     upstream = TensorsLabClient(base_url=simulator.base_url, api_key=SIM_API_KEY)
@@ -199,24 +186,7 @@ def test_figures_match_what_real_polls_stored(
     simulator.add_task(TaskScript("bad", (Step(2, polls=3), Step(4)), message="moderation"))
     with db.session_scope(database_url) as session:
         service.register(session, ["ok", "bad"], now=polling.utc_now(), first_poll_delay_s=0)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with db.session_scope(database_url) as session:
-            claims = polling.claim_due_tasks(
-                session, now=polling.utc_now(), limit=10, lease_s=60, batch_size=10
-            )
-        for claim in claims:
-            polling.poll_batch(
-                claim,
-                provider=client,
-                session_scope=lambda: db.session_scope(database_url),
-                policy=FAST,
-                fetch_margin_s=1,
-            )
-        with db.session_scope(database_url) as session:
-            if all(t.status.is_terminal for t in service.list_tasks(session)):
-                break
-        time.sleep(0.02)
+    poll_until_terminal(database_url, client)
 
     with db.session_scope(database_url) as session:
         stats = compute_stats(session, now=polling.utc_now())

@@ -17,10 +17,10 @@ import standardwebhooks
 from sqlalchemy import func, select
 
 from tests.conftest import SIM_API_KEY
+from tests.support import poll_until_terminal
 from tracker import db, polling, service
 from tracker.errors import InvalidInput
 from tracker.models import WebhookDelivery, WebhookEndpoint
-from tracker.schedule import PollPolicy
 from tracker.simulator import Simulator, Step, TaskScript
 from tracker.upstream.tensorslab import TensorsLabClient
 from tracker.webhooks import delivery, endpoints
@@ -28,7 +28,6 @@ from tracker.webhooks.guard import AddressPolicy, guarded_session
 from tracker.webhooks.receiver import Answer, Drop, Garbage, Hang, Redirect, WebhookReceiver
 
 LOOPBACK = AddressPolicy.from_setting("127.0.0.0/8")
-FAST_POLLS = PollPolicy(first_delay_s=0, min_interval_s=0.01, max_interval_s=0.02, quiet_until_s=0)
 QUICK_RETRIES = (0.05, 0.05, 0.05)
 
 
@@ -57,28 +56,10 @@ def _finish_task(url: str, simulator: Simulator, task_id: str, *, status: int = 
     with db.session_scope(url) as session:
         service.register(session, [task_id], now=polling.utc_now(), first_poll_delay_s=0)
     client = TensorsLabClient(base_url=simulator.base_url, api_key=SIM_API_KEY)
-    deadline = time.monotonic() + 20
     try:
-        while time.monotonic() < deadline:
-            with db.session_scope(url) as session:
-                claims = polling.claim_due_tasks(
-                    session, now=polling.utc_now(), limit=10, lease_s=60, batch_size=10
-                )
-            for claim in claims:
-                polling.poll_batch(
-                    claim,
-                    provider=client,
-                    session_scope=lambda: db.session_scope(url),
-                    policy=FAST_POLLS,
-                    fetch_margin_s=1,
-                )
-            with db.session_scope(url) as session:
-                if service.get_task(session, task_id).status.is_terminal:
-                    return
-            time.sleep(0.02)
+        poll_until_terminal(url, client, task_ids=[task_id])
     finally:
         client.close()
-    pytest.fail(f"{task_id} did not finish")
 
 
 def _send_due(

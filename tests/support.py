@@ -1,0 +1,68 @@
+"""Helpers several test modules share: a fast poll policy, polling rounds run in-process until
+tasks end, and the `tracker` command run through typer's CliRunner."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from tracker import db, polling, service
+from tracker.cli import app
+from tracker.schedule import PollPolicy
+from tracker.upstream import Provider
+
+__all__ = ["FAST_POLICY", "poll_until_terminal", "run_cli"]
+
+# Polls as fast as the tests can go: no quiet period, errors retried within 50 ms.
+FAST_POLICY = PollPolicy(
+    first_delay_s=0.0,
+    min_interval_s=0.01,
+    max_interval_s=0.02,
+    error_max_backoff_s=0.05,
+    no_credits_pause_s=600,
+    not_found_grace_s=0.3,
+    max_tracking_age_s=3600,
+    quiet_until_s=0,
+)
+
+_runner = CliRunner()
+
+
+def run_cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """`tracker ARGS...` in this process: (exit code, stdout, stderr)."""
+    result = _runner.invoke(app, list(args), input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def poll_until_terminal(
+    url: str,
+    provider: Provider,
+    *,
+    task_ids: list[str] | None = None,
+    policy: PollPolicy = FAST_POLICY,
+    until_s: float = 20,
+) -> None:
+    """Claim and poll, as ticks and workers would, until the tasks (default: all) are terminal."""
+    deadline = time.monotonic() + until_s
+    while time.monotonic() < deadline:
+        with db.session_scope(url) as session:
+            claims = polling.claim_due_tasks(
+                session, now=polling.utc_now(), limit=100, lease_s=60, batch_size=10
+            )
+        for claim in claims:
+            polling.poll_batch(
+                claim,
+                provider=provider,
+                session_scope=lambda: db.session_scope(url),
+                policy=policy,
+                fetch_margin_s=1,
+            )
+        with db.session_scope(url) as session:
+            tasks = service.list_tasks(session, limit=10_000)
+        watched = [t for t in tasks if task_ids is None or t.task_id in task_ids]
+        if watched and all(t.status.is_terminal for t in watched):
+            return
+        time.sleep(0.02)
+    pytest.fail(f"tasks did not all reach a terminal status within {until_s} s")
