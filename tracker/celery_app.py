@@ -21,7 +21,7 @@ from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.upstream import Provider, make_provider
 from tracker.webhooks import delivery
-from tracker.webhooks.guard import AddressPolicy, guarded_session
+from tracker.webhooks.guard import guarded_session
 
 __all__ = ["app", "enqueue_due_deliveries", "enqueue_due_tasks"]
 
@@ -49,8 +49,7 @@ def _webhook_session() -> requests.Session:
     """This process's HTTP session for webhooks: it connects only to allowed addresses."""
     http = _webhook_sessions.get(os.getpid())
     if http is None:
-        policy = AddressPolicy.from_setting(get_settings().webhook_allowed_networks)
-        http = _webhook_sessions[os.getpid()] = guarded_session(policy)
+        http = _webhook_sessions[os.getpid()] = guarded_session(get_settings().webhook_policy)
     return http
 
 

@@ -112,7 +112,7 @@ def register(
                 [item.task.task_id for item in registrations],
                 webhook,
                 now=now,
-                policy=cli_webhooks.policy(),
+                policy=settings.webhook_policy,
             )
     if json_output:
         tasks = [{"created": item.created, "task": item.task} for item in registrations]

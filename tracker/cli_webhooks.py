@@ -20,9 +20,8 @@ from tracker.polling import utc_now
 from tracker.settings import get_settings
 from tracker.webhooks import endpoints
 from tracker.webhooks.events import ALL_EVENTS, DEFAULT_EVENTS
-from tracker.webhooks.guard import AddressPolicy
 
-__all__ = ["deliveries_app", "parse_since", "policy", "webhooks_app"]
+__all__ = ["deliveries_app", "parse_since", "webhooks_app"]
 
 webhooks_app = typer.Typer(
     help="Where webhooks go: add, list, remove, disable, enable, rotate.", no_args_is_help=True
@@ -30,10 +29,6 @@ webhooks_app = typer.Typer(
 deliveries_app = typer.Typer(
     help="Webhook deliveries and their attempts.", invoke_without_command=True
 )
-
-
-def policy() -> AddressPolicy:
-    return AddressPolicy.from_setting(get_settings().webhook_allowed_networks)
 
 
 def _endpoint_table(views: list[endpoints.EndpointView]) -> Table:
@@ -74,7 +69,7 @@ def webhooks_add(
     """Add an endpoint. Its signing secret is printed now and never again."""
     with db.session_scope() as session:
         created = endpoints.add_endpoint(
-            session, url, events=events or (), now=utc_now(), policy=policy()
+            session, url, events=events or (), now=utc_now(), policy=get_settings().webhook_policy
         )
     if json_output:
         out.print_json(formatting.to_json({"endpoint": created.endpoint, "secret": created.secret}))

@@ -27,7 +27,6 @@ from tracker.settings import get_settings
 from tracker.simulator import Simulator, TaskScript
 from tracker.states import TaskStatus
 from tracker.webhooks import endpoints
-from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.receiver import ReceivedWebhook, WebhookReceiver
 
 __all__ = ["DEMO_TASKS", "EXPECTED", "run"]
@@ -125,7 +124,7 @@ def run(console: Console, *, timeout_s: float) -> bool:
                 receiver.url + "/hooks/tracker",
                 events=DEMO_EVENTS,
                 now=now,
-                policy=AddressPolicy.from_setting(settings.webhook_allowed_networks),
+                policy=settings.webhook_policy,
             )
             service.register(
                 session,

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tracker import service
 from tracker.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
 from tracker.settings import Settings
 from tracker.states import TaskStatus
@@ -146,47 +148,42 @@ class TimedProvider:
 # --- read at scrape time, by the API -------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DatabaseFigures:
     """What the database says right now, shaped for Prometheus."""
 
-    def __init__(self, session: Session, *, now: datetime) -> None:
-        counts = dict(
-            session.execute(
-                select(TrackedTask.status, func.count()).group_by(TrackedTask.status)
-            ).all()
-        )
-        self.tasks_by_status = {status.value: counts.get(status.value, 0) for status in TaskStatus}
-        due = session.execute(
-            select(func.count(), func.min(TrackedTask.next_poll_at)).where(
-                TrackedTask.next_poll_at <= now
-            )
-        ).one()
-        self.due_tasks: int = due[0]
-        oldest: datetime | None = due[1]
-        self.due_lag_s = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-        self.transitions_by_status: dict[str, int] = dict(
-            session.execute(
-                select(Transition.to_status, func.count()).group_by(Transition.to_status)
-            ).all()
-        )
-        self.deliveries_by_status: dict[str, int] = dict(
-            session.execute(
-                select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
-            ).all()
-        )
-        attempts = dict(
-            session.execute(
-                select(DeliveryAttempt.succeeded, func.count()).group_by(DeliveryAttempt.succeeded)
-            ).all()
-        )
-        self.attempts_by_outcome = {
-            "succeeded": attempts.get(True, 0),
-            "failed": attempts.get(False, 0),
-        }
+    tasks_by_status: dict[str, int]
+    due_tasks: int
+    due_lag_s: float  # how long the most overdue task has waited for its poll
+    transitions_by_status: dict[str, int]
+    deliveries_by_status: dict[str, int]
+    attempts_by_outcome: dict[str, int]
 
 
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
-    return DatabaseFigures(session, now=now)
+    counts = service.count_by_status(session)
+    due_tasks, oldest = session.execute(
+        select(func.count(), func.min(TrackedTask.next_poll_at)).where(
+            TrackedTask.next_poll_at <= now
+        )
+    ).one()
+    attempts = _grouped(session, DeliveryAttempt.succeeded)
+    return DatabaseFigures(
+        tasks_by_status={status.value: counts.get(status, 0) for status in TaskStatus},
+        due_tasks=due_tasks,
+        due_lag_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        transitions_by_status=_grouped(session, Transition.to_status),
+        deliveries_by_status=_grouped(session, WebhookDelivery.status),
+        attempts_by_outcome={
+            "succeeded": attempts.get(True, 0),
+            "failed": attempts.get(False, 0),
+        },
+    )
+
+
+def _grouped(session: Session, column: Any) -> dict[Any, int]:
+    """Row counts by the values of `column`."""
+    return dict(session.execute(select(column, func.count()).group_by(column)).all())
 
 
 class _DatabaseCollector:

@@ -26,7 +26,6 @@ from tracker.settings import Settings, get_settings
 from tracker.states import TaskStatus
 from tracker.webhooks import endpoints
 from tracker.webhooks.endpoints import CreatedEndpoint, DeliveryView, EndpointView
-from tracker.webhooks.guard import AddressPolicy
 
 __all__ = ["Registered", "Tracker"]
 
@@ -48,9 +47,6 @@ class Tracker:
 
     def _session(self) -> Any:
         return db.session_scope(self.database_url)
-
-    def _policy(self) -> AddressPolicy:
-        return AddressPolicy.from_setting(self.settings.webhook_allowed_networks)
 
     # --- tasks -------------------------------------------------------------------------
 
@@ -79,7 +75,7 @@ class Tracker:
                     [item.task.task_id for item in registrations],
                     webhook_url,
                     now=now,
-                    policy=self._policy(),
+                    policy=self.settings.webhook_policy,
                 )
         return Registered(registrations, secret)
 
@@ -123,7 +119,7 @@ class Tracker:
         """An endpoint for every task; `.secret` is its signing secret, returned this once."""
         with self._session() as session:
             return endpoints.add_endpoint(
-                session, url, events=events, now=utc_now(), policy=self._policy()
+                session, url, events=events, now=utc_now(), policy=self.settings.webhook_policy
             )
 
     def webhooks(self, *, include_per_task: bool = False) -> builtins.list[EndpointView]:
@@ -143,7 +139,7 @@ class Tracker:
                 session,
                 webhook_id,
                 now=utc_now(),
-                policy=self._policy(),
+                policy=self.settings.webhook_policy,
                 url=url,
                 events=events,
                 enabled=enabled,

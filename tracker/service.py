@@ -34,6 +34,7 @@ __all__ = [
     "TaskView",
     "TransitionView",
     "Untracked",
+    "chunked",
     "count_by_status",
     "get_task",
     "history",
@@ -42,6 +43,7 @@ __all__ = [
     "provider_pauses",
     "register",
     "register_tasks",
+    "rows_by_task_id",
     "untrack",
     "validate_task_id",
 ]
@@ -219,10 +221,10 @@ def register_tasks(
         for task_id in ordered
     ]
     created: set[str] = set()
-    for chunk in _chunks(rows, 500):
+    for chunk in chunked(rows, 500):
         statement = _insert_ignoring_duplicates(session, chunk).returning(TrackedTask.task_id)
         created.update(session.scalars(statement))
-    stored = _rows_by_task_id(session, provider, ordered)
+    stored = rows_by_task_id(session, provider, ordered)
     return [Registration(TaskView.of(stored[task_id]), task_id in created) for task_id in ordered]
 
 
@@ -246,11 +248,11 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     )
 
 
-def _rows_by_task_id(
+def rows_by_task_id(
     session: Session, provider: str, task_ids: Sequence[str]
 ) -> dict[str, TrackedTask]:
     found: dict[str, TrackedTask] = {}
-    for chunk in _chunks(list(task_ids), 500):
+    for chunk in chunked(list(task_ids), 500):
         query = select(TrackedTask).where(
             TrackedTask.provider == provider, TrackedTask.task_id.in_(chunk)
         )
@@ -258,7 +260,7 @@ def _rows_by_task_id(
     return found
 
 
-def _chunks(items: list[_T], size: int) -> Iterable[list[_T]]:
+def chunked(items: list[_T], size: int) -> Iterable[list[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from tracker.webhooks.guard import AddressPolicy
 
 __all__ = ["Settings", "SettingsError", "get_settings"]
 
@@ -181,9 +184,7 @@ class Settings(BaseSettings):
                 f"got {self.broker_url!r}"
             )
         _ = self.retry_schedule_s  # parse now, so a bad value fails loudly at start
-        from tracker.webhooks.guard import AddressPolicy
-
-        AddressPolicy.from_setting(self.webhook_allowed_networks)
+        _ = self.webhook_policy
         one_send_s = self.webhook_timeout_s + min(5.0, self.webhook_timeout_s)  # connect + read
         if self.webhook_lease_s < one_send_s * 2:
             raise ValueError(
@@ -215,6 +216,13 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         """Where the embedded filesystem broker keeps its messages."""
         return self.data_dir / "broker"
+
+    @property
+    def webhook_policy(self) -> AddressPolicy:
+        """Where webhooks may go: the SSRF guard, opened by TRACKER_WEBHOOK_ALLOWED_NETWORKS."""
+        from tracker.webhooks.guard import AddressPolicy
+
+        return AddressPolicy.from_setting(self.webhook_allowed_networks)
 
     @property
     def uses_embedded_broker(self) -> bool:

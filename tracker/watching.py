@@ -5,23 +5,25 @@ A snapshot per call; the caller (`tracker watch`, the HTTP API) decides how ofte
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracker.errors import InvalidTaskId, UnknownTask
-from tracker.models import TrackedTask, Transition
-from tracker.service import DEFAULT_PROVIDER, TaskView, validate_task_id
+from tracker.models import Transition
+from tracker.service import (
+    DEFAULT_PROVIDER,
+    TaskView,
+    chunked,
+    rows_by_task_id,
+    validate_task_id,
+)
 from tracker.states import TaskStatus
 
 __all__ = ["WatchSnapshot", "WatchedTask", "watch_snapshot"]
-
-_CHUNK = 500
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,20 +55,13 @@ def watch_snapshot(
     ordered = list(
         dict.fromkeys(validate_task_id(raw, position=i + 1) for i, raw in enumerate(task_ids))
     )
-    rows: dict[str, TrackedTask] = {}
+    rows = rows_by_task_id(session, provider, ordered)
     changed_at: dict[int, datetime] = {}
-    for chunk in _chunks(ordered):
-        found = session.scalars(
-            select(TrackedTask).where(
-                TrackedTask.provider == provider, TrackedTask.task_id.in_(chunk)
-            )
-        )
-        rows.update((row.task_id, row) for row in found)
     for task_id in ordered:
         if task_id not in rows:
             raise UnknownTask(task_id, provider)
     pks = [row.id for row in rows.values()]
-    for chunk_pks in _chunks(pks):
+    for chunk_pks in chunked(pks, 500):
         latest = session.execute(
             select(Transition.task_pk, func.max(Transition.occurred_at))
             .where(Transition.task_pk.in_(chunk_pks))
@@ -91,8 +86,3 @@ def watch_snapshot(
         tasks=tuple(watched),
         all_terminal=all(item.status.is_terminal for item in watched),
     )
-
-
-def _chunks(items: list[_T]) -> Iterable[list[_T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]

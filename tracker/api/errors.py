@@ -20,7 +20,13 @@ from tracker.errors import Conflict, InvalidInput, TrackerError, Unavailable, Un
 from tracker.tokens import UnknownToken
 from tracker.webhooks.endpoints import UnknownDelivery, UnknownEndpoint
 
-__all__ = ["ERROR_RESPONSES", "ApiError", "error_response", "install_error_handlers"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "ApiError",
+    "documented_errors",
+    "error_response",
+    "install_error_handlers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,11 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     422: _described("A field is missing, of the wrong type, or refused; `details` says which."),
     503: _described("The database or the broker does not answer."),
 }
+
+
+def documented_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a /v1 route: 401 (every one needs a token) and `codes`."""
+    return {code: ERROR_RESPONSES[code] for code in (401, *codes)}
 
 
 class ApiError(Exception):

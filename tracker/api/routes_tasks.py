@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime
 
 from tracker import db, service
-from tracker.api.errors import ERROR_RESPONSES, ApiError
+from tracker.api.errors import ApiError, documented_errors
 from tracker.api.schemas import (
     RegisteredTask,
     RegisteredTasks,
@@ -28,7 +28,6 @@ from tracker.service import MAX_PAGE_SIZE, MAX_TASK_ID_LENGTH
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.webhooks import endpoints
-from tracker.webhooks.guard import AddressPolicy
 
 __all__ = ["router"]
 
@@ -45,10 +44,6 @@ TaskIdPath = Annotated[
 ]
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: ERROR_RESPONSES[code] for code in (401, *codes)}
-
-
 @router.post(
     "",
     summary="Register one task ID or a batch",
@@ -63,7 +58,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
     response_model=RegisteredTask | RegisteredTasks,
     responses={
         200: {"model": RegisteredTask | RegisteredTasks, "description": "Already tracked."},
-        **_errors(400, 413, 422),
+        **documented_errors(400, 413, 422),
     },
 )
 def register_tasks(body: TaskCreate | TaskBatchCreate, response: Response) -> object:
@@ -75,7 +70,7 @@ def register_tasks(body: TaskCreate | TaskBatchCreate, response: Response) -> ob
             f"{len(items)} tasks in one request; the limit is {settings.api_max_batch} "
             "(TRACKER_API_MAX_BATCH): send them in several requests",
         )
-    policy = AddressPolicy.from_setting(settings.webhook_allowed_networks)
+    policy = settings.webhook_policy
     with db.session_scope() as session:
         now = utc_now()
         registrations = service.register_tasks(
@@ -104,7 +99,7 @@ def register_tasks(body: TaskCreate | TaskBatchCreate, response: Response) -> ob
     summary="List tracked tasks, newest first",
     description="Filter by status, provider and time; follow `next_cursor` for more pages.",
     response_model=TaskList,
-    responses=_errors(422),
+    responses=documented_errors(422),
 )
 def list_tasks(
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
@@ -138,7 +133,7 @@ def list_tasks(
     "/{task_id}",
     summary="One tracked task",
     response_model=TaskPublic,
-    responses=_errors(404, 422),
+    responses=documented_errors(404, 422),
 )
 def get_task(task_id: TaskIdPath) -> TaskPublic:
     with db.session_scope() as session:
@@ -149,7 +144,7 @@ def get_task(task_id: TaskIdPath) -> TaskPublic:
     "/{task_id}/transitions",
     summary="Every status change of a task, oldest first",
     response_model=TransitionList,
-    responses=_errors(404, 422),
+    responses=documented_errors(404, 422),
 )
 def get_transitions(task_id: TaskIdPath) -> TransitionList:
     with db.session_scope() as session:
@@ -168,7 +163,7 @@ def get_transitions(task_id: TaskIdPath) -> TransitionList:
         "a task that already completed, failed, expired or was not found gives 409."
     ),
     response_model=TaskPublic,
-    responses=_errors(404, 409, 422),
+    responses=documented_errors(404, 409, 422),
 )
 def untrack_task(task_id: TaskIdPath) -> TaskPublic:
     with db.session_scope() as session:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from tracker import db
-from tracker.api.errors import ERROR_RESPONSES, ApiError
+from tracker.api.errors import ApiError, documented_errors
 from tracker.api.schemas import (
     DeliveryList,
     DeliveryPublic,
@@ -25,7 +25,6 @@ from tracker.leasing import utc_now
 from tracker.service import MAX_PAGE_SIZE, MAX_TASK_ID_LENGTH
 from tracker.settings import get_settings
 from tracker.webhooks import endpoints
-from tracker.webhooks.guard import AddressPolicy
 
 __all__ = ["deliveries_router", "webhooks_router"]
 
@@ -37,14 +36,6 @@ WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The webhook's 
 DeliveryIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The delivery's ID.")]
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: ERROR_RESPONSES[code] for code in (401, *codes)}
-
-
-def _policy() -> AddressPolicy:
-    return AddressPolicy.from_setting(get_settings().webhook_allowed_networks)
-
-
 @webhooks_router.post(
     "",
     summary="Add a webhook endpoint for every task",
@@ -53,12 +44,16 @@ def _policy() -> AddressPolicy:
     "secret is in this response only.",
     status_code=201,
     response_model=WebhookCreated,
-    responses=_errors(400, 413, 422),
+    responses=documented_errors(400, 413, 422),
 )
 def add_webhook(body: WebhookCreate) -> WebhookCreated:
     with db.session_scope() as session:
         created = endpoints.add_endpoint(
-            session, body.url, events=body.events, now=utc_now(), policy=_policy()
+            session,
+            body.url,
+            events=body.events,
+            now=utc_now(),
+            policy=get_settings().webhook_policy,
         )
     return WebhookCreated(webhook=WebhookPublic.of(created.endpoint), secret=created.secret)
 
@@ -67,7 +62,7 @@ def add_webhook(body: WebhookCreate) -> WebhookCreated:
     "",
     summary="List webhook endpoints",
     response_model=WebhookList,
-    responses=_errors(422),
+    responses=documented_errors(422),
 )
 def list_webhooks(
     include_per_task: Annotated[
@@ -83,7 +78,7 @@ def list_webhooks(
     "/{webhook_id}",
     summary="One webhook endpoint",
     response_model=WebhookPublic,
-    responses=_errors(404, 422),
+    responses=documented_errors(404, 422),
 )
 def get_webhook(webhook_id: WebhookIdPath) -> WebhookPublic:
     with db.session_scope() as session:
@@ -94,7 +89,7 @@ def get_webhook(webhook_id: WebhookIdPath) -> WebhookPublic:
     "/{webhook_id}",
     summary="Change a webhook's URL, events, or enable/disable it",
     response_model=WebhookPublic,
-    responses=_errors(400, 404, 413, 422),
+    responses=documented_errors(400, 404, 413, 422),
 )
 def update_webhook(webhook_id: WebhookIdPath, body: WebhookUpdate) -> WebhookPublic:
     with db.session_scope() as session:
@@ -102,7 +97,7 @@ def update_webhook(webhook_id: WebhookIdPath, body: WebhookUpdate) -> WebhookPub
             session,
             webhook_id,
             now=utc_now(),
-            policy=_policy(),
+            policy=get_settings().webhook_policy,
             url=body.url,
             events=body.events,
             enabled=body.enabled,
@@ -116,7 +111,7 @@ def update_webhook(webhook_id: WebhookIdPath, body: WebhookUpdate) -> WebhookPub
     description="The previous secret keeps signing too (a second signature) for "
     "`overlap_s` seconds, so the receiver can switch without dropping a message.",
     response_model=WebhookCreated,
-    responses=_errors(404, 422),
+    responses=documented_errors(404, 422),
 )
 def rotate_webhook_secret(
     webhook_id: WebhookIdPath,
@@ -133,7 +128,7 @@ def rotate_webhook_secret(
     description="Nothing more is sent to it; its deliveries and attempts stay, for the record.",
     status_code=204,
     response_class=Response,
-    responses=_errors(404, 422),
+    responses=documented_errors(404, 422),
 )
 def remove_webhook(webhook_id: WebhookIdPath) -> Response:
     with db.session_scope() as session:
@@ -145,7 +140,7 @@ def remove_webhook(webhook_id: WebhookIdPath) -> Response:
     "",
     summary="Webhook deliveries with their attempts, newest first",
     response_model=DeliveryList,
-    responses=_errors(422),
+    responses=documented_errors(422),
 )
 def list_deliveries(
     task_id: Annotated[str | None, Query(min_length=1, max_length=MAX_TASK_ID_LENGTH)] = None,
@@ -179,7 +174,7 @@ def list_deliveries(
     "/{delivery_id}",
     summary="One delivery with every attempt",
     response_model=DeliveryPublic,
-    responses=_errors(404, 422),
+    responses=documented_errors(404, 422),
 )
 def get_delivery(delivery_id: DeliveryIdPath) -> DeliveryPublic:
     with db.session_scope() as session:
@@ -193,7 +188,7 @@ def get_delivery(delivery_id: DeliveryIdPath) -> DeliveryPublic:
     "can deduplicate. A delivery still pending gives 409: it will be sent on its own.",
     status_code=202,
     response_model=DeliveryPublic,
-    responses=_errors(404, 409, 422),
+    responses=documented_errors(404, 409, 422),
 )
 def redeliver(delivery_id: DeliveryIdPath) -> DeliveryPublic:
     with db.session_scope() as session:
