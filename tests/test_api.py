@@ -4,6 +4,7 @@ pagination, idempotent registration, and bad input that must get a clear 4xx and
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -268,6 +269,10 @@ def test_listing_filters_by_status_and_time(client: TestClient) -> None:
     assert {task["task_id"] for task in past.json()["tasks"]} == {"a", "b"}
 
 
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -278,6 +283,9 @@ def test_listing_filters_by_status_and_time(client: TestClient) -> None:
         ({"created_since": "2026-01-01T00:00:00"}, "created_since"),  # no timezone
         ({"provider": "runway"}, None),
         ({"cursor": "not-a-cursor"}, None),
+        ({"cursor": _cursor("2026-01-01T00:00:00+00:00|" + "9" * 30)}, None),  # past BIGINT
+        ({"created_since": "0001-01-01T00:00:00+05:00"}, None),  # before year 1 in UTC
+        ({"updated_since": "9999-12-31T23:59:59-12:00"}, None),  # after year 9999 in UTC
     ],
 )
 def test_bad_list_parameters_are_422_naming_the_problem(

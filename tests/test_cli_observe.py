@@ -161,3 +161,10 @@ def test_stats_as_json_and_as_tables(cli_db: str) -> None:
     assert code == 2 and "--since 'yesterday'" in err
     code, _, err = run_cli("stats", "--provider", "nope")
     assert code == 2 and "unknown provider 'nope'" in err
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "0001-01-01T00:00:00+05:00", "soonish"])
+def test_stats_refuses_a_since_it_cannot_use(cli_db: str, since: str) -> None:
+    code, out, err = run_cli("stats", "--since", since)
+    assert code == 2 and f"--since {since!r}" in err and "Traceback" not in err
+    assert out == ""

@@ -50,4 +50,6 @@ def test_bad_token_commands_say_what_is_wrong(cli_db: str) -> None:
     assert code == 1 and "no API token with ID 42" in err
     code, _, err = run_cli("tokens", "create", "   ")
     assert code == 2 and "token name" in err
+    code, _, err = run_cli("tokens", "create", "x" * 5000)
+    assert code == 2 and "got 5000 starting" in err and len(err) < 300
     assert run_cli("tokens", "list", "--json")[1].strip() == "[]"

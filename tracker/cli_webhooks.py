@@ -238,16 +238,18 @@ def parse_since(value: str, *, now: datetime) -> datetime:
     """`2h`, `30m`, `1d`, `45s` ago, or an ISO 8601 time (UTC when no offset is given)."""
     text = value.strip()
     match = _RELATIVE.match(text)
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
     try:
+        if match:
+            return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
         moment = datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"--since {value!r} is out of range") from None
     except ValueError:
         raise InvalidInput(
             f"--since {value!r} is neither a duration (30m, 2h, 1d) nor an ISO time "
             "(2026-11-29T10:00)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def redeliver(

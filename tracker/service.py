@@ -11,7 +11,7 @@ import binascii
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -344,8 +344,8 @@ def page_tasks(
         session,
         status=status,
         provider=provider,
-        created_since=created_since,
-        updated_since=updated_since,
+        created_since=_in_utc(created_since, "created_since"),
+        updated_since=_in_utc(updated_since, "updated_since"),
         limit=limit + 1,
         after=_decode_cursor(cursor) if cursor else None,
     )
@@ -385,6 +385,19 @@ def _task_rows_page(
     return [TaskView.of(row) for row in rows], [(row.created_at, row.id) for row in rows]
 
 
+def _in_utc(moment: datetime | None, name: str) -> datetime | None:
+    """`moment` in UTC; a time that does not exist in UTC (year 0 or 10000) is bad input."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} {moment.isoformat()} is out of range in UTC") from None
+
+
+MAX_ROW_ID = 2**63 - 1
+
+
 def _encode_cursor(created_at: datetime, row_id: int) -> str:
     raw = f"{created_at.isoformat()}|{row_id}".encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
@@ -395,8 +408,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
         moment, row_id = raw.split("|")
         created_at = datetime.fromisoformat(moment)
-        if created_at.tzinfo is None:
-            raise ValueError("naive")
+        # Cursors are written in UTC with a row ID in the BIGINT range; anything else is forged.
+        if created_at.utcoffset() != timedelta(0) or not 0 < int(row_id) <= MAX_ROW_ID:
+            raise ValueError("not a cursor this service wrote")
         return created_at, int(row_id)
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise InvalidInput(

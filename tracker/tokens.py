@@ -74,7 +74,8 @@ def create_token(session: Session, name: str, *, now: datetime) -> CreatedToken:
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
         raise InvalidInput(
-            f"a token name must be 1 to {MAX_NAME_LENGTH} printable characters, got {name!r}"
+            f"a token name must be 1 to {MAX_NAME_LENGTH} printable characters, got "
+            f"{len(name)} starting {name[:40]!r}"
         )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
