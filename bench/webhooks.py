@@ -50,6 +50,7 @@ from standardwebhooks import Webhook
 
 from bench.result import Row, ScenarioResult
 from bench.services import REDIS_URL, scratch_database
+from bench.stack import delete_queue
 from tracker import db
 from tracker.leasing import utc_now
 from tracker.models import TrackedTask, WebhookDelivery, WebhookEndpoint
@@ -376,16 +377,8 @@ def tracker_worker(outbox: Outbox, processes: int) -> Iterator[Worker]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        _forget_queue(queue_name)
+        delete_queue(REDIS_URL, queue_name)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _forget_queue(queue_name: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    with contextlib.suppress(redis.RedisError):
-        client.delete(queue_name, f"_kombu.binding.{queue_name}")
 
 
 def _ticker(queue_name: str) -> Celery:

@@ -236,7 +236,7 @@ def _lock_held_rows(session: Session, claim: Claim, task_pks: list[int]) -> dict
         select(TrackedTask.id, TrackedTask.status)
         .where(TrackedTask.id.in_(task_pks), TrackedTask.lease_token == claim.lease_token)
         .order_by(TrackedTask.id)
-        .with_for_update()
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
     ).all()
     return {row.id: row.status for row in rows}
 

@@ -256,7 +256,7 @@ def _still_leased(session: Session, claim: DeliveryClaim, ids: Sequence[int]) ->
                 WebhookDelivery.id.in_(ids),
                 WebhookDelivery.lease_token == claim.lease_token,
             )
-            .with_for_update()
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
         )
     )
 
@@ -361,7 +361,7 @@ def _update_endpoints(
             select(WebhookEndpoint)
             .where(WebhookEndpoint.id.in_(ids))
             .order_by(WebhookEndpoint.id)
-            .with_for_update()
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
             .execution_options(populate_existing=True)
         )
     }
