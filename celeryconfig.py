@@ -1,4 +1,4 @@
-"""Celery settings, read by `tracker.celery_app`. Values come from tracker's settings.
+"""Celery settings, read by `tracker.worker.celery_app`. Values come from tracker's settings.
 
 With the embedded default (`TRACKER_BROKER_URL=filesystem://`) messages are files under
 `$TRACKER_DATA_DIR/broker/`; no server is needed, for one machine. With `redis://...`, Redis
@@ -20,7 +20,7 @@ broker_connection_retry_on_startup = True
 broker_transport_options: dict[str, Any] = {}
 if _settings.uses_embedded_broker:
     # Not `from tracker import broker_transport`: every name here is read as a Celery setting.
-    import tracker.broker_transport as _embedded
+    import tracker.worker.embedded_broker as _embedded
 
     _embedded.register()
     broker_url = f"{_embedded.ALIAS}://"  # kombu's filesystem transport, made safe

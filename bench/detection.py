@@ -6,7 +6,7 @@ from a window (120 to 270 s after they were created, by default: like real video
 its longest interval), then `completed`. tracker (`tracker worker`
 with its default concurrency and `tracker beat`, on Redis and a fresh PostgreSQL database) polls
 them with its default schedule and sends a signed `task.completed` webhook for each to a real
-receiver on loopback (`tracker.webhooks.receiver.WebhookReceiver`, which verifies signatures).
+receiver on loopback (`tracker.testing.receiver.WebhookReceiver`, which verifies signatures).
 
 A task's delay is the webhook's arrival time minus the instant the simulator marked it completed.
 That instant is exact: a timed step ends at its start plus its `after_s`, so it is the task's
@@ -39,14 +39,15 @@ from bench.stack import (
     bench_database,
     delete_queue,
 )
-from tracker import db, service
-from tracker.leasing import utc_now
-from tracker.models import TrackedTask, Transition
-from tracker.schedule import PollPolicy
+from tracker import db
+from tracker.db.clock import utc_now
+from tracker.db.models import TrackedTask, Transition
 from tracker.states import TaskStatus
+from tracker.tasks import queries
+from tracker.tasks.schedule import PollPolicy
+from tracker.testing.receiver import ReceivedWebhook, WebhookReceiver
 from tracker.webhooks import endpoints
 from tracker.webhooks.guard import AddressPolicy
-from tracker.webhooks.receiver import ReceivedWebhook, WebhookReceiver
 
 __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]
 
@@ -205,7 +206,7 @@ def run_tracker(
                 now=utc_now(),
                 policy=AddressPolicy.from_setting("127.0.0.0/8"),
             )
-            service.register(
+            queries.register(
                 session, list(durations), now=utc_now(), first_poll_delay_s=first_delay_s
             )
         receiver.set_secrets([created.secret])

@@ -3,7 +3,7 @@
 Task durations are drawn like real TensorsLab videos (uniformly from 2 to 15 minutes). For each
 schedule the script walks the poll times of every task and counts the polls up to and including
 the first one at or after the task finished; the detection delay is that poll's time minus the
-finishing time. tracker's schedule is `tracker.schedule` itself (default settings, with jitter),
+finishing time. tracker's schedule is `tracker.tasks.schedule` itself (default settings, with jitter),
 so the figures follow the code.
 
 The target (issue "Benchmarks", scenario 5): fewer polls per task than every fixed-interval
@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.result import Row, ScenarioResult
-from tracker.schedule import PollPolicy, next_poll_delay_s
 from tracker.states import TaskStatus
+from tracker.tasks.schedule import PollPolicy, next_poll_delay_s
 
 MIN_DURATION_S = 120.0
 MAX_DURATION_S = 900.0
@@ -32,7 +32,7 @@ PollTimes = Callable[[random.Random], Iterator[float]]  # seconds after registra
 
 
 def tracker_schedule(policy: PollPolicy) -> PollTimes:
-    """tracker's own schedule (`tracker.schedule.next_poll_delay_s`), status processing."""
+    """tracker's own schedule (`tracker.tasks.schedule.next_poll_delay_s`), status processing."""
 
     def times(rng: random.Random) -> Iterator[float]:
         moment = policy.first_delay_s

@@ -8,7 +8,7 @@ tracked tasks (default 1,000,000), the small one with `--scale-baseline-rows` (1
 are outside the partial index `ix_tracked_tasks_due`.
 
 Each timed claim is what beat's tick does: one transaction (begin, `claim_due_tasks` from
-`tracker.polling` with the default claim limit, lease and batch size, commit). The claim leases
+`tracker.tasks.polling` with the default claim limit, lease and batch size, commit). The claim leases
 every due row; between timings the claimed rows are put back exactly as they were (untimed), so
 every claim sees the same due rows. Claims at both sizes alternate, so both see the same machine.
 The claim's statement is captured as SQLAlchemy sends it and run under `EXPLAIN (ANALYZE,
@@ -34,9 +34,9 @@ from sqlalchemy import Engine, event, text
 from bench.result import Row, ScenarioResult
 from bench.services import scratch_database
 from tracker import db
-from tracker.leasing import utc_now
-from tracker.polling import claim_due_tasks
+from tracker.db.clock import utc_now
 from tracker.settings import Settings
+from tracker.tasks.polling import claim_due_tasks
 
 __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]
 

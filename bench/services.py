@@ -17,7 +17,8 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
-from tracker import db, migrate
+from tracker import db
+from tracker.db import migrate
 
 __all__ = [
     "POSTGRES_URL",

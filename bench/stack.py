@@ -33,7 +33,8 @@ import redis
 import requests
 from sqlalchemy.engine import make_url
 
-from tracker import db, migrate
+from tracker import db
+from tracker.db import migrate
 
 __all__ = [
     "API_KEY",

@@ -5,7 +5,7 @@ library HTTP server, HTTP/1.1 keep-alive, Nagle off, one write per answer, 200 t
 
 - tracker: `--webhooks-deliveries` pending rows in the outbox of a scratch PostgreSQL database,
   sent the way users run it: a real `tracker worker -c N` process (Celery prefork, Redis broker,
-  its own queue) executes `tracker.deliver`, i.e. `tracker.webhooks.delivery.send_batch` (load,
+  its own queue) executes `tracker.deliver`, i.e. `tracker.webhooks.sender.send_batch` (load,
   sign, POST through the SSRF-guarded session, record each attempt, update the endpoint). The
   ticks are beat's: every `TRACKER_TICK_INTERVAL_S` this process runs `claim_due_deliveries`
   with the default claim limit, lease and batch size and sends one `tracker.deliver` message per
@@ -52,13 +52,13 @@ from bench.result import Row, ScenarioResult
 from bench.services import REDIS_URL, scratch_database
 from bench.stack import delete_queue
 from tracker import db
-from tracker.leasing import utc_now
-from tracker.models import TrackedTask, WebhookDelivery, WebhookEndpoint
+from tracker.db.clock import utc_now
+from tracker.db.models import TrackedTask, WebhookDelivery, WebhookEndpoint
 from tracker.settings import Settings
 from tracker.states import TaskStatus
-from tracker.webhooks.delivery import USER_AGENT, claim_due_deliveries
 from tracker.webhooks.events import payload_body
 from tracker.webhooks.outbox import new_message_id
+from tracker.webhooks.sender import USER_AGENT, claim_due_deliveries
 from tracker.webhooks.signing import generate_secret, verify_signature
 
 __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 
 from tracker.db import make_engine
-from tracker.models import Base
+from tracker.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -18,9 +18,10 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tracker import db, migrate
+from tracker import db
+from tracker.db import migrate
 from tracker.settings import get_settings
-from tracker.simulator import Simulator
+from tracker.testing.simulator import Simulator
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TRACKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SIM_API_KEY
-from tracker.simulator import Simulator
+from tracker.testing.simulator import Simulator
 
 __all__ = ["Processes", "processes"]
 

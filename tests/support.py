@@ -8,9 +8,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from tracker import db, polling, service
-from tracker.cli import app
-from tracker.schedule import PollPolicy
+from tracker import db
+from tracker.cli.app import app
+from tracker.tasks import polling, queries
+from tracker.tasks.schedule import PollPolicy
 from tracker.upstream import Provider
 
 __all__ = ["FAST_POLICY", "poll_until_terminal", "run_cli"]
@@ -60,7 +61,7 @@ def poll_until_terminal(
                 fetch_margin_s=1,
             )
         with db.session_scope(url) as session:
-            tasks = service.list_tasks(session, limit=10_000)
+            tasks = queries.list_tasks(session, limit=10_000)
         watched = [t for t in tasks if task_ids is None or t.task_id in task_ids]
         if watched and all(t.status.is_terminal for t in watched):
             return

@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import Configure
-from tracker import db, service, tokens
+from tracker import db, tokens
 from tracker.api import create_app
-from tracker.leasing import utc_now
+from tracker.db.clock import utc_now
 from tracker.states import TaskStatus
+from tracker.tasks import queries
 
 RECEIVER_URL = "http://127.0.0.1:9/hooks"  # allowed by the test's settings; never called here
 
@@ -47,7 +48,7 @@ def client(api: TestClient, token: str) -> TestClient:
 
 def _stored_task_ids() -> list[str]:
     with db.session_scope() as session:
-        return sorted(task.task_id for task in service.list_tasks(session, limit=10_000))
+        return sorted(task.task_id for task in queries.list_tasks(session, limit=10_000))
 
 
 def _error(response: Any) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
     with db.session_scope() as session:  # as if a worker had seen it complete
         from sqlalchemy import update
 
-        from tracker.models import TrackedTask
+        from tracker.db.models import TrackedTask
 
         session.execute(
             update(TrackedTask).values(status=TaskStatus.COMPLETED.value, next_poll_at=None)
@@ -468,7 +469,7 @@ def test_metrics_count_tasks_and_how_late_the_most_overdue_poll_is(client: TestC
 
     from sqlalchemy import update
 
-    from tracker.models import TrackedTask
+    from tracker.db.models import TrackedTask
 
     client.post("/v1/tasks", json={"tasks": [{"task_id": "m1"}, {"task_id": "m2"}]})
     client.delete("/v1/tasks/m2")

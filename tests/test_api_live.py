@@ -21,9 +21,9 @@ import requests
 from tests.conftest import SIM_API_KEY
 from tests.processes import Processes
 from tracker import db, tokens
-from tracker.leasing import utc_now
-from tracker.simulator import Simulator, Step, TaskScript
-from tracker.webhooks.receiver import WebhookReceiver
+from tracker.db.clock import utc_now
+from tracker.testing.receiver import WebhookReceiver
+from tracker.testing.simulator import Simulator, Step, TaskScript
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 90
@@ -156,7 +156,7 @@ def test_the_whole_story_over_http(
 def test_readiness_names_a_broker_that_does_not_answer(
     tmp_path: Any, simulator: Simulator, processes: Callable[..., Processes]
 ) -> None:
-    from tracker import migrate
+    from tracker.db import migrate
 
     database_url = f"sqlite:///{tmp_path / 'ready.db'}"
     migrate.upgrade(database_url)
@@ -178,7 +178,7 @@ def test_readiness_names_a_broker_that_does_not_answer(
 
 
 def test_the_api_says_clearly_when_its_port_is_taken(tmp_path: Any) -> None:
-    from tracker import migrate
+    from tracker.db import migrate
 
     database_url = f"sqlite:///{tmp_path / 'port.db'}"
     migrate.upgrade(database_url)

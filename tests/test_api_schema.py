@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from tests.conftest import Configure
-from tracker import db, migrate, tokens
+from tracker import db, tokens
 from tracker.api import create_app
-from tracker.leasing import utc_now
+from tracker.db import migrate
+from tracker.db.clock import utc_now
 from tracker.settings import Settings
 
 TOKEN_HEADER: dict[str, str] = {}

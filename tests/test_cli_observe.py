@@ -11,18 +11,19 @@ from datetime import datetime
 import pytest
 
 from tests.support import run_cli
-from tracker import db, service, watching
-from tracker.polling import utc_now
+from tracker import db
+from tracker.tasks import queries, watch
+from tracker.db.clock import utc_now
 
 
 def _register(url: str, *task_ids: str) -> None:
     with db.session_scope(url) as session:
-        service.register(session, list(task_ids), now=utc_now(), first_poll_delay_s=60)
+        queries.register(session, list(task_ids), now=utc_now(), first_poll_delay_s=60)
 
 
 def _untrack(url: str, task_id: str) -> None:
     with db.session_scope(url) as session:
-        service.untrack(session, task_id, now=utc_now())
+        queries.untrack(session, task_id, now=utc_now())
 
 
 @pytest.fixture
@@ -30,9 +31,9 @@ def snapshots_taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int],
     """`wait_for(n)` blocks until `watch` has taken n snapshots (the real use case runs)."""
     taken = 0
     changed = threading.Condition()
-    real = watching.watch_snapshot
+    real = watch.watch_snapshot
 
-    def counting(*args: object, **kwargs: object) -> watching.WatchSnapshot:
+    def counting(*args: object, **kwargs: object) -> watch.WatchSnapshot:
         nonlocal taken
         snapshot = real(*args, **kwargs)  # type: ignore[arg-type]
         with changed:

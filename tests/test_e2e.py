@@ -14,12 +14,13 @@ import pytest
 import redis
 
 from tests.processes import Processes
-from tracker import db, polling, service
-from tracker.simulator import Simulator, Step, TaskScript
+from tracker import db
 from tracker.states import TaskStatus
+from tracker.tasks import polling, queries
+from tracker.testing.receiver import Answer, Hang, WebhookReceiver
+from tracker.testing.simulator import Simulator, Step, TaskScript
 from tracker.webhooks import endpoints
 from tracker.webhooks.guard import AddressPolicy
-from tracker.webhooks.receiver import Answer, Hang, WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 90
@@ -65,15 +66,15 @@ def _assert_one_verified_webhook_per_outcome(receiver: WebhookReceiver) -> None:
 
 def _register(database_url: str, *task_ids: str) -> None:
     with db.session_scope(database_url) as session:
-        service.register(session, list(task_ids), now=polling.utc_now(), first_poll_delay_s=0)
+        queries.register(session, list(task_ids), now=polling.utc_now(), first_poll_delay_s=0)
 
 
-def _wait_until_terminal(database_url: str, group: Processes) -> dict[str, service.TaskView]:
+def _wait_until_terminal(database_url: str, group: Processes) -> dict[str, queries.TaskView]:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         group.check_alive()
         with db.session_scope(database_url) as session:
-            tasks = {task.task_id: task for task in service.list_tasks(session)}
+            tasks = {task.task_id: task for task in queries.list_tasks(session)}
         if tasks and all(task.status.is_terminal for task in tasks.values()):
             return tasks
         time.sleep(0.3)
@@ -82,12 +83,12 @@ def _wait_until_terminal(database_url: str, group: Processes) -> dict[str, servi
 
 def _assert_three_outcomes(database_url: str, simulator: Simulator) -> None:
     with db.session_scope(database_url) as session:
-        complete = service.get_task(session, "e2e-complete")
-        fail = service.get_task(session, "e2e-fail")
-        never = service.get_task(session, "e2e-never")
+        complete = queries.get_task(session, "e2e-complete")
+        fail = queries.get_task(session, "e2e-fail")
+        never = queries.get_task(session, "e2e-never")
         moves = {
             task_id: [
-                (t.from_status.value, t.to_status.value) for t in service.history(session, task_id)
+                (t.from_status.value, t.to_status.value) for t in queries.history(session, task_id)
             ]
             for task_id in ("e2e-complete", "e2e-fail", "e2e-never")
         }
@@ -114,7 +115,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """(database URL, broker URL) for the two ways to run tracker."""
     if request.param == "sqlite+filesystem":
         url = f"sqlite:///{tmp_path / 'e2e.db'}"
-        from tracker import migrate
+        from tracker.db import migrate
 
         migrate.upgrade(url)
         return url, "filesystem://"

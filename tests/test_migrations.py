@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from tracker import migrate
-from tracker.models import Base
+from tracker.db import migrate
+from tracker.db.models import Base
 
 EXPECTED_TABLES = {
     "tracked_tasks",

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracker.outcomes import PollOutcome, ProviderPause, TaskSnapshot, decide
-from tracker.schedule import PollPolicy, error_backoff_s, poll_interval_s
 from tracker.states import TaskStatus
+from tracker.tasks.decide import PollOutcome, ProviderPause, TaskSnapshot, decide
+from tracker.tasks.schedule import PollPolicy, error_backoff_s, poll_interval_s
 from tracker.upstream.base import (
     ContractViolation,
     InsufficientCredits,

@@ -16,11 +16,12 @@ from sqlalchemy import select, update
 
 from tests.conftest import SIM_API_KEY
 from tests.support import FAST_POLICY
-from tracker import db, polling, service
-from tracker.models import TrackedTask
-from tracker.schedule import PollPolicy
-from tracker.simulator import Faults, Simulator, Step, TaskScript
+from tracker import db
+from tracker.db.models import TrackedTask
 from tracker.states import TaskStatus
+from tracker.tasks import polling, queries
+from tracker.tasks.schedule import PollPolicy
+from tracker.testing.simulator import Faults, Simulator, Step, TaskScript
 from tracker.upstream.tensorslab import TensorsLabClient
 
 
@@ -33,7 +34,7 @@ def client(simulator: Simulator) -> Iterator[TensorsLabClient]:
 
 def _register(url: str, *task_ids: str) -> None:
     with db.session_scope(url) as session:
-        service.register(session, list(task_ids), now=polling.utc_now(), first_poll_delay_s=0)
+        queries.register(session, list(task_ids), now=polling.utc_now(), first_poll_delay_s=0)
 
 
 def _claim(url: str, *, limit: int = 100, lease_s: float = 60) -> list[polling.Claim]:
@@ -75,7 +76,7 @@ def _run_rounds(url: str, client: TensorsLabClient, *, until_s: float = 20) -> N
         for claim in _claim(url):
             _poll(url, claim, client)
         with db.session_scope(url) as session:
-            if all(t.status.is_terminal for t in service.list_tasks(session)):
+            if all(t.status.is_terminal for t in queries.list_tasks(session)):
                 return
         time.sleep(0.02)
     pytest.fail("tasks did not all reach a terminal status in time")
@@ -83,7 +84,7 @@ def _run_rounds(url: str, client: TensorsLabClient, *, until_s: float = 20) -> N
 
 def _moves(url: str, task_id: str) -> list[tuple[str, str]]:
     with db.session_scope(url) as session:
-        return [(t.from_status.value, t.to_status.value) for t in service.history(session, task_id)]
+        return [(t.from_status.value, t.to_status.value) for t in queries.history(session, task_id)]
 
 
 def test_scripted_tasks_end_completed_failed_and_not_found_with_one_transition_per_change(
@@ -102,9 +103,9 @@ def test_scripted_tasks_end_completed_failed_and_not_found_with_one_transition_p
     _run_rounds(database_url, client)
 
     with db.session_scope(database_url) as session:
-        ok = service.get_task(session, "video-ok")
-        bad = service.get_task(session, "video-bad")
-        ghost = service.get_task(session, "video-ghost")
+        ok = queries.get_task(session, "video-ok")
+        bad = queries.get_task(session, "video-bad")
+        ghost = queries.get_task(session, "video-ghost")
     assert ok.status is TaskStatus.COMPLETED
     assert ok.result_urls == ("https://cdn.example.invalid/ok.mp4",)
     assert ok.details["resolution"] and ok.completed_at is not None and ok.next_poll_at is None
@@ -136,7 +137,7 @@ def test_answers_outside_the_contract_are_recorded_as_errors_never_as_transition
     for _ in range(4):
         _poll(database_url, _claim_one(database_url), client, FAST_POLICY)
         with db.session_scope(database_url) as session:
-            task = service.get_task(session, "video-1")
+            task = queries.get_task(session, "video-1")
         assert task.status is TaskStatus.REGISTERED
         assert task.last_error and task.last_error.startswith("contract_violation")
     assert _moves(database_url, "video-1") == []
@@ -144,7 +145,7 @@ def test_answers_outside_the_contract_are_recorded_as_errors_never_as_transition
 
     _poll(database_url, _claim_one(database_url), client)
     with db.session_scope(database_url) as session:
-        task = service.get_task(session, "video-1")
+        task = queries.get_task(session, "video-1")
     assert task.status is TaskStatus.PROCESSING and task.last_error is None
     assert _moves(database_url, "video-1") == [("registered", "processing")]
 
@@ -163,8 +164,8 @@ def test_no_credits_pauses_all_polling_and_says_why(
 
     assert _claim(database_url) == []
     with db.session_scope(database_url) as session:
-        [pause] = service.provider_pauses(session, now=polling.utc_now())
-        task = service.get_task(session, "video-1")
+        [pause] = queries.provider_pauses(session, now=polling.utc_now())
+        task = queries.get_task(session, "video-1")
     assert pause.provider == "tensorslab" and "insufficient_credits" in pause.reason
     assert pause.paused_until > polling.utc_now() + timedelta(seconds=500)
     assert task.last_error is not None and "9000" in task.last_error
@@ -183,7 +184,7 @@ def test_throttling_waits_at_least_retry_after(
     _poll(database_url, claim, client)
 
     with db.session_scope(database_url) as session:
-        task = service.get_task(session, "video-1")
+        task = queries.get_task(session, "video-1")
     assert task.next_poll_at is not None
     assert task.next_poll_at >= polled_at + timedelta(seconds=30)
     assert task.last_error is not None and task.last_error.startswith("throttled")
@@ -218,7 +219,7 @@ def test_a_batch_that_lost_its_lease_writes_nothing(
     _register(database_url, "video-1", "video-2")
     [stale] = _claim(database_url)
     with db.session_scope(database_url) as session:
-        service.untrack(session, "video-1", now=polling.utc_now())
+        queries.untrack(session, "video-1", now=polling.utc_now())
         # video-2's lease ran out and another tick took it.
         session.execute(
             update(TrackedTask)

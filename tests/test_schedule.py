@@ -7,7 +7,9 @@ import random
 
 import pytest
 
-from tracker.schedule import (
+from tracker.settings import Settings
+from tracker.states import TaskStatus
+from tracker.tasks.schedule import (
     JITTER_RATIO,
     PollPolicy,
     error_backoff_s,
@@ -15,8 +17,6 @@ from tracker.schedule import (
     next_poll_delay_s,
     poll_interval_s,
 )
-from tracker.settings import Settings
-from tracker.states import TaskStatus
 
 S = TaskStatus
 DEFAULT = PollPolicy()

@@ -7,17 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tracker import db, service
+from tracker import db
+from tracker.db.models import TrackedTask, Transition
 from tracker.errors import InvalidMetadata, InvalidTaskId, UnknownTask
-from tracker.models import TrackedTask, Transition
 from tracker.states import TaskStatus
+from tracker.tasks import queries
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-def _register(url: str, ids: list[object], **kwargs: object) -> list[service.Registration]:
+def _register(url: str, ids: list[object], **kwargs: object) -> list[queries.Registration]:
     with db.session_scope(url) as session:
-        return service.register(session, ids, now=NOW, first_poll_delay_s=5, **kwargs)  # type: ignore[arg-type]
+        return queries.register(session, ids, now=NOW, first_poll_delay_s=5, **kwargs)  # type: ignore[arg-type]
 
 
 def _count(url: str, model: type[TrackedTask] | type[Transition]) -> int:
@@ -43,7 +44,7 @@ def test_register_stores_new_tasks_due_after_the_first_delay(database_url: str) 
 def test_registering_again_changes_nothing_and_says_so(database_url: str) -> None:
     _register(database_url, ["task-a"])
     with db.session_scope(database_url) as session:
-        service.untrack(session, "task-a", now=NOW)
+        queries.untrack(session, "task-a", now=NOW)
 
     again = _register(database_url, ["task-a", "task-new", "task-a"])
 
@@ -92,19 +93,19 @@ def test_an_empty_batch_and_non_object_metadata_are_refused(database_url: str) -
 
 def test_get_list_and_history(database_url: str) -> None:
     with db.session_scope(database_url) as session:
-        service.register(session, ["old"], now=NOW, first_poll_delay_s=5)
-        service.register(session, ["new"], now=NOW + timedelta(minutes=1), first_poll_delay_s=5)
-        service.untrack(session, "old", now=NOW + timedelta(minutes=2))
+        queries.register(session, ["old"], now=NOW, first_poll_delay_s=5)
+        queries.register(session, ["new"], now=NOW + timedelta(minutes=1), first_poll_delay_s=5)
+        queries.untrack(session, "old", now=NOW + timedelta(minutes=2))
 
     with db.session_scope(database_url) as session:
-        assert service.get_task(session, "new").status is TaskStatus.REGISTERED
-        assert [t.task_id for t in service.list_tasks(session)] == ["new", "old"]
-        assert [t.task_id for t in service.list_tasks(session, limit=1)] == ["new"]
-        cancelled = service.list_tasks(session, status=TaskStatus.CANCELLED)
+        assert queries.get_task(session, "new").status is TaskStatus.REGISTERED
+        assert [t.task_id for t in queries.list_tasks(session)] == ["new", "old"]
+        assert [t.task_id for t in queries.list_tasks(session, limit=1)] == ["new"]
+        cancelled = queries.list_tasks(session, status=TaskStatus.CANCELLED)
         assert [t.task_id for t in cancelled] == ["old"]
-        [transition] = service.history(session, "old")
-        assert service.history(session, "new") == []
-        assert service.count_by_status(session) == {
+        [transition] = queries.history(session, "old")
+        assert queries.history(session, "new") == []
+        assert queries.count_by_status(session) == {
             TaskStatus.REGISTERED: 1,
             TaskStatus.CANCELLED: 1,
         }
@@ -118,9 +119,9 @@ def test_get_list_and_history(database_url: str) -> None:
 def test_untrack_stops_polling_once_and_only_once(database_url: str) -> None:
     _register(database_url, ["task-a"])
     with db.session_scope(database_url) as session:
-        first = service.untrack(session, "task-a", now=NOW)
+        first = queries.untrack(session, "task-a", now=NOW)
     with db.session_scope(database_url) as session:
-        second = service.untrack(session, "task-a", now=NOW)
+        second = queries.untrack(session, "task-a", now=NOW)
 
     assert first.changed and not second.changed
     assert first.task.status is TaskStatus.CANCELLED
@@ -131,6 +132,6 @@ def test_untrack_stops_polling_once_and_only_once(database_url: str) -> None:
 
 def test_unknown_tasks_are_reported_by_id(database_url: str) -> None:
     with db.session_scope(database_url) as session, pytest.raises(UnknownTask, match="'nope'"):
-        service.get_task(session, "nope")
+        queries.get_task(session, "nope")
     with db.session_scope(database_url) as session, pytest.raises(UnknownTask):
-        service.untrack(session, "nope", now=NOW)
+        queries.untrack(session, "nope", now=NOW)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from tracker.simulator import Faults, ScriptError, Simulator, Step, TaskScript
+from tracker.testing.simulator import Faults, ScriptError, Simulator, Step, TaskScript
 
 API_KEY = "sim-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -18,21 +18,22 @@ from sqlalchemy import insert, select, update
 
 from tests.conftest import SIM_API_KEY
 from tests.support import poll_until_terminal
-from tracker import db, polling, service
+from tracker import db
+from tracker.db.models import TrackedTask, Transition
 from tracker.errors import InvalidTaskId, UnknownTask
-from tracker.models import TrackedTask, Transition
-from tracker.simulator import Simulator, Step, TaskScript
 from tracker.states import TaskStatus
-from tracker.stats import Distribution, compute_stats
+from tracker.tasks import polling, queries
+from tracker.tasks.stats import Distribution, compute_stats
+from tracker.tasks.watch import watch_snapshot
+from tracker.testing.simulator import Simulator, Step, TaskScript
 from tracker.upstream.tensorslab import TensorsLabClient
-from tracker.watching import watch_snapshot
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def _register(url: str, task_id: str, at: datetime) -> None:
     with db.session_scope(url) as session:
-        service.register(session, [task_id], now=at, first_poll_delay_s=5)
+        queries.register(session, [task_id], now=at, first_poll_delay_s=5)
 
 
 def _polled(
@@ -98,7 +99,7 @@ def _known_history(url: str) -> None:
     _register(url, "gave-up", T0)
     _polled(url, "gave-up", [(TaskStatus.PENDING, T0 + timedelta(seconds=10))], polls=3)
     with db.session_scope(url) as session:
-        service.untrack(session, "gave-up", now=T0 + timedelta(seconds=400))
+        queries.untrack(session, "gave-up", now=T0 + timedelta(seconds=400))
     _register(url, "never-polled", T0)
 
 
@@ -185,16 +186,16 @@ def test_figures_match_what_real_polls_stored(
     )
     simulator.add_task(TaskScript("bad", (Step(2, polls=3), Step(4)), message="moderation"))
     with db.session_scope(database_url) as session:
-        service.register(session, ["ok", "bad"], now=polling.utc_now(), first_poll_delay_s=0)
+        queries.register(session, ["ok", "bad"], now=polling.utc_now(), first_poll_delay_s=0)
     poll_until_terminal(database_url, client)
 
     with db.session_scope(database_url) as session:
         stats = compute_stats(session, now=polling.utc_now())
-        tasks = {t.task_id: t for t in service.list_tasks(session)}
+        tasks = {t.task_id: t for t in queries.list_tasks(session)}
         rows = {row.task_id: row for row in session.scalars(select(TrackedTask))}
         windows, loose = [], []
         for task_id, task in tasks.items():
-            moves = service.history(session, task_id)
+            moves = queries.history(session, task_id)
             assert task.completed_at == moves[-1].occurred_at
             last_seen = rows[task_id].last_seen_unfinished_at
             # The poll just before the one that saw the end saw the task still live: at or
@@ -233,8 +234,8 @@ def test_watch_snapshot_time_in_status_and_unknown_ids(database_url: str) -> Non
     assert not snapshot.all_terminal
 
     with db.session_scope(database_url) as session:
-        service.untrack(session, "moved", now=T0 + timedelta(seconds=200))
-        service.untrack(session, "fresh", now=T0 + timedelta(seconds=200))
+        queries.untrack(session, "moved", now=T0 + timedelta(seconds=200))
+        queries.untrack(session, "fresh", now=T0 + timedelta(seconds=200))
         done = watch_snapshot(session, ["moved", "fresh"], now=T0 + timedelta(seconds=230))
     assert done.all_terminal
     assert [item.time_in_status_s for item in done.tasks] == [30, 30]

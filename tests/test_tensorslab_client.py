@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from tracker.simulator import Faults, Simulator, Step, TaskScript
 from tracker.states import TaskStatus
+from tracker.testing.simulator import Faults, Simulator, Step, TaskScript
 from tracker.upstream.base import (
     ContractViolation,
     InsufficientCredits,

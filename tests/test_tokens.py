@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from tests.support import run_cli
 from tracker import db, tokens
-from tracker.leasing import utc_now
-from tracker.models import ApiToken
+from tracker.db.clock import utc_now
+from tracker.db.models import ApiToken
 
 
 def test_a_token_is_shown_once_and_stored_only_as_a_hash(cli_db: str) -> None:

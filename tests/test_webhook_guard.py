@@ -26,12 +26,10 @@ from urllib3.exceptions import MaxRetryError
 from tracker.webhooks.guard import (
     MAX_URL_LENGTH,
     AddressPolicy,
-    RefusedAddress,
-    RefusedConnection,
     RefusedURL,
     check_url,
-    guarded_session,
 )
+from tracker.webhooks.guarded_http import RefusedAddress, RefusedConnection, guarded_session
 
 LOOPBACK_ONLY = AddressPolicy.from_setting("127.0.0.0/8")
 NAMES = {

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tracker.webhooks.receiver import (
+from tracker.testing.receiver import (
     Answer,
     Drop,
     Garbage,

@@ -18,14 +18,16 @@ from sqlalchemy import func, select
 
 from tests.conftest import SIM_API_KEY
 from tests.support import poll_until_terminal
-from tracker import db, polling, service
+from tracker import db
+from tracker.db.models import WebhookDelivery, WebhookEndpoint
 from tracker.errors import InvalidInput
-from tracker.models import WebhookDelivery, WebhookEndpoint
-from tracker.simulator import Simulator, Step, TaskScript
+from tracker.tasks import polling, queries
+from tracker.testing.receiver import Answer, Drop, Garbage, Hang, Redirect, WebhookReceiver
+from tracker.testing.simulator import Simulator, Step, TaskScript
 from tracker.upstream.tensorslab import TensorsLabClient
-from tracker.webhooks import delivery, endpoints
-from tracker.webhooks.guard import AddressPolicy, guarded_session
-from tracker.webhooks.receiver import Answer, Drop, Garbage, Hang, Redirect, WebhookReceiver
+from tracker.webhooks import endpoints, sender
+from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.guarded_http import guarded_session
 
 LOOPBACK = AddressPolicy.from_setting("127.0.0.0/8")
 QUICK_RETRIES = (0.05, 0.05, 0.05)
@@ -54,7 +56,7 @@ def _finish_task(url: str, simulator: Simulator, task_id: str, *, status: int = 
     """Register a task and poll it until the simulator's script ends it."""
     simulator.add_task(TaskScript(task_id, (Step(2, polls=1), Step(status))))
     with db.session_scope(url) as session:
-        service.register(session, [task_id], now=polling.utc_now(), first_poll_delay_s=0)
+        queries.register(session, [task_id], now=polling.utc_now(), first_poll_delay_s=0)
     client = TensorsLabClient(base_url=simulator.base_url, api_key=SIM_API_KEY)
     try:
         poll_until_terminal(url, client, task_ids=[task_id])
@@ -72,14 +74,14 @@ def _send_due(
 ) -> dict[str, int]:
     """One tick's worth of deliveries, sent in-process."""
     with db.session_scope(url) as session:
-        claims = delivery.claim_due_deliveries(
+        claims = sender.claim_due_deliveries(
             session, now=polling.utc_now(), limit=100, lease_s=60, batch_size=10
         )
     totals: dict[str, int] = {}
     http = guarded_session(policy)
     try:
         for claim in claims:
-            counts = delivery.send_batch(
+            counts = sender.send_batch(
                 claim,
                 session_scope=lambda: db.session_scope(url),
                 http=http,
@@ -358,14 +360,14 @@ def test_untrack_sends_task_cancelled_and_the_outbox_is_one_transaction(
 ) -> None:
     _add_endpoint(database_url, receiver, "task.cancelled")
     with db.session_scope(database_url) as session:
-        service.register(
+        queries.register(
             session, ["video-1", "video-2"], now=polling.utc_now(), first_poll_delay_s=60
         )
     with pytest.raises(RuntimeError), db.session_scope(database_url) as session:
-        service.untrack(session, "video-2", now=polling.utc_now())
+        queries.untrack(session, "video-2", now=polling.utc_now())
         raise RuntimeError("the transaction fails after the transition was written")
     with db.session_scope(database_url) as session:
-        service.untrack(session, "video-1", now=polling.utc_now())
+        queries.untrack(session, "video-1", now=polling.utc_now())
 
     _send_until_settled(database_url)
 
@@ -373,7 +375,7 @@ def test_untrack_sends_task_cancelled_and_the_outbox_is_one_transaction(
     assert message.payload["type"] == "task.cancelled"
     assert message.payload["data"]["task_id"] == "video-1"
     with db.session_scope(database_url) as session:
-        assert service.history(session, "video-2") == []
+        assert queries.history(session, "video-2") == []
     assert len(_deliveries(database_url)) == 1
 
 
@@ -399,7 +401,7 @@ def test_per_task_webhooks_hear_only_their_task(
     database_url: str, simulator: Simulator, receiver: WebhookReceiver
 ) -> None:
     with db.session_scope(database_url) as session:
-        service.register(session, ["video-1"], now=polling.utc_now(), first_poll_delay_s=0)
+        queries.register(session, ["video-1"], now=polling.utc_now(), first_poll_delay_s=0)
         secret = endpoints.add_task_webhook(
             session, ["video-1"], receiver.url + "/one", now=polling.utc_now(), policy=LOOPBACK
         )
@@ -431,16 +433,16 @@ def test_two_claims_at_once_never_share_a_delivery(
     _add_endpoint(database_url, receiver, "task.cancelled")
     ids = [f"video-{i}" for i in range(60)]
     with db.session_scope(database_url) as session:
-        service.register(session, ids, now=polling.utc_now(), first_poll_delay_s=60)
+        queries.register(session, ids, now=polling.utc_now(), first_poll_delay_s=60)
         for task_id in ids:
-            service.untrack(session, task_id, now=polling.utc_now())
+            queries.untrack(session, task_id, now=polling.utc_now())
     claimed: list[list[int]] = []
     barrier = threading.Barrier(2)
 
     def claim() -> None:
         barrier.wait()
         with db.session_scope(database_url) as session:
-            batches = delivery.claim_due_deliveries(
+            batches = sender.claim_due_deliveries(
                 session, now=polling.utc_now(), limit=40, lease_s=60, batch_size=10
             )
         claimed.append([pk for batch in batches for pk in batch.delivery_ids])

@@ -1,30 +1,51 @@
-"""The errors tracker raises on purpose; the CLI and the HTTP API turn them into clear messages.
+"""The one tree of errors tracker raises on purpose; the CLI and the HTTP API turn each branch
+into a clear message, an exit code and a status code.
 
-TrackerError
-  InvalidInput          the caller gave something tracker refuses (the message says what)
-    InvalidTaskId       an empty, too long, or whitespace/control-character task ID
-    InvalidMetadata     registration metadata that is not a JSON object
-    Conflict            well-formed, but the current state forbids it (e.g. redeliver a pending)
-  UnknownTask           no tracked task with that ID
-  Unavailable           a service tracker needs does not answer
-    DatabaseUnavailable
-    BrokerUnavailable
-  MissingAPIKey         polling was asked for without TENSORSLAB_API_KEY
+    TrackerError                 root of everything below                 CLI exit  HTTP
+      InvalidInput               the caller gave something tracker refuses    2      422
+        InvalidTaskId            an empty, too long, or whitespace task ID
+        InvalidMetadata          registration metadata that is not a JSON object
+        InvalidWebhookURL        not http(s), has credentials, or aims at a refused network
+      NotFound                   nothing stored under that name              3      404
+        UnknownTask              no tracked task with that ID
+        UnknownEndpoint          no webhook endpoint with that ID
+        UnknownDelivery          no webhook delivery with that number or message ID
+        UnknownToken             no API token with that ID
+      Conflict                   well-formed, but the current state forbids it   4      409
+        TaskAlreadyEnded         untracking a task that completed, failed, expired...
+        DeliveryPending          redelivering a delivery that is still pending
+      Unavailable                a service tracker needs does not answer     1      503
+        DatabaseUnavailable      unreachable, locked, read-only, full, or without the schema
+        BrokerUnavailable        the Celery broker does not accept a connection
+        PortUnavailable          the API's address is taken
+      ConfigError                the settings cannot be used                 1      500
+        MissingAPIKey            polling was asked for without TENSORSLAB_API_KEY
+
+Every message is one line written for the person who caused it, and never holds a secret.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BrokerUnavailable",
+    "ConfigError",
     "Conflict",
     "DatabaseUnavailable",
+    "DeliveryPending",
     "InvalidInput",
     "InvalidMetadata",
     "InvalidTaskId",
+    "InvalidWebhookURL",
     "MissingAPIKey",
+    "NotFound",
+    "PortUnavailable",
+    "TaskAlreadyEnded",
     "TrackerError",
     "Unavailable",
+    "UnknownDelivery",
+    "UnknownEndpoint",
     "UnknownTask",
+    "UnknownToken",
 ]
 
 
@@ -33,7 +54,7 @@ class TrackerError(Exception):
 
 
 class InvalidInput(TrackerError):
-    pass
+    """The caller gave something tracker refuses; the message says what and why."""
 
 
 class InvalidTaskId(InvalidInput):
@@ -44,19 +65,47 @@ class InvalidMetadata(InvalidInput):
     pass
 
 
-class Conflict(InvalidInput):
+class InvalidWebhookURL(InvalidInput):
     pass
 
 
-class UnknownTask(TrackerError):
+class NotFound(TrackerError):
+    """Nothing is stored under the name the caller gave."""
+
+
+class UnknownTask(NotFound):
     def __init__(self, task_id: str, provider: str) -> None:
         super().__init__(f"no tracked {provider} task with ID {task_id!r}")
         self.task_id = task_id
         self.provider = provider
 
 
-class Unavailable(TrackerError):
+class UnknownEndpoint(NotFound):
     pass
+
+
+class UnknownDelivery(NotFound):
+    pass
+
+
+class UnknownToken(NotFound):
+    pass
+
+
+class Conflict(TrackerError):
+    """Well-formed, but what is stored now forbids it."""
+
+
+class TaskAlreadyEnded(Conflict):
+    pass
+
+
+class DeliveryPending(Conflict):
+    pass
+
+
+class Unavailable(TrackerError):
+    """A service tracker needs does not answer (or not usefully); trying again may work."""
 
 
 class DatabaseUnavailable(Unavailable):
@@ -67,5 +116,13 @@ class BrokerUnavailable(Unavailable):
     pass
 
 
-class MissingAPIKey(TrackerError):
+class PortUnavailable(Unavailable):
+    pass
+
+
+class ConfigError(TrackerError):
+    """The settings cannot be used; the message names the setting and what to do."""
+
+
+class MissingAPIKey(ConfigError):
     pass

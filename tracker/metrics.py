@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tracker import service
-from tracker.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
+from tracker.db.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
 from tracker.settings import Settings
 from tracker.states import TaskStatus
+from tracker.tasks import queries
 from tracker.upstream import PollResult, Provider
 
 __all__ = [
@@ -161,7 +161,7 @@ class DatabaseFigures:
 
 
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
-    counts = service.count_by_status(session)
+    counts = queries.count_by_status(session)
     due_tasks, oldest = session.execute(
         select(func.count(), func.min(TrackedTask.next_poll_at)).where(
             TrackedTask.next_poll_at <= now

@@ -1,4 +1,6 @@
-"""Task statuses and the rules for moving between them: pure data and functions, no I/O.
+"""The shared vocabulary: task and delivery statuses, and the rules for moving between them.
+
+Pure data and functions, no I/O.
 
 Upstream reports 1 pending, 2 processing, 5 uploading, 3 completed, 4 failed. Tracker adds
 `registered` (not polled yet) and three outcomes of its own: `not_found`, `expired`, `cancelled`.
@@ -10,6 +12,7 @@ import enum
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "DeliveryStatus",
     "TaskStatus",
     "can_transition",
     "status_from_upstream_code",
@@ -70,3 +73,11 @@ def can_transition(current: TaskStatus, new: TaskStatus) -> bool:
     if current.is_terminal or new is TaskStatus.REGISTERED:
         return False
     return current is not new
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where one webhook delivery stands."""
+
+    PENDING = "pending"  # due now or at `next_attempt_at`; being retried
+    DELIVERED = "delivered"  # a 2xx answer came back (final until redelivered by hand)
+    FAILED = "failed"  # dead: the retry schedule ran out or the endpoint answered 410 Gone

@@ -9,21 +9,23 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tracker.errors import InvalidInput, TrackerError
-from tracker.models import ApiToken
+from tracker.db.clock import database_now
+from tracker.db.models import ApiToken
+from tracker.errors import InvalidInput, UnknownToken
 
 __all__ = [
     "CreatedToken",
     "TokenView",
-    "UnknownToken",
     "authenticate",
     "create_token",
     "list_tokens",
+    "mark_used",
+    "needs_last_used_update",
     "revoke_token",
 ]
 
@@ -32,10 +34,6 @@ MAX_NAME_LENGTH = 100
 # Writing last_used_at on every request would turn each read into a write; once a minute
 # is enough to tell which tokens are still in use.
 LAST_USED_PRECISION = timedelta(minutes=1)
-
-
-class UnknownToken(TrackerError):
-    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,7 +67,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_token(session: Session, name: str, *, now: datetime) -> CreatedToken:
+def create_token(session: Session, name: str, *, now: datetime | None = None) -> CreatedToken:
     """A new token named `name` (names need not be unique; revoke by ID)."""
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
@@ -77,6 +75,7 @@ def create_token(session: Session, name: str, *, now: datetime) -> CreatedToken:
             f"a token name must be 1 to {MAX_NAME_LENGTH} printable characters, got "
             f"{len(name)} starting {name[:40]!r}"
         )
+    now = now or database_now(session)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
         name=name, token_hash=_hash(secret), prefix=secret[: len(TOKEN_PREFIX) + 6], created_at=now
@@ -93,30 +92,38 @@ def list_tokens(session: Session, *, include_revoked: bool = False) -> list[Toke
     return [TokenView.of(row) for row in session.scalars(query)]
 
 
-def revoke_token(session: Session, token_id: int, *, now: datetime) -> TokenView:
+def revoke_token(session: Session, token_id: int, *, now: datetime | None = None) -> TokenView:
     """Revoke a token: every request that presents it is refused from now on."""
     row = session.get(ApiToken, token_id)
     if row is None:
         raise UnknownToken(f"no API token with ID {token_id}")
     if row.revoked_at is None:
-        row.revoked_at = now
+        row.revoked_at = now or database_now(session)
         session.flush()
     return TokenView.of(row)
 
 
-def authenticate(session: Session, presented: str, *, now: datetime) -> TokenView | None:
-    """The live token that `presented` is, or None."""
+def authenticate(session: Session, presented: str) -> TokenView | None:
+    """The live token that `presented` is, or None. Only reads."""
     if not presented.startswith(TOKEN_PREFIX) or len(presented) > 200:
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(presented)))
     if row is None or row.revoked_at is not None:
         return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-        session.execute(
-            update(ApiToken)
-            .where(ApiToken.id == row.id)
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        row.last_used_at = now
     return TokenView.of(row)
+
+
+def needs_last_used_update(token: TokenView, *, now: datetime | None = None) -> bool:
+    """Whether `last_used_at` is stale enough to write (once a minute, not every request)."""
+    now = now or datetime.now(UTC)
+    return token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION
+
+
+def mark_used(session: Session, token_id: int, *, now: datetime | None = None) -> None:
+    """Record that a token was just used."""
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id)
+        .values(last_used_at=now or database_now(session))
+        .execution_options(synchronize_session=False)
+    )

@@ -9,10 +9,11 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from tracker import __version__
-from tracker.api import routes_ops, routes_tasks, routes_webhooks
-from tracker.api.auth import require_token
+from tracker.api.deps import require_token
 from tracker.api.errors import install_error_handlers
 from tracker.api.limits import BodyLimits
+from tracker.api.routes import ops, tasks, webhooks
+from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -27,6 +28,7 @@ Every `/v1` route needs `Authorization: Bearer <token>`; create a token with
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API for `settings` (default: the process's), serving exactly its database."""
     settings = settings or get_settings()
     app = FastAPI(
         title="tracker",
@@ -39,11 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "operations", "description": "Health, readiness and metrics (no token)."},
         ],
     )
+    app.state.settings = settings
+    app.state.database = Database(settings.database_url)
     install_error_handlers(app)
     authenticated = [Depends(require_token)]
-    app.include_router(routes_tasks.router, dependencies=authenticated)
-    app.include_router(routes_webhooks.webhooks_router, dependencies=authenticated)
-    app.include_router(routes_webhooks.deliveries_router, dependencies=authenticated)
-    app.include_router(routes_ops.router)
+    app.include_router(tasks.router, dependencies=authenticated)
+    app.include_router(webhooks.webhooks_router, dependencies=authenticated)
+    app.include_router(webhooks.deliveries_router, dependencies=authenticated)
+    app.include_router(ops.router)
     app.add_middleware(BodyLimits, max_body_bytes=settings.api_max_body_bytes)
     return app

@@ -16,9 +16,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tracker.api.schemas import ErrorResponse
-from tracker.errors import Conflict, InvalidInput, TrackerError, Unavailable, UnknownTask
-from tracker.tokens import UnknownToken
-from tracker.webhooks.endpoints import UnknownDelivery, UnknownEndpoint
+from tracker.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    TrackerError,
+    Unavailable,
+)
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -30,16 +35,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Checked in order: the first matching type decides.
+# One row per branch of the error tree (`tracker.errors`); the CLI's exit codes follow the same
+# branches (`tracker.cli.output.EXIT_CODES`).
 STATUS_BY_ERROR: tuple[tuple[type[TrackerError], int, str], ...] = (
-    (Conflict, 409, "conflict"),
     (InvalidInput, 422, "invalid_input"),
-    (UnknownTask, 404, "not_found"),
-    (UnknownEndpoint, 404, "not_found"),
-    (UnknownDelivery, 404, "not_found"),
-    (UnknownToken, 404, "not_found"),
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
     (Unavailable, 503, "unavailable"),
+    (ConfigError, 500, "misconfigured"),
 )
+RETRY_AFTER_UNAVAILABLE_S = 5  # a hint for clients: the database or broker may be back soon
 
 CODE_BY_STATUS = {
     400: "bad_request",
@@ -48,6 +53,7 @@ CODE_BY_STATUS = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    500: "internal_error",
     415: "unsupported_media_type",
     422: "validation_error",
     503: "unavailable",
@@ -137,7 +143,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def tracker_error(_: Request, error: TrackerError) -> JSONResponse:
         for kind, status_code, code in STATUS_BY_ERROR:
             if isinstance(error, kind):
-                return error_response(status_code, code, str(error))
+                headers = None
+                if status_code == 503:
+                    headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
+                return error_response(status_code, code, str(error), headers=headers)
         log.error("unmapped tracker error %s: %s", type(error).__name__, error)
         return error_response(500, "internal_error", "tracker failed to handle the request")
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from tracker.service import MAX_TASK_ID_LENGTH, Registration, TaskView, TransitionView
-from tracker.states import TaskStatus
-from tracker.webhooks.endpoints import AttemptView, DeliveryView, EndpointView
+from tracker.states import DeliveryStatus, TaskStatus
+from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 
 __all__ = [
     "AttemptPublic",
@@ -44,6 +43,12 @@ EXAMPLE_TASK_ID = "20251129_9f3c2a7e"
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Output(BaseModel):
+    """Read from the use cases' frozen views by attribute name (`Model.model_validate(view)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ class TaskBatchCreate(_Input):
     )
 
 
-class TaskPublic(BaseModel):
+class TaskPublic(_Output):
     task_id: str
     provider: str
     status: TaskStatus
@@ -151,28 +156,8 @@ class TaskPublic(BaseModel):
     poll_count: int
     error_count: int
 
-    @classmethod
-    def of(cls, view: TaskView) -> TaskPublic:
-        return cls(
-            task_id=view.task_id,
-            provider=view.provider,
-            status=view.status,
-            result_urls=list(view.result_urls),
-            upstream_message=view.upstream_message,
-            last_error=view.last_error,
-            details=dict(view.details),
-            metadata=dict(view.metadata),
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-            completed_at=view.completed_at,
-            last_polled_at=view.last_polled_at,
-            next_poll_at=view.next_poll_at,
-            poll_count=view.poll_count,
-            error_count=view.error_count,
-        )
 
-
-class RegisteredTask(BaseModel):
+class RegisteredTask(_Output):
     created: bool = Field(description="False: it was already tracked and nothing changed.")
     task: TaskPublic
     webhook_secret: str | None = Field(
@@ -181,27 +166,19 @@ class RegisteredTask(BaseModel):
         "when no URL was given or the task already sent to it.",
     )
 
-    @classmethod
-    def of(cls, registration: Registration, secret: str | None) -> RegisteredTask:
-        return cls(
-            created=registration.created,
-            task=TaskPublic.of(registration.task),
-            webhook_secret=secret,
-        )
 
-
-class RegisteredTasks(BaseModel):
+class RegisteredTasks(_Output):
     tasks: list[RegisteredTask]
 
 
-class TaskList(BaseModel):
+class TaskList(_Output):
     tasks: list[TaskPublic]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."
     )
 
 
-class TransitionPublic(BaseModel):
+class TransitionPublic(_Output):
     from_status: TaskStatus
     to_status: TaskStatus
     occurred_at: datetime
@@ -210,18 +187,8 @@ class TransitionPublic(BaseModel):
         description="The upstream answer that showed the change (None for tracker's own)."
     )
 
-    @classmethod
-    def of(cls, view: TransitionView) -> TransitionPublic:
-        return cls(
-            from_status=view.from_status,
-            to_status=view.to_status,
-            occurred_at=view.occurred_at,
-            note=view.note,
-            upstream_payload=dict(view.upstream_payload) if view.upstream_payload else None,
-        )
 
-
-class TransitionList(BaseModel):
+class TransitionList(_Output):
     task_id: str
     transitions: list[TransitionPublic]
 
@@ -246,7 +213,7 @@ class WebhookUpdate(_Input):
     enabled: bool | None = Field(default=None, examples=[False])
 
 
-class WebhookPublic(BaseModel):
+class WebhookPublic(_Output):
     id: int
     url: str
     events: list[str]
@@ -259,31 +226,17 @@ class WebhookPublic(BaseModel):
         description="The previous secret also signs until then, after a rotation."
     )
 
-    @classmethod
-    def of(cls, view: EndpointView) -> WebhookPublic:
-        return cls(
-            id=view.id,
-            url=view.url,
-            events=list(view.events),
-            enabled=view.enabled,
-            disabled_reason=view.disabled_reason,
-            task_id=view.task_id,
-            failing_since=view.failing_since,
-            created_at=view.created_at,
-            rotating_until=view.rotating_until,
-        )
 
-
-class WebhookCreated(BaseModel):
+class WebhookCreated(_Output):
     webhook: WebhookPublic
     secret: str = Field(description="The signing secret: shown in this response only.")
 
 
-class WebhookList(BaseModel):
+class WebhookList(_Output):
     webhooks: list[WebhookPublic]
 
 
-class AttemptPublic(BaseModel):
+class AttemptPublic(_Output):
     attempted_at: datetime
     status_code: int | None
     succeeded: bool
@@ -291,26 +244,15 @@ class AttemptPublic(BaseModel):
     error: str | None
     response_excerpt: str | None
 
-    @classmethod
-    def of(cls, view: AttemptView) -> AttemptPublic:
-        return cls(
-            attempted_at=view.attempted_at,
-            status_code=view.status_code,
-            succeeded=view.succeeded,
-            duration_ms=view.duration_ms,
-            error=view.error,
-            response_excerpt=view.response_excerpt,
-        )
 
-
-class DeliveryPublic(BaseModel):
+class DeliveryPublic(_Output):
     id: int
     message_id: str = Field(description="The `webhook-id` header, the same on every retry.")
-    webhook_id: int
+    webhook_id: int = Field(validation_alias=AliasChoices("webhook_id", "endpoint_id"))
     url: str
     task_id: str
     event_type: str
-    status: str = Field(description="pending, delivered or failed.")
+    status: DeliveryStatus = Field(description="pending, delivered or failed (dead).")
     attempt_count: int = Field(
         description="Attempts in the current round of retries (a redelivery starts a new "
         "round); `attempts` lists every attempt ever made."
@@ -323,28 +265,8 @@ class DeliveryPublic(BaseModel):
     payload: str = Field(description="The exact body that is signed and sent.")
     attempts: list[AttemptPublic]
 
-    @classmethod
-    def of(cls, view: DeliveryView) -> DeliveryPublic:
-        return cls(
-            id=view.id,
-            message_id=view.message_id,
-            webhook_id=view.endpoint_id,
-            url=view.url,
-            task_id=view.task_id,
-            event_type=view.event_type,
-            status=view.status,
-            attempt_count=view.attempt_count,
-            next_attempt_at=view.next_attempt_at,
-            last_status_code=view.last_status_code,
-            last_error=view.last_error,
-            created_at=view.created_at,
-            delivered_at=view.delivered_at,
-            payload=view.payload,
-            attempts=[AttemptPublic.of(attempt) for attempt in view.attempts],
-        )
 
-
-class DeliveryList(BaseModel):
+class DeliveryList(_Output):
     deliveries: list[DeliveryPublic]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."

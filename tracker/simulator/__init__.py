@@ -1,10 +1,13 @@
-"""A fake TensorsLab video task API on loopback, for tests, demos and benchmarks.
+"""`tracker.simulator` is `tracker.testing.simulator`, kept under its first name for callers."""
 
-`Simulator` serves `POST /v1/video/infobytaskid` as the OpenAPI contract describes, playing scripted
-task lifecycles (`TaskScript` of `Step`s) and injecting `Faults`; `/_sim/...` is its admin API.
-"""
-
-from tracker.simulator.scripts import Faults, ScriptError, Status, Step, TaskScript
-from tracker.simulator.server import Simulator, serve
+from tracker.testing.simulator import (
+    Faults,
+    ScriptError,
+    Simulator,
+    Status,
+    Step,
+    TaskScript,
+    serve,
+)
 
 __all__ = ["Faults", "ScriptError", "Simulator", "Status", "Step", "TaskScript", "serve"]

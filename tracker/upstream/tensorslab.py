@@ -8,13 +8,13 @@ Every answer becomes one `PollResult`; anything outside the contract becomes a
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
+from tracker.retry_after import parse_retry_after
 from tracker.states import status_from_upstream_code
 from tracker.upstream.base import (
     ContractViolation,
@@ -177,19 +177,8 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 def _retry_after_s(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), bounded; None if absent."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError):
-            return None
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    seconds = parse_retry_after(value, now=datetime.now(UTC))
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
 
 
 def _excerpt(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Webhook use cases shared by the CLI and Python callers: endpoints, deliveries, redelivery.
+"""Webhook endpoint use cases shared by every edge: add, list, change, rotate, remove.
 
 Secrets are returned only by the calls that create them (`add_endpoint`, `rotate_secret`,
 `add_task_webhook`); every view of an endpoint leaves them out.
@@ -10,52 +10,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracker.errors import Conflict, InvalidInput, TrackerError
-from tracker.models import DeliveryAttempt, TrackedTask, WebhookDelivery, WebhookEndpoint
+from tracker.db.clock import database_now
+from tracker.db.models import TrackedTask, WebhookEndpoint
+from tracker.errors import InvalidInput, InvalidWebhookURL, UnknownEndpoint
+from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.webhooks.events import PER_TASK_EVENTS, parse_events
 from tracker.webhooks.guard import AddressPolicy, RefusedURL, Resolver, check_url, system_resolver
-from tracker.webhooks.outbox import PENDING
 from tracker.webhooks.signing import generate_secret
 
 __all__ = [
-    "AttemptView",
-    "DeliveryView",
+    "CreatedEndpoint",
     "EndpointView",
-    "InvalidWebhookURL",
     "TaskSubscription",
-    "UnknownDelivery",
-    "UnknownEndpoint",
     "add_endpoint",
-    "add_task_webhook",
-    "get_delivery",
     "get_endpoint",
-    "list_deliveries",
     "list_endpoints",
-    "redeliver",
-    "redeliver_failed",
     "remove_endpoint",
     "rotate_secret",
     "set_enabled",
     "subscribe_tasks",
     "update_endpoint",
 ]
-
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
-
-
-class InvalidWebhookURL(InvalidInput):
-    pass
-
-
-class UnknownEndpoint(TrackerError):
-    pass
-
-
-class UnknownDelivery(TrackerError):
-    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,35 +53,6 @@ class EndpointView:
 class CreatedEndpoint:
     endpoint: EndpointView
     secret: str  # shown once
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptView:
-    attempted_at: datetime
-    status_code: int | None
-    succeeded: bool
-    duration_ms: float
-    error: str | None
-    response_excerpt: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryView:
-    id: int
-    message_id: str
-    endpoint_id: int
-    url: str
-    task_id: str
-    event_type: str
-    status: str
-    attempt_count: int
-    next_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-    payload: str
-    attempts: tuple[AttemptView, ...] = ()
 
 
 def _endpoint_view(row: WebhookEndpoint, task_id: str | None = None) -> EndpointView:
@@ -132,11 +81,12 @@ def add_endpoint(
     url: str,
     *,
     events: Sequence[str] = (),
-    now: datetime,
+    now: datetime | None = None,
     policy: AddressPolicy,
     resolve: Resolver = system_resolver,
 ) -> CreatedEndpoint:
     """Add a webhook endpoint for every task; its secret is in the result, and only there."""
+    now = now or database_now(session)
     checked = _checked_url(url, policy, resolve)
     try:
         event_names = parse_events(events)
@@ -162,36 +112,22 @@ class TaskSubscription:
     task_ids: frozenset[str]  # the tasks that now send to the URL with that secret
 
 
-def add_task_webhook(
-    session: Session,
-    task_ids: Sequence[str],
-    url: str,
-    *,
-    now: datetime,
-    policy: AddressPolicy,
-    provider: str = "tensorslab",
-    resolve: Resolver = system_resolver,
-) -> str | None:
-    """Send how each task ends to `url`, signed with one new secret (returned, shown once).
-
-    Tasks that already send to `url` are left as they are; None when every one of them does.
-    """
-    return subscribe_tasks(
-        session, task_ids, url, now=now, policy=policy, provider=provider, resolve=resolve
-    ).secret
-
-
 def subscribe_tasks(
     session: Session,
     task_ids: Sequence[str],
     url: str,
     *,
-    now: datetime,
+    now: datetime | None = None,
     policy: AddressPolicy,
-    provider: str = "tensorslab",
+    provider: str = DEFAULT_PROVIDER,
     resolve: Resolver = system_resolver,
 ) -> TaskSubscription:
-    """`add_task_webhook`, also saying which tasks the new secret is for."""
+    """Send how each of `task_ids` ends to `url`, signed with one new secret (shown once).
+
+    Tasks that already send to `url` are left as they are; the result says which tasks the new
+    secret is for (none, and no secret, when every one of them already sends to `url`).
+    """
+    now = now or database_now(session)
     checked = _checked_url(url, policy, resolve)
     found = session.execute(
         select(TrackedTask.id, TrackedTask.task_id).where(
@@ -246,7 +182,7 @@ def update_endpoint(
     session: Session,
     endpoint_id: int,
     *,
-    now: datetime,
+    now: datetime | None = None,
     policy: AddressPolicy,
     url: str | None = None,
     events: Sequence[str] | None = None,
@@ -254,6 +190,7 @@ def update_endpoint(
     resolve: Resolver = system_resolver,
 ) -> EndpointView:
     """Change an endpoint's URL, events or enabled state; what is not given stays."""
+    now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
     if url is not None:
         row.url = _checked_url(url, policy, resolve)
@@ -281,8 +218,11 @@ def list_endpoints(session: Session, *, include_per_task: bool = False) -> list[
     return [_endpoint_view(row, task_id) for row, task_id in session.execute(query).all()]
 
 
-def remove_endpoint(session: Session, endpoint_id: int, *, now: datetime) -> EndpointView:
+def remove_endpoint(
+    session: Session, endpoint_id: int, *, now: datetime | None = None
+) -> EndpointView:
     """Stop sending to an endpoint. Its deliveries and attempts stay, for the record."""
+    now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
     row.removed_at = now
     row.enabled = False
@@ -293,8 +233,9 @@ def remove_endpoint(session: Session, endpoint_id: int, *, now: datetime) -> End
 
 
 def set_enabled(
-    session: Session, endpoint_id: int, enabled: bool, *, now: datetime
+    session: Session, endpoint_id: int, enabled: bool, *, now: datetime | None = None
 ) -> EndpointView:
+    now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
     row.enabled = enabled
     row.disabled_reason = None if enabled else "disabled by the user"
@@ -306,9 +247,10 @@ def set_enabled(
 
 
 def rotate_secret(
-    session: Session, endpoint_id: int, *, now: datetime, overlap_s: float
+    session: Session, endpoint_id: int, *, overlap_s: float, now: datetime | None = None
 ) -> CreatedEndpoint:
     """A new secret; the old one keeps signing too for `overlap_s`, so receivers can switch."""
+    now = now or database_now(session)
     if overlap_s < 0:
         raise InvalidInput("the overlap must not be negative")
     row = _endpoint(session, endpoint_id)
@@ -318,141 +260,3 @@ def rotate_secret(
     row.updated_at = now
     session.flush()
     return CreatedEndpoint(_endpoint_view(row), row.secret)
-
-
-def _delivery_query() -> Select[WebhookDelivery, str, str]:
-    return (
-        select(WebhookDelivery, WebhookEndpoint.url, TrackedTask.task_id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .join(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
-    )
-
-
-def _delivery_view(
-    row: WebhookDelivery, url: str, task_id: str, attempts: Sequence[DeliveryAttempt] = ()
-) -> DeliveryView:
-    return DeliveryView(
-        id=row.id,
-        message_id=row.message_id,
-        endpoint_id=row.endpoint_id,
-        url=url,
-        task_id=task_id,
-        event_type=row.event_type,
-        status=row.status,
-        attempt_count=row.attempt_count,
-        next_attempt_at=row.next_attempt_at,
-        last_status_code=row.last_status_code,
-        last_error=row.last_error,
-        created_at=row.created_at,
-        delivered_at=row.delivered_at,
-        payload=row.payload,
-        attempts=tuple(
-            AttemptView(
-                attempted_at=a.attempted_at,
-                status_code=a.status_code,
-                succeeded=a.succeeded,
-                duration_ms=a.duration_ms,
-                error=a.error,
-                response_excerpt=a.response_excerpt,
-            )
-            for a in attempts
-        ),
-    )
-
-
-def list_deliveries(
-    session: Session,
-    *,
-    task_id: str | None = None,
-    status: str | None = None,
-    limit: int = 50,
-    before_id: int | None = None,
-    with_attempts: bool = False,
-) -> list[DeliveryView]:
-    """Deliveries, newest first; `before_id` continues a listing below that delivery."""
-    if status is not None and status not in DELIVERY_STATUSES:
-        raise InvalidInput(
-            f"unknown delivery status {status!r}; valid: {', '.join(DELIVERY_STATUSES)}"
-        )
-    query = _delivery_query().order_by(WebhookDelivery.id.desc()).limit(limit)
-    if task_id is not None:
-        query = query.where(TrackedTask.task_id == task_id)
-    if status is not None:
-        query = query.where(WebhookDelivery.status == status)
-    if before_id is not None:
-        query = query.where(WebhookDelivery.id < before_id)
-    found = session.execute(query).all()
-    attempts: dict[int, list[DeliveryAttempt]] = {row.id: [] for row, _, _ in found}
-    if with_attempts and attempts:
-        for attempt in session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
-            .order_by(DeliveryAttempt.id)
-        ):
-            attempts[attempt.delivery_id].append(attempt)
-    return [_delivery_view(row, url, tid, attempts[row.id]) for row, url, tid in found]
-
-
-def _find_delivery(session: Session, ref: str) -> tuple[WebhookDelivery, str, str]:
-    query = _delivery_query()
-    if ref.isdigit():
-        query = query.where(WebhookDelivery.id == int(ref))
-    else:
-        query = query.where(WebhookDelivery.message_id == ref)
-    found = session.execute(query).first()
-    if found is None:
-        raise UnknownDelivery(f"no webhook delivery {ref!r} (give its number or its msg_ ID)")
-    row, url, task_id = found
-    return row, url, task_id
-
-
-def get_delivery(session: Session, ref: str) -> DeliveryView:
-    """One delivery with every attempt, oldest first. `ref` is its number or message ID."""
-    row, url, task_id = _find_delivery(session, ref)
-    attempts = session.scalars(
-        select(DeliveryAttempt)
-        .where(DeliveryAttempt.delivery_id == row.id)
-        .order_by(DeliveryAttempt.id)
-    ).all()
-    return _delivery_view(row, url, task_id, attempts)
-
-
-def _requeue(session: Session, ids: Sequence[int], now: datetime) -> None:
-    # A fresh round of the retry schedule, same message ID: receivers can deduplicate on it.
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status != PENDING)
-        .values(
-            status=PENDING,
-            next_attempt_at=now,
-            attempt_count=0,
-            lease_token=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-
-def redeliver(session: Session, ref: str, *, now: datetime) -> DeliveryView:
-    """Send a delivery again (any status but pending), with the same `webhook-id`."""
-    row, url, task_id = _find_delivery(session, ref)
-    if row.status == PENDING:
-        raise Conflict(f"delivery {row.id} is still pending; it will be sent on its own")
-    _requeue(session, [row.id], now)
-    session.refresh(row)
-    return _delivery_view(row, url, task_id)
-
-
-def redeliver_failed(session: Session, *, since: datetime, now: datetime) -> int:
-    """Send again every failed delivery created since `since`; returns how many."""
-    ids = list(
-        session.scalars(
-            select(WebhookDelivery.id).where(
-                WebhookDelivery.status == "failed", WebhookDelivery.created_at >= since
-            )
-        )
-    )
-    for start in range(0, len(ids), 500):
-        _requeue(session, ids[start : start + 500], now)
-    return len(ids)

@@ -12,13 +12,11 @@ from datetime import datetime
 from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
-from tracker.models import TrackedTask, WebhookDelivery, WebhookEndpoint
-from tracker.states import TaskStatus
+from tracker.db.models import TrackedTask, WebhookDelivery, WebhookEndpoint
+from tracker.states import DeliveryStatus, TaskStatus
 from tracker.webhooks.events import events_for_transition, payload_body
 
-__all__ = ["PENDING", "enqueue_deliveries", "new_message_id"]
-
-PENDING = "pending"
+__all__ = ["enqueue_deliveries", "new_message_id"]
 
 
 def new_message_id() -> str:
@@ -77,7 +75,7 @@ def enqueue_deliveries(
                 "task_pk": task_pk,
                 "event_type": event,
                 "payload": bodies[event],
-                "status": PENDING,
+                "status": DeliveryStatus.PENDING.value,
                 "attempt_count": 0,
                 "next_attempt_at": at,
                 "created_at": at,

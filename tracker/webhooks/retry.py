@@ -14,16 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tracker.states import DeliveryStatus
+
 __all__ = [
-    "DELIVERED",
-    "FAILED",
     "AttemptResult",
     "DeliveryDecision",
     "decide_after_attempt",
 ]
 
-DELIVERED = "delivered"
-FAILED = "failed"
 JITTER_RATIO = 0.2
 RETRY_AFTER_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER_S = 3600.0
@@ -42,7 +40,7 @@ class AttemptResult:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryDecision:
-    status: str  # pending (retry), delivered, failed
+    status: DeliveryStatus  # pending (to be retried), delivered, failed (dead)
     next_attempt_at: datetime | None
     disable_endpoint_reason: str | None = None
 
@@ -57,14 +55,14 @@ def decide_after_attempt(
 ) -> DeliveryDecision:
     """The delivery's next state after its `attempt_number`-th attempt (1 = the first)."""
     if result.succeeded:
-        return DeliveryDecision(DELIVERED, None)
+        return DeliveryDecision(DeliveryStatus.DELIVERED, None)
     if result.status_code == 410:
         return DeliveryDecision(
-            FAILED, None, disable_endpoint_reason="the receiver answered 410 Gone"
+            DeliveryStatus.FAILED, None, disable_endpoint_reason="the receiver answered 410 Gone"
         )
     if attempt_number > len(schedule_s):
-        return DeliveryDecision(FAILED, None)
+        return DeliveryDecision(DeliveryStatus.FAILED, None)
     delay_s = schedule_s[attempt_number - 1] * rng.uniform(1 - JITTER_RATIO, 1 + JITTER_RATIO)
     if result.status_code in RETRY_AFTER_STATUSES and result.retry_after_s is not None:
         delay_s = max(delay_s, min(result.retry_after_s, MAX_RETRY_AFTER_S))
-    return DeliveryDecision("pending", now + timedelta(seconds=delay_s))
+    return DeliveryDecision(DeliveryStatus.PENDING, now + timedelta(seconds=delay_s))

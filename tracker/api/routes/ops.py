@@ -1,0 +1,78 @@
+"""Operations routes, outside `/v1` and without a token: `/healthz`, `/readyz`, `/metrics`.
+
+None of them returns stored data beyond counts, and none names a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from tracker import health, metrics
+from tracker.api.deps import DatabaseDep, SettingsDep
+from tracker.api.errors import ERROR_RESPONSES
+from tracker.api.schemas import HealthPublic, ReadinessPublic
+from tracker.db.clock import database_now
+from tracker.errors import TrackerError
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/healthz",
+    summary="The API process is up",
+    response_model=HealthPublic,
+)
+def healthz() -> HealthPublic:
+    return HealthPublic(status="ok")
+
+
+def _check(check: Callable[[], None]) -> str:
+    try:
+        check()
+    except TrackerError as error:
+        return f"unavailable: {error}"
+    return "ok"
+
+
+@router.get(
+    "/readyz",
+    summary="The database and the broker answer",
+    response_model=ReadinessPublic,
+    responses={503: {"model": ReadinessPublic, "description": "Something does not answer."}},
+)
+async def readyz(settings: SettingsDep, database: DatabaseDep) -> JSONResponse:
+    checks = {
+        "database": await run_in_threadpool(_check, lambda: health.check_database(database.url)),
+        "broker": await run_in_threadpool(
+            _check, lambda: health.check_broker(settings, timeout_s=3.0)
+        ),
+    }
+    ready = all(value == "ok" for value in checks.values())
+    body = ReadinessPublic(status="ok" if ready else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Tasks by status, due tasks and the lag of the most overdue one, transitions, "
+    "webhook deliveries and attempts (read from the database at scrape time), plus what "
+    "workers on hosts sharing TRACKER_DATA_DIR counted: polls by outcome, upstream latency, "
+    "webhook sends by outcome.",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+        503: ERROR_RESPONSES[503],
+    },
+)
+def prometheus_metrics(settings: SettingsDep, database: DatabaseDep) -> Response:
+    with database.read() as session:
+        figures = metrics.read_database_figures(session, now=database_now(session))
+    body, content_type = metrics.render(figures, settings)
+    return Response(content=body, media_type=content_type)

@@ -1,0 +1,165 @@
+"""`/v1/tasks`: register task IDs, list and read them, their transitions, stop tracking.
+
+Thin: each route parses, calls one task use case in one transaction, and shapes the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import AwareDatetime
+
+from tracker.api.deps import DatabaseDep, SettingsDep
+from tracker.api.errors import ApiError, documented_errors
+from tracker.api.schemas import (
+    RegisteredTask,
+    RegisteredTasks,
+    TaskBatchCreate,
+    TaskCreate,
+    TaskList,
+    TaskPublic,
+    TransitionList,
+    TransitionPublic,
+)
+from tracker.states import TaskStatus
+from tracker.tasks import queries, register, untrack
+from tracker.tasks.ids import MAX_TASK_ID_LENGTH
+from tracker.tasks.pagination import MAX_PAGE_SIZE
+from tracker.webhooks.guard import AddressPolicy
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+TaskIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_TASK_ID_LENGTH,
+        description="The TensorsLab task ID.",
+        examples=["20251129_9f3c2a7e"],
+    ),
+]
+
+
+@router.post(
+    "",
+    summary="Register one task ID or a batch",
+    description=(
+        'Start tracking TensorsLab task IDs. Send one task (`{"task_id": ...}`) or a batch '
+        '(`{"tasks": [...]}`, at most TRACKER_API_MAX_BATCH). All are stored or, if any is '
+        "invalid, none. Registering an ID that is already tracked changes nothing and returns "
+        "it with `created: false`. The status is 201 when something new was registered, else "
+        "200. A `webhook_url` gets the task's end signed with a secret returned only here."
+    ),
+    status_code=201,
+    response_model=RegisteredTask | RegisteredTasks,
+    responses={
+        200: {"model": RegisteredTask | RegisteredTasks, "description": "Already tracked."},
+        **documented_errors(400, 413, 422),
+    },
+)
+def register_tasks(
+    body: TaskCreate | TaskBatchCreate,
+    response: Response,
+    settings: SettingsDep,
+    database: DatabaseDep,
+) -> object:
+    items = body.tasks if isinstance(body, TaskBatchCreate) else [body]
+    if len(items) > settings.api_max_batch:
+        raise ApiError(
+            413,
+            f"{len(items)} tasks in one request; the limit is {settings.api_max_batch} "
+            "(TRACKER_API_MAX_BATCH): send them in several requests",
+        )
+    with database.write() as session:
+        registrations = register.register_tasks(
+            session,
+            [register.NewTask(item.task_id, item.metadata, item.webhook_url) for item in items],
+            first_poll_delay_s=settings.poll_first_delay_s,
+            policy=AddressPolicy.from_settings(settings),
+        )
+    results = [RegisteredTask.model_validate(item) for item in registrations]
+    response.status_code = 201 if any(item.created for item in registrations) else 200
+    if isinstance(body, TaskBatchCreate):
+        return RegisteredTasks(tasks=results)
+    return results[0]
+
+
+@router.get(
+    "",
+    summary="List tracked tasks, newest first",
+    description="Filter by status, provider and time; follow `next_cursor` for more pages.",
+    response_model=TaskList,
+    responses=documented_errors(422),
+)
+def list_tasks(
+    database: DatabaseDep,
+    status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+    provider: Annotated[str | None, Query(examples=["tensorslab"], max_length=32)] = None,
+    created_since: Annotated[
+        AwareDatetime | None,
+        Query(description="Registered at or after (ISO 8601 with a timezone)."),
+    ] = None,
+    updated_since: Annotated[
+        AwareDatetime | None, Query(description="Changed at or after (ISO 8601 with a timezone).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> TaskList:
+    with database.read() as session:
+        page = queries.page_tasks(
+            session,
+            status=status,
+            provider=provider,
+            created_since=created_since,
+            updated_since=updated_since,
+            limit=limit,
+            cursor=cursor,
+        )
+    return TaskList.model_validate(page)
+
+
+@router.get(
+    "/{task_id}",
+    summary="One tracked task",
+    response_model=TaskPublic,
+    responses=documented_errors(404, 422),
+)
+def get_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
+    with database.read() as session:
+        return TaskPublic.model_validate(queries.get_task(session, task_id))
+
+
+@router.get(
+    "/{task_id}/transitions",
+    summary="Every status change of a task, oldest first",
+    response_model=TransitionList,
+    responses=documented_errors(404, 422),
+)
+def get_transitions(task_id: TaskIdPath, database: DatabaseDep) -> TransitionList:
+    with database.read() as session:
+        transitions = queries.history(session, task_id)
+    return TransitionList(
+        task_id=task_id, transitions=[TransitionPublic.model_validate(t) for t in transitions]
+    )
+
+
+@router.delete(
+    "/{task_id}",
+    summary="Stop tracking a task",
+    description=(
+        "The task becomes `cancelled` and is never polled again (webhooks subscribed to "
+        "`task.cancelled` are told). Cancelling a cancelled task again returns it unchanged; "
+        "a task that already completed, failed, expired or was not found gives 409."
+    ),
+    response_model=TaskPublic,
+    responses=documented_errors(404, 409, 422),
+)
+def untrack_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
+    with database.write() as session:
+        result = untrack.untrack(session, task_id)
+    return TaskPublic.model_validate(result.task)

@@ -1,0 +1,206 @@
+"""`/v1/webhooks` and `/v1/deliveries`: endpoints, their deliveries and attempts, redelivery.
+
+Thin: parse, call `tracker.webhooks.endpoints`, shape. A secret is in the creation (and
+rotation) response only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from tracker.api.deps import DatabaseDep, SettingsDep
+from tracker.api.errors import ApiError, documented_errors
+from tracker.api.schemas import (
+    DeliveryList,
+    DeliveryPublic,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookList,
+    WebhookPublic,
+    WebhookUpdate,
+)
+from tracker.states import DeliveryStatus
+from tracker.tasks.ids import MAX_TASK_ID_LENGTH
+from tracker.tasks.pagination import MAX_PAGE_SIZE
+from tracker.webhooks import deliveries, endpoints
+from tracker.webhooks.guard import AddressPolicy
+
+__all__ = ["deliveries_router", "webhooks_router"]
+
+webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+deliveries_router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+
+MAX_ID = 2**63 - 1
+WebhookIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The webhook's ID.")]
+DeliveryIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The delivery's ID.")]
+
+
+@webhooks_router.post(
+    "",
+    summary="Add a webhook endpoint for every task",
+    description="The URL must be http(s) and must not point into a refused network (loopback, "
+    "private, link-local... unless TRACKER_WEBHOOK_ALLOWED_NETWORKS allows it). The signing "
+    "secret is in this response only.",
+    status_code=201,
+    response_model=WebhookCreated,
+    responses=documented_errors(400, 413, 422),
+)
+def add_webhook(
+    body: WebhookCreate, settings: SettingsDep, database: DatabaseDep
+) -> WebhookCreated:
+    with database.write() as session:
+        created = endpoints.add_endpoint(
+            session,
+            body.url,
+            events=body.events,
+            policy=AddressPolicy.from_settings(settings),
+        )
+    return WebhookCreated(
+        webhook=WebhookPublic.model_validate(created.endpoint), secret=created.secret
+    )
+
+
+@webhooks_router.get(
+    "",
+    summary="List webhook endpoints",
+    response_model=WebhookList,
+    responses=documented_errors(422),
+)
+def list_webhooks(
+    database: DatabaseDep,
+    include_per_task: Annotated[
+        bool, Query(description="Also list the per-task webhooks given at registration.")
+    ] = False,
+) -> WebhookList:
+    with database.read() as session:
+        views = endpoints.list_endpoints(session, include_per_task=include_per_task)
+    return WebhookList(webhooks=[WebhookPublic.model_validate(view) for view in views])
+
+
+@webhooks_router.get(
+    "/{webhook_id}",
+    summary="One webhook endpoint",
+    response_model=WebhookPublic,
+    responses=documented_errors(404, 422),
+)
+def get_webhook(webhook_id: WebhookIdPath, database: DatabaseDep) -> WebhookPublic:
+    with database.read() as session:
+        return WebhookPublic.model_validate(endpoints.get_endpoint(session, webhook_id))
+
+
+@webhooks_router.patch(
+    "/{webhook_id}",
+    summary="Change a webhook's URL, events, or enable/disable it",
+    response_model=WebhookPublic,
+    responses=documented_errors(400, 404, 413, 422),
+)
+def update_webhook(
+    webhook_id: WebhookIdPath, body: WebhookUpdate, settings: SettingsDep, database: DatabaseDep
+) -> WebhookPublic:
+    with database.write() as session:
+        view = endpoints.update_endpoint(
+            session,
+            webhook_id,
+            policy=AddressPolicy.from_settings(settings),
+            url=body.url,
+            events=body.events,
+            enabled=body.enabled,
+        )
+    return WebhookPublic.model_validate(view)
+
+
+@webhooks_router.post(
+    "/{webhook_id}/rotate-secret",
+    summary="Give a webhook a new secret",
+    description="The previous secret keeps signing too (a second signature) for "
+    "`overlap_s` seconds, so the receiver can switch without dropping a message.",
+    response_model=WebhookCreated,
+    responses=documented_errors(404, 422),
+)
+def rotate_webhook_secret(
+    webhook_id: WebhookIdPath,
+    database: DatabaseDep,
+    overlap_s: Annotated[float, Query(ge=0, le=30 * 86400)] = 86400,
+) -> WebhookCreated:
+    with database.write() as session:
+        created = endpoints.rotate_secret(session, webhook_id, overlap_s=overlap_s)
+    return WebhookCreated(
+        webhook=WebhookPublic.model_validate(created.endpoint), secret=created.secret
+    )
+
+
+@webhooks_router.delete(
+    "/{webhook_id}",
+    summary="Remove a webhook endpoint",
+    description="Nothing more is sent to it; its deliveries and attempts stay, for the record.",
+    status_code=204,
+    response_class=Response,
+    responses=documented_errors(404, 422),
+)
+def remove_webhook(webhook_id: WebhookIdPath, database: DatabaseDep) -> Response:
+    with database.write() as session:
+        endpoints.remove_endpoint(session, webhook_id)
+    return Response(status_code=204)
+
+
+@deliveries_router.get(
+    "",
+    summary="Webhook deliveries with their attempts, newest first",
+    response_model=DeliveryList,
+    responses=documented_errors(422),
+)
+def list_deliveries(
+    database: DatabaseDep,
+    task_id: Annotated[str | None, Query(min_length=1, max_length=MAX_TASK_ID_LENGTH)] = None,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=20, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> DeliveryList:
+    before_id = None
+    if cursor is not None:
+        if not cursor.isdigit() or not 0 < int(cursor) <= MAX_ID:
+            raise ApiError(422, f"invalid cursor {cursor!r}: pass back a next_cursor")
+        before_id = int(cursor)
+    with database.read() as session:
+        page = deliveries.page_deliveries(
+            session,
+            task_id=task_id,
+            status=status,
+            limit=limit,
+            before_id=before_id,
+            with_attempts=True,
+        )
+    return DeliveryList(
+        deliveries=[DeliveryPublic.model_validate(view) for view in page.deliveries],
+        next_cursor=None if page.next_before_id is None else str(page.next_before_id),
+    )
+
+
+@deliveries_router.get(
+    "/{delivery_id}",
+    summary="One delivery with every attempt",
+    response_model=DeliveryPublic,
+    responses=documented_errors(404, 422),
+)
+def get_delivery(delivery_id: DeliveryIdPath, database: DatabaseDep) -> DeliveryPublic:
+    with database.read() as session:
+        return DeliveryPublic.model_validate(deliveries.get_delivery(session, str(delivery_id)))
+
+
+@deliveries_router.post(
+    "/{delivery_id}/redeliver",
+    summary="Send a delivery again",
+    description="A fresh round of the retry schedule with the same `webhook-id`, so receivers "
+    "can deduplicate. A delivery still pending gives 409: it will be sent on its own.",
+    status_code=202,
+    response_model=DeliveryPublic,
+    responses=documented_errors(404, 409, 422),
+)
+def redeliver(delivery_id: DeliveryIdPath, database: DatabaseDep) -> DeliveryPublic:
+    with database.write() as session:
+        deliveries.redeliver(session, str(delivery_id))
+        return DeliveryPublic.model_validate(deliveries.get_delivery(session, str(delivery_id)))

@@ -1,0 +1,215 @@
+"""`tracker watch` and `tracker stats`: parse, call the use case, format. No SQL here."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Annotated
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from tracker import db
+from tracker.cli import tables
+from tracker.cli.output import JsonFlag, err, out
+from tracker.cli.parsing import parse_since, read_task_ids
+from tracker.db.clock import database_now
+from tracker.states import TaskStatus
+from tracker.tasks import stats as stats_use_case
+from tracker.tasks import watch as watch_use_case
+from tracker.tasks.ids import validate_provider
+
+__all__ = ["format_duration", "stats", "watch"]
+
+EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl-C (128 + SIGINT)
+
+
+def format_duration(seconds: float) -> str:
+    """`4.2s`, `3m 05s`, `2h 07m`, `3d 04h`."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
+
+
+def _snapshot(task_ids: list[str]) -> watch_use_case.WatchSnapshot:
+    with db.read_scope() as session:
+        return watch_use_case.watch_snapshot(session, task_ids, now=database_now(session))
+
+
+def _watch_table(snapshot: watch_use_case.WatchSnapshot, *, live: bool = False) -> Table:
+    done = sum(item.status.is_terminal for item in snapshot.tasks)
+    table = Table(
+        title=f"{done} of {len(snapshot.tasks)} tasks finished",
+        caption="refreshing; Ctrl-C stops" if live else None,
+        header_style="bold",
+    )
+    for column in ("task id", "status", "in status for", "polls", "result / message"):
+        table.add_column(column, overflow="fold")
+    for item in snapshot.tasks:
+        task = item.task
+        table.add_row(
+            task.task_id,
+            tables.status_text(item.status),
+            format_duration(item.time_in_status_s),
+            str(task.poll_count),
+            "\n".join(item.result_urls) or task.upstream_message or task.last_error or "",
+        )
+    return table
+
+
+def watch(
+    task_ids: Annotated[
+        list[str], typer.Argument(help="Task IDs; `-` reads one per line from stdin.")
+    ],
+    interval_s: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
+    ] = 2.0,
+    timeout_s: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, help="Give up (exit 1) after this many seconds."),
+    ] = None,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Show nothing while waiting; print one JSON snapshot of every task at the end "
+            "(when all are terminal, or at the timeout).",
+        ),
+    ] = False,
+) -> None:
+    """Show tasks live until every one has reached a terminal status.
+
+    For each task: status, how long it has been in it, polls, result URLs or message.
+    Exits 0 when all are terminal, 1 at --timeout, 130 when stopped with Ctrl-C.
+    """
+    ids = list(read_task_ids(task_ids))
+    snapshot = _snapshot(ids)  # unknown IDs fail here, before any output
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    # Transient: the live view gives way to one final table, printed the same way on a terminal
+    # and into a pipe or a file (where a live view shows nothing).
+    live = Live(console=out, auto_refresh=False, transient=True)
+    try:
+        with nullcontext() if json_output else live:
+            while not snapshot.all_terminal:
+                if not json_output:
+                    live.update(_watch_table(snapshot, live=True), refresh=True)
+                pause = (
+                    interval_s if deadline is None else min(interval_s, deadline - time.monotonic())
+                )
+                if pause <= 0:
+                    break
+                time.sleep(pause)
+                snapshot = _snapshot(ids)
+    except KeyboardInterrupt:
+        if not json_output:
+            out.print(_watch_table(snapshot))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if json_output:
+        out.print_json(tables.to_json(snapshot))
+    else:
+        out.print(_watch_table(snapshot))
+    if not snapshot.all_terminal:
+        waiting = [item for item in snapshot.tasks if not item.status.is_terminal]
+        shown = ", ".join(f"{item.task.task_id} ({item.status.value})" for item in waiting[:10])
+        more = f" and {len(waiting) - 10} more" if len(waiting) > 10 else ""
+        err.print(
+            f"[red]error:[/red] timed out after {timeout_s:g} s; {len(waiting)} of "
+            f"{len(snapshot.tasks)} tasks not finished: {shown}{more}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+_FIGURE_ROWS = (
+    ("polls per task", "polls_per_task"),
+    ("registration → result", "time_to_result_s"),
+    ("detection window", "detection_window_s"),
+)
+
+
+def _stats_tables(figures: stats_use_case.Stats) -> Group:
+    scope = []
+    if figures.provider:
+        scope.append(f"provider {figures.provider}")
+    if figures.since:
+        scope.append(f"registered since {figures.since:%Y-%m-%d %H:%M:%S} UTC")
+    counts = Table(
+        title="tasks by status" + (f" ({', '.join(scope)})" if scope else ""),
+        header_style="bold",
+    )
+    counts.add_column("status")
+    counts.add_column("tasks", justify="right")
+    for status in TaskStatus:
+        counts.add_row(tables.status_text(status), str(figures.counts[status]))
+    counts.add_row(Text("total", style="bold"), Text(str(figures.total), style="bold"))
+
+    table = Table(
+        title=f"over the {figures.finished} tasks that ended completed or failed",
+        header_style="bold",
+    )
+    table.add_column("figure")
+    for column in ("mean", "p50", "p95", "p99", "max"):
+        table.add_column(column, justify="right")
+    for label, field in _FIGURE_ROWS:
+        distribution = getattr(figures, field)
+        if distribution is None:
+            table.add_row(label, *(["-"] * 5))
+            continue
+        values = (
+            distribution.mean,
+            distribution.p50,
+            distribution.p95,
+            distribution.p99,
+            distribution.max,
+        )
+        if field == "polls_per_task":
+            cells = [f"{distribution.mean:.1f}", *(f"{value:.0f}" for value in values[1:])]
+        else:
+            cells = [format_duration(value) for value in values]
+        table.add_row(label, *cells)
+    notes = Text(
+        "polls per task: every request sent for the task, failed ones included "
+        f"({figures.total_polls} polls for all {figures.total} tasks, live ones included).\n"
+        "registration → result: from registration to the poll that saw completed or failed.\n"
+        "detection window: from the last poll that saw the task unfinished (or its "
+        "registration) to the poll that saw it finished. Upstream never says when a task "
+        "finished: it did inside this window, so the detection delay is at most this, about "
+        "half of it on average.\n"
+        "Percentiles are nearest-rank.",
+        style="dim",
+    )
+    return Group(counts, table, notes)
+
+
+def stats(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only tasks registered since then: 24h, 30m, 7d, or an ISO time."),
+    ] = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider's tasks.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Counts by status, polls per task, time to result, and a bound on detection delay.
+
+    Percentiles are nearest-rank, over the tasks that ended completed or failed. Upstream never
+    says when a task finished, so the detection delay itself is not known: the `detection
+    window` (last poll that saw it unfinished -> poll that saw it finished) bounds it.
+    """
+    if provider is not None:
+        validate_provider(provider)
+    with db.read_scope() as session:
+        now = database_now(session)
+        moment = None if since is None else parse_since(since, now=now)
+        figures = stats_use_case.compute_stats(session, now=now, provider=provider, since=moment)
+    if json_output:
+        out.print_json(tables.to_json(figures))
+    else:
+        out.print(_stats_tables(figures))

@@ -1,0 +1,42 @@
+"""Reading what people type: task IDs (`-` for stdin) and times (`2h`, `1d`, ISO 8601)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from tracker.errors import InvalidInput
+
+__all__ = ["parse_since", "read_task_ids"]
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def read_task_ids(task_ids: Iterable[str]) -> Iterator[str]:
+    """The IDs given, with `-` replaced by the non-blank lines of stdin (stripped)."""
+    for task_id in task_ids:
+        if task_id == "-":
+            yield from (line.strip() for line in sys.stdin if line.strip())
+        else:
+            yield task_id
+
+
+def parse_since(value: str, *, now: datetime) -> datetime:
+    """`2h`, `30m`, `1d`, `45s` ago, or an ISO 8601 time (UTC when no offset is given)."""
+    text = value.strip()
+    match = _RELATIVE.match(text)
+    try:
+        if match:
+            return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        moment = datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"--since {value!r} is out of range") from None
+    except ValueError:
+        raise InvalidInput(
+            f"--since {value!r} is neither a duration (30m, 2h, 1d) nor an ISO time "
+            "(2026-11-29T10:00)"
+        ) from None

@@ -1,0 +1,171 @@
+"""`Tracker`: the Python API, for code that registers and queries tasks without HTTP.
+
+    from tracker import Tracker
+
+    tracker = Tracker()                      # the configured database (TRACKER_DATABASE_URL)
+    tracker.register("20251129_9f3c2a7e", metadata={"order": 1042})
+    tracker.get("20251129_9f3c2a7e").status  # TaskStatus.REGISTERED, later COMPLETED ...
+
+Each method is one transaction calling the same use cases as the CLI and the HTTP API
+(`tracker.tasks`, `tracker.webhooks`), and returns their frozen views. Errors are tracker's own
+types (`tracker.errors`): `UnknownTask` (a `NotFound`), `InvalidInput` and its kinds,
+`TaskAlreadyEnded` (a `Conflict`), `DatabaseUnavailable`...
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tracker.db.engine import Database
+from tracker.settings import Settings, get_settings
+from tracker.states import DeliveryStatus, TaskStatus
+from tracker.tasks import queries, register, untrack
+from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
+from tracker.webhooks import deliveries, endpoints
+from tracker.webhooks.deliveries import DeliveryView
+from tracker.webhooks.endpoints import CreatedEndpoint, EndpointView
+from tracker.webhooks.guard import AddressPolicy
+
+__all__ = ["Registered", "Tracker"]
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """What `Tracker.register` did: each task (new or already tracked), and a new secret."""
+
+    tasks: list[Registration]
+    webhook_secret: str | None  # the signing secret of `webhook_url`, this once; else None
+
+
+class Tracker:
+    """Register, query and stop tracking TensorsLab tasks; manage where webhooks go."""
+
+    def __init__(self, *, database_url: str | None = None, settings: Settings | None = None):
+        self.settings = settings or get_settings()
+        self.database = Database(database_url or self.settings.database_url)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url
+
+    def _policy(self) -> AddressPolicy:
+        return AddressPolicy.from_settings(self.settings)
+
+    # --- tasks -------------------------------------------------------------------------
+
+    def register(
+        self,
+        task_ids: str | Iterable[str],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        webhook_url: str | None = None,
+    ) -> Registered:
+        """Start tracking one ID or several (all, or none if any is invalid)."""
+        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        with self.database.write() as session:
+            registrations = register.register(
+                session,
+                ids,
+                first_poll_delay_s=self.settings.poll_first_delay_s,
+                metadata=dict(metadata) if isinstance(metadata, Mapping) else metadata,
+                webhook_url=webhook_url,
+                policy=self._policy(),
+            )
+        secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
+        return Registered(registrations, secret)
+
+    def get(self, task_id: str) -> TaskView:
+        with self.database.read() as session:
+            return queries.get_task(session, task_id)
+
+    def history(self, task_id: str) -> builtins.list[TransitionView]:
+        """Every status change of the task, oldest first."""
+        with self.database.read() as session:
+            return queries.history(session, task_id)
+
+    def list(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        created_since: datetime | None = None,
+        updated_since: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of tasks, newest first; pass `page.next_cursor` back for the next."""
+        with self.database.read() as session:
+            return queries.page_tasks(
+                session,
+                status=TaskStatus(status) if status is not None else None,
+                created_since=created_since,
+                updated_since=updated_since,
+                limit=limit,
+                cursor=cursor,
+            )
+
+    def untrack(self, task_id: str) -> Untracked:
+        """Stop tracking: the task becomes `cancelled`; `TaskAlreadyEnded` if it had ended."""
+        with self.database.write() as session:
+            return untrack.untrack(session, task_id)
+
+    # --- webhooks ----------------------------------------------------------------------
+
+    def add_webhook(self, url: str, *, events: Sequence[str] = ()) -> CreatedEndpoint:
+        """An endpoint for every task; `.secret` is its signing secret, returned this once."""
+        with self.database.write() as session:
+            return endpoints.add_endpoint(session, url, events=events, policy=self._policy())
+
+    def webhooks(self, *, include_per_task: bool = False) -> builtins.list[EndpointView]:
+        with self.database.read() as session:
+            return endpoints.list_endpoints(session, include_per_task=include_per_task)
+
+    def update_webhook(
+        self,
+        webhook_id: int,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        enabled: bool | None = None,
+    ) -> EndpointView:
+        with self.database.write() as session:
+            return endpoints.update_endpoint(
+                session, webhook_id, policy=self._policy(), url=url, events=events, enabled=enabled
+            )
+
+    def remove_webhook(self, webhook_id: int) -> EndpointView:
+        with self.database.write() as session:
+            return endpoints.remove_endpoint(session, webhook_id)
+
+    def rotate_webhook_secret(
+        self, webhook_id: int, *, overlap_s: float = 86400
+    ) -> CreatedEndpoint:
+        with self.database.write() as session:
+            return endpoints.rotate_secret(session, webhook_id, overlap_s=overlap_s)
+
+    def deliveries(
+        self,
+        *,
+        task_id: str | None = None,
+        status: DeliveryStatus | str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[DeliveryView]:
+        """Webhook deliveries with their attempts, newest first."""
+        with self.database.read() as session:
+            return deliveries.list_deliveries(
+                session, task_id=task_id, status=status, limit=limit, with_attempts=True
+            )
+
+    def delivery(self, delivery: int | str) -> DeliveryView:
+        """One delivery, by its number or its `msg_...` ID, with every attempt."""
+        with self.database.read() as session:
+            return deliveries.get_delivery(session, str(delivery))
+
+    def redeliver(self, delivery: int | str) -> DeliveryView:
+        """Send a delivery again, with the same `webhook-id`."""
+        with self.database.write() as session:
+            deliveries.redeliver(session, str(delivery))
+            return deliveries.get_delivery(session, str(delivery))

@@ -1,0 +1,1 @@
+"""Tracked tasks: registering, querying, polling, deciding what an answer means, stats."""

@@ -1,0 +1,372 @@
+"""Claim due tasks, poll a batch of them, and write what each poll decided.
+
+A claim leases due rows (`leasing.py`) and splits them into batches. A batch only writes rows
+that still carry its token and the status it read, so a second tick, a second beat, an untrack
+or a slow worker whose lease ran out can never record a transition twice. A worker that dies
+leaves rows that fall due again when the lease ends: the database, not the broker, knows what
+is due. A transition and its webhook deliveries (the outbox) are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, Update, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from tracker.db.clock import DatabaseClock
+from tracker.db.leasing import Claim, lease_due_rows
+from tracker.db.models import ProviderPauseRow, TrackedTask
+from tracker.states import TaskStatus
+from tracker.tasks.decide import PollOutcome, TaskSnapshot, decide
+from tracker.tasks.pauses import pause_provider
+from tracker.tasks.schedule import PollPolicy
+from tracker.tasks.transitions import record_transition
+from tracker.upstream.base import PollResult, Provider, TaskMissing, TaskReport
+
+__all__ = ["BatchSummary", "claim_due_tasks", "poll_batch"]
+
+log = logging.getLogger(__name__)
+
+
+def claim_due_tasks(
+    session: Session, *, now: datetime, limit: int, lease_s: float, batch_size: int
+) -> list[Claim]:
+    """Lease up to `limit` due tasks of unpaused providers, in claims of `batch_size`.
+
+    `now` is the database's clock (`tracker.db.clock.database_now`).
+    """
+    paused = select(ProviderPauseRow.provider).where(ProviderPauseRow.paused_until > now)
+    return lease_due_rows(
+        session,
+        TrackedTask,
+        due=TrackedTask.next_poll_at,
+        now=now,
+        limit=limit,
+        lease_s=lease_s,
+        batch_size=batch_size,
+        conditions=[TrackedTask.provider.not_in(paused)],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Leased:
+    task_pk: int
+    task_id: str
+    snapshot: TaskSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSummary:
+    """What one batch did: how many were polled and ended, and the outcomes by label."""
+
+    polled: int
+    skipped: int  # still leased, but too close to the lease's end to start a poll
+    ended: int  # tasks this batch moved to a terminal status (their webhooks are in the outbox)
+    outcomes: dict[str, int]
+
+
+SessionFactory = Callable[[], Any]  # a context manager yielding a Session in a transaction
+
+
+def poll_batch(
+    claim: Claim,
+    *,
+    provider: Provider,
+    session_scope: SessionFactory,
+    policy: PollPolicy,
+    fetch_margin_s: float,
+    concurrency: int = 1,
+    now: Callable[[], datetime] | None = None,
+    rng: random.Random | None = None,
+) -> BatchSummary:
+    """Poll the claimed tasks and write each outcome; tasks no longer leased are skipped.
+
+    No transaction is open while upstream is asked. Polls that could not finish at least
+    `fetch_margin_s` before the lease ends are not started: those rows fall due again. Times
+    are the database's (`now` defaults to a `DatabaseClock` read with the leased rows), like
+    the lease's end that beat stamped.
+    """
+    rng = rng or random.Random()
+    with session_scope() as session:
+        leased = _load_leased(session, claim)
+        if now is None:
+            now = DatabaseClock.read(session)
+    clock = now
+    deadline = claim.lease_expires_at - timedelta(seconds=fetch_margin_s)
+
+    def fetch(item: _Leased) -> tuple[_Leased, PollResult, datetime] | None:
+        if clock() >= deadline:
+            return None
+        result = provider.fetch(item.task_id)
+        return item, result, clock()
+
+    if concurrency > 1 and len(leased) > 1:
+        answers = list(_fetch_pool(concurrency).map(fetch, leased))
+    else:
+        answers = [fetch(item) for item in leased]
+    done = [answer for answer in answers if answer is not None]
+
+    with session_scope() as session:
+        labels, ended = _write_outcomes(session, claim, done, provider.name, policy=policy, rng=rng)
+    summary = BatchSummary(
+        polled=len(done), skipped=len(leased) - len(done), ended=ended, outcomes=dict(labels)
+    )
+    log.info("polled %d tasks (%d ended): %s", summary.polled, summary.ended, summary.outcomes)
+    if summary.skipped:
+        log.warning(
+            "%d claimed tasks were not polled: their lease would have ended before an answer "
+            "(raise TRACKER_POLL_LEASE_S or TRACKER_POLL_CONCURRENCY, or lower the batch size)",
+            summary.skipped,
+        )
+    return summary
+
+
+_fetch_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_fetch_pools_lock = threading.Lock()
+
+
+def _fetch_pool(concurrency: int) -> ThreadPoolExecutor:
+    """This process's threads for upstream requests, kept between batches (not made per batch)."""
+    key = (os.getpid(), concurrency)  # a forked child makes its own: threads do not survive fork
+    with _fetch_pools_lock:
+        pool = _fetch_pools.get(key)
+        if pool is None:
+            pool = _fetch_pools[key] = ThreadPoolExecutor(
+                max_workers=concurrency, thread_name_prefix="tracker-poll"
+            )
+        return pool
+
+
+def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
+    rows = session.execute(
+        select(
+            TrackedTask.id,
+            TrackedTask.task_id,
+            TrackedTask.status,
+            TrackedTask.created_at,
+            TrackedTask.not_found_since,
+            TrackedTask.consecutive_errors,
+        ).where(TrackedTask.id.in_(claim.row_ids), TrackedTask.lease_token == claim.lease_token)
+    ).all()
+    return [
+        _Leased(
+            task_pk=row.id,
+            task_id=row.task_id,
+            snapshot=TaskSnapshot(
+                status=TaskStatus(row.status),
+                created_at=row.created_at,
+                not_found_since=row.not_found_since,
+                consecutive_errors=row.consecutive_errors,
+            ),
+        )
+        for row in rows
+        if not TaskStatus(row.status).is_terminal
+    ]
+
+
+def _write_outcomes(
+    session: Session,
+    claim: Claim,
+    done: list[tuple[_Leased, PollResult, datetime]],
+    provider_name: str,
+    *,
+    policy: PollPolicy,
+    rng: random.Random,
+) -> tuple[Counter[str], int]:
+    """Write each answer's outcome to the rows this batch still holds.
+
+    Returns the outcome labels and how many tasks ended.
+
+    The held rows are locked first (on SQLite the transaction already holds the write lock), so
+    which rows may be written is known up front. Outcomes without a transition, nearly all of
+    them, go out as one executemany of a prepared statement instead of one statement built per
+    row; transitions are written one by one with their history row and webhook deliveries.
+    """
+    labels: Counter[str] = Counter()
+    ended = 0
+    if not done:
+        return labels, ended
+    held = _lock_held_rows(session, claim, [item.task_pk for item, _, _ in done])
+    unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+    for item, result, answered_at in done:
+        outcome = decide(item.snapshot, result, now=answered_at, policy=policy, rng=rng)
+        if held.get(item.task_pk) != item.snapshot.status.value:
+            labels["lease_lost"] += 1
+        elif outcome.new_status is None:
+            params = _unchanged_params(claim, item, outcome, answered_at, _seen_unfinished(result))
+            optional = frozenset(name for name in _KEPT_IF_NONE if f"b_{name}" in params)
+            unchanged[optional].append(params)
+            labels[_label(result)] += 1
+        else:
+            written = _write_outcome(
+                session, claim, item, outcome, answered_at, _seen_unfinished(result)
+            )
+            labels[_label(result) if written else "lease_lost"] += 1
+            ended += written and outcome.is_terminal
+        if outcome.provider_pause is not None:
+            pause_provider(session, provider_name, outcome.provider_pause, at=answered_at)
+    for columns, rows in unchanged.items():
+        written = session.execute(_unchanged_statement(columns), rows).rowcount  # type: ignore[attr-defined]
+        if written != len(rows):  # impossible while the rows are locked: refuse a partial write
+            raise RuntimeError(f"wrote {written} of {len(rows)} locked rows")
+    return labels, ended
+
+
+def _lock_held_rows(session: Session, claim: Claim, task_pks: list[int]) -> dict[int, str]:
+    """Lock the rows that still carry this claim's token; their status by primary key."""
+    rows = session.execute(
+        select(TrackedTask.id, TrackedTask.status)
+        .where(TrackedTask.id.in_(task_pks), TrackedTask.lease_token == claim.lease_token)
+        .order_by(TrackedTask.id)
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
+    ).all()
+    return {row.id: row.status for row in rows}
+
+
+# Columns written only when the poll has a value for them; otherwise what is stored stays.
+_KEPT_IF_NONE = ("result_urls", "upstream_message", "details", "last_seen_unfinished_at")
+
+
+def _seen_unfinished(result: PollResult) -> bool:
+    """Whether upstream answered with a live status: a sighting of the task unfinished."""
+    return isinstance(result, TaskReport) and not result.status.is_terminal
+
+
+def _unchanged_params(
+    claim: Claim, item: _Leased, outcome: PollOutcome, at: datetime, seen_unfinished: bool
+) -> dict[str, Any]:
+    """The parameters of `_unchanged_statement` for one poll that changed no status."""
+    params: dict[str, Any] = {
+        "b_pk": item.task_pk,
+        "b_token": claim.lease_token,
+        "b_status": item.snapshot.status.value,
+        "b_next_poll_at": outcome.next_poll_at,
+        "b_at": at,
+        "b_not_found_since": outcome.not_found_since,
+        "b_consecutive_errors": outcome.consecutive_errors,
+        "b_last_error": outcome.last_error,
+        "b_error_increment": 1 if outcome.counts_as_error else 0,
+    }
+    if outcome.result_urls is not None:
+        params["b_result_urls"] = list(outcome.result_urls)
+    if outcome.upstream_message is not None:
+        params["b_upstream_message"] = outcome.upstream_message
+    if outcome.details is not None:
+        params["b_details"] = dict(outcome.details)
+    if seen_unfinished:
+        params["b_last_seen_unfinished_at"] = at
+    return params
+
+
+@functools.cache
+def _unchanged_statement(optional: frozenset[str]) -> Update:
+    """UPDATE one held row after a poll without a transition; `optional` columns are set too."""
+    table = cast(Table, TrackedTask.__table__)
+    values: dict[Any, Any] = {
+        table.c.next_poll_at: bindparam("b_next_poll_at"),
+        table.c.lease_token: None,
+        table.c.lease_expires_at: None,
+        table.c.last_polled_at: bindparam("b_at"),
+        table.c.updated_at: bindparam("b_at"),
+        table.c.not_found_since: bindparam("b_not_found_since"),
+        table.c.consecutive_errors: bindparam("b_consecutive_errors"),
+        table.c.last_error: bindparam("b_last_error"),
+        table.c.poll_count: table.c.poll_count + 1,
+        table.c.error_count: table.c.error_count + bindparam("b_error_increment"),
+    }
+    for name in sorted(optional):
+        values[table.c[name]] = bindparam(f"b_{name}")
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("b_pk"),
+            table.c.lease_token == bindparam("b_token"),
+            table.c.status == bindparam("b_status"),
+        )
+        .values(values)
+    )
+
+
+def _write_outcome(
+    session: Session,
+    claim: Claim,
+    item: _Leased,
+    outcome: PollOutcome,
+    at: datetime,
+    seen_unfinished: bool,
+) -> bool:
+    """Write one poll's outcome, and its transition if any, if the lease still holds."""
+    values: dict[str, Any] = {
+        "next_poll_at": outcome.next_poll_at,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "last_polled_at": at,
+        "updated_at": at,
+        "not_found_since": outcome.not_found_since,
+        "consecutive_errors": outcome.consecutive_errors,
+        "last_error": outcome.last_error,
+        "poll_count": TrackedTask.poll_count + 1,
+        "error_count": TrackedTask.error_count + (1 if outcome.counts_as_error else 0),
+    }
+    if outcome.new_status is not None:
+        values["status"] = outcome.new_status.value
+        if outcome.new_status.is_terminal:
+            values["completed_at"] = at
+    if outcome.result_urls is not None:
+        values["result_urls"] = list(outcome.result_urls)
+    if outcome.upstream_message is not None:
+        values["upstream_message"] = outcome.upstream_message
+    if outcome.details is not None:
+        values["details"] = dict(outcome.details)
+    if seen_unfinished:
+        values["last_seen_unfinished_at"] = at
+    result = session.execute(
+        update(TrackedTask)
+        .where(
+            TrackedTask.id == item.task_pk,
+            TrackedTask.lease_token == claim.lease_token,
+            TrackedTask.status == item.snapshot.status.value,
+        )
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    if outcome.new_status is not None:
+        record_transition(
+            session,
+            task_pk=item.task_pk,
+            from_status=item.snapshot.status,
+            to_status=outcome.new_status,
+            at=at,
+            payload=outcome.payload,
+            note=_transition_note(outcome),
+        )
+    return True
+
+
+def _transition_note(outcome: PollOutcome) -> str | None:
+    if outcome.new_status is TaskStatus.EXPIRED:
+        return "tracked for longer than TRACKER_MAX_TRACKING_AGE_S"
+    if outcome.new_status is TaskStatus.NOT_FOUND:
+        return outcome.last_error
+    return outcome.upstream_message
+
+
+def _label(result: PollResult) -> str:
+    if isinstance(result, TaskReport):
+        return result.status.value
+    if isinstance(result, TaskMissing):
+        return "missing"
+    return result.kind

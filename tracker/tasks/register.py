@@ -1,0 +1,165 @@
+"""Registering tasks: the one use case the CLI, the HTTP API and the Python client all call.
+
+A registration is a batch of task IDs, each with the caller's metadata and, optionally, a
+webhook URL that hears how that task ends. All of it is stored in the caller's transaction, or
+none of it when anything is refused (a bad ID, bad metadata, a refused URL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from tracker.db.clock import database_now
+from tracker.db.models import TrackedTask
+from tracker.errors import InvalidMetadata, InvalidTaskId
+from tracker.states import TaskStatus
+from tracker.tasks.ids import DEFAULT_PROVIDER, validate_provider, validate_task_id
+from tracker.tasks.pagination import chunked
+from tracker.tasks.queries import rows_by_task_id
+from tracker.tasks.views import Registration, TaskView
+from tracker.webhooks.endpoints import subscribe_tasks
+from tracker.webhooks.guard import AddressPolicy, Resolver, system_resolver
+
+__all__ = ["NewTask", "register", "register_tasks"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One task ID to register, with the caller's metadata and webhook URL for it."""
+
+    task_id: object
+    metadata: object = None
+    webhook_url: str | None = None
+
+
+def register(
+    session: Session,
+    task_ids: Sequence[object],
+    *,
+    first_poll_delay_s: float,
+    now: datetime | None = None,
+    provider: str = DEFAULT_PROVIDER,
+    metadata: object = None,
+    webhook_url: str | None = None,
+    policy: AddressPolicy | None = None,
+    resolve: Resolver = system_resolver,
+) -> list[Registration]:
+    """Start tracking `task_ids`, all with the same metadata and webhook; see `register_tasks`."""
+    return register_tasks(
+        session,
+        [NewTask(task_id, metadata, webhook_url) for task_id in task_ids],
+        now=now,
+        first_poll_delay_s=first_poll_delay_s,
+        provider=provider,
+        policy=policy,
+        resolve=resolve,
+    )
+
+
+def register_tasks(
+    session: Session,
+    items: Sequence[NewTask],
+    *,
+    first_poll_delay_s: float,
+    now: datetime | None = None,
+    provider: str = DEFAULT_PROVIDER,
+    policy: AddressPolicy | None = None,
+    resolve: Resolver = system_resolver,
+) -> list[Registration]:
+    """Start tracking every item; all of them or, if any is refused, none.
+
+    Registering an ID that is already tracked changes nothing (its metadata included) and
+    reports `created=False`, but a webhook URL it does not send to yet is added. The result
+    follows the order of `items`, without repeats; an ID given twice with different metadata
+    is refused. Each new webhook URL gets one secret, returned beside the tasks it signs for.
+    `policy` (where webhooks may go) is required when any item has a webhook URL.
+    """
+    validate_provider(provider)
+    if not items:
+        raise InvalidTaskId("no task ID given")
+    metadata_by_id: dict[str, dict[str, Any]] = {}
+    urls: dict[str, list[str]] = {}
+    for position, item in enumerate(items, start=1):
+        task_id = validate_task_id(item.task_id, position=position)
+        metadata = _checked_metadata(item.metadata, task_id)
+        if metadata_by_id.setdefault(task_id, metadata) != metadata:
+            raise InvalidMetadata(f"task ID {task_id!r} is given twice with different metadata")
+        if item.webhook_url is not None:
+            urls.setdefault(item.webhook_url, []).append(task_id)
+    if urls and policy is None:
+        raise ValueError("a webhook URL was given without the policy that checks it")
+    now = now or database_now(session)
+    ordered = list(metadata_by_id)
+    created = _insert_new(session, provider, ordered, metadata_by_id, now, first_poll_delay_s)
+    secrets: dict[str, str | None] = {}
+    for url, task_ids in urls.items():
+        assert policy is not None
+        added = subscribe_tasks(
+            session, task_ids, url, now=now, policy=policy, provider=provider, resolve=resolve
+        )
+        secrets.update(dict.fromkeys(added.task_ids, added.secret))
+    stored = rows_by_task_id(session, provider, ordered)
+    return [
+        Registration(
+            task=TaskView.of(stored[task_id]),
+            created=task_id in created,
+            webhook_added=task_id in secrets,
+            webhook_secret=secrets.get(task_id),
+        )
+        for task_id in ordered
+    ]
+
+
+def _insert_new(
+    session: Session,
+    provider: str,
+    task_ids: list[str],
+    metadata_by_id: dict[str, dict[str, Any]],
+    now: datetime,
+    first_poll_delay_s: float,
+) -> set[str]:
+    """Insert the IDs not tracked yet (a unique constraint decides, not a prior read)."""
+    rows = [
+        {
+            "provider": provider,
+            "task_id": task_id,
+            "status": TaskStatus.REGISTERED.value,
+            "result_urls": [],
+            "details": {},
+            "task_metadata": metadata_by_id[task_id],
+            "created_at": now,
+            "updated_at": now,
+            "next_poll_at": now + timedelta(seconds=first_poll_delay_s),
+            "poll_count": 0,
+            "error_count": 0,
+            "consecutive_errors": 0,
+        }
+        for task_id in task_ids
+    ]
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    created: set[str] = set()
+    for chunk in chunked(rows, 500):
+        statement = (
+            dialect.insert(TrackedTask)
+            .values(chunk)
+            .on_conflict_do_nothing(index_elements=["provider", "task_id"])
+            .returning(TrackedTask.task_id)
+        )
+        created.update(session.scalars(statement))
+    return created
+
+
+def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidMetadata(
+            f"metadata of task {task_id!r} must be a JSON object, got {type(metadata).__name__}"
+        )
+    return metadata

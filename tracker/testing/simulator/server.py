@@ -1,0 +1,451 @@
+"""A real HTTP server on loopback that imitates TensorsLab's `POST /v1/video/infobytaskid`.
+
+It plays scripted task lifecycles (`scripts.py`), injects faults, and offers an admin API under
+`/_sim/` to create tasks, set faults and read what happened. Standard library only.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hmac
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from types import TracebackType
+from typing import Any, Self, cast
+from urllib.parse import unquote
+
+from tracker.testing.simulator.scripts import Fault, Faults, ScriptError, TaskRun, TaskScript
+
+__all__ = ["API_PATH", "Simulator", "serve"]
+
+API_PATH = "/v1/video/infobytaskid"
+MAX_BODY_BYTES = 64 * 1024 * 1024  # room for a bulk create of many thousands of tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP answer, written to the socket in a single write."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_reply(status: int, obj: object, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, json.dumps(obj).encode(), headers=headers)
+
+
+def _api_error(status: int, msg: str) -> Reply:
+    return json_reply(status, {"code": 9999, "msg": msg})
+
+
+def _fault_reply(fault: Fault, data: dict[str, Any], variant: int) -> Reply:
+    if fault.kind == "error":
+        page = f"<html><body><h1>{fault.http_status} {HTTPStatus(fault.http_status).phrase}</h1>"
+        return Reply(fault.http_status, f"{page}</body></html>".encode(), "text/html")
+    if fault.kind == "throttle":
+        headers = (("Retry-After", str(fault.retry_after_s)),)
+        return json_reply(429, {"code": fault.code, "msg": fault.msg}, headers)
+    if fault.kind == "code":
+        return json_reply(200, {"code": fault.code, "msg": fault.msg})
+    # malformed: cycle through a truncated body, an HTML page, an unknown status, a missing `data`
+    whole = json.dumps({"code": 1000, "msg": "success", "data": data}).encode()
+    bodies = (
+        Reply(200, whole[: len(whole) // 2]),
+        Reply(200, b"<!DOCTYPE html><html><body><p>Service is busy</p></body></html>", "text/html"),
+        json_reply(200, {"code": 1000, "msg": "success", "data": {**data, "task_status": 7}}),
+        json_reply(200, {"code": 1000, "msg": "success"}),
+    )
+    return bodies[variant % len(bodies)]
+
+
+class Simulator:
+    """The fake TensorsLab API. `start()` serves it in a background thread on `base_url`."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.host, self.port, self.seed = host, port, seed
+        self.api_key = api_key  # None: any non-empty Authorization is accepted
+        self.verbose = verbose  # log each request to stderr
+        self._lock = threading.Lock()  # guards everything below; held for microseconds
+        self._rng = random.Random(seed)
+        self._tasks: dict[str, TaskRun] = {}
+        self._faults = Faults()
+        self._by_http_status: collections.Counter[int] = collections.Counter()
+        self._by_outcome: collections.Counter[str] = collections.Counter()
+        self._malformed_count = 0
+        self._started_at = time.time()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Self:
+        if self._server is None:
+            self._server = _Server((self.host, self.port), self)
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulator is not started; call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    # -- scripting and inspection -----------------------------------------------------------
+    def add_task(self, script: TaskScript) -> dict[str, Any]:
+        """Create (or replace) one task; returns its state."""
+        self.add_tasks((script,))
+        return self.task_state(script.task_id)
+
+    def add_tasks(self, scripts: Iterable[TaskScript]) -> int:
+        now = time.time()
+        runs = {s.task_id: TaskRun(s, created_at=now) for s in scripts}
+        with self._lock:
+            self._tasks.update(runs)
+        return len(runs)
+
+    def remove_task(self, task_id: str) -> bool:
+        with self._lock:
+            return self._tasks.pop(task_id, None) is not None
+
+    def set_faults(self, faults: Faults | None, *, task_id: str | None = None) -> None:
+        """Replace the global faults, or one task's (None there: the task follows the global)."""
+        with self._lock:
+            if task_id is None:
+                self._faults = faults or Faults()
+            else:
+                self._tasks[task_id].faults = faults
+
+    def faults(self, *, task_id: str | None = None) -> Faults | None:
+        with self._lock:
+            return self._faults if task_id is None else self._tasks[task_id].faults
+
+    def task_state(self, task_id: str) -> dict[str, Any]:
+        """The task's state (raises KeyError for an unknown task)."""
+        with self._lock:
+            return self._tasks[task_id].state(time.time())
+
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        with self._lock:
+            for run in self._tasks.values():
+                run.advance(now, query=False)
+            finished = sum(run.finished_at is not None for run in self._tasks.values())
+            return {
+                "queries": sum(self._by_http_status.values()),
+                "by_http_status": {str(k): v for k, v in sorted(self._by_http_status.items())},
+                "by_outcome": dict(sorted(self._by_outcome.items())),
+                "tasks": len(self._tasks),
+                "tasks_finished": finished,
+                "started_at": self._started_at,
+                "uptime_s": now - self._started_at,
+            }
+
+    def reset(self, *, seed: int | None = None) -> None:
+        """Forget tasks, statistics and faults; restart the random generator from the seed."""
+        with self._lock:
+            self.seed = self.seed if seed is None else seed
+            self._rng = random.Random(self.seed)
+            self._tasks = {}
+            self._faults = Faults()
+            self._by_http_status.clear()
+            self._by_outcome.clear()
+            self._malformed_count = 0
+            self._started_at = time.time()
+
+    # -- the upstream endpoint ---------------------------------------------------------------
+    def _authorized(self, header: str | None) -> bool:
+        key = (header or "").strip()
+        if key[:7].lower() == "bearer ":
+            key = key[7:].strip()
+        if not key:
+            return False
+        return self.api_key is None or hmac.compare_digest(key.encode(), self.api_key.encode())
+
+    def _count(self, reply: Reply, outcome: str) -> Reply:
+        with self._lock:
+            self._by_http_status[reply.status] += 1
+            self._by_outcome[outcome] += 1
+        return reply
+
+    def query(self, authorization: str | None, body: bytes) -> Reply:
+        """Answer one `infobytaskid` request as TensorsLab would, faults included."""
+        task_id, more_info, problem = _parse_query(body)
+        run = self._tasks.get(task_id) if task_id else None  # lock-free read
+        if run is None:
+            return self._query(authorization, task_id, more_info, problem, None)
+        # Count overlapping queries per task: a client that polls one task twice at the same
+        # moment shows up as max_concurrent_queries > 1.
+        with self._lock:
+            run.in_flight += 1
+            run.max_in_flight = max(run.max_in_flight, run.in_flight)
+        try:
+            return self._query(authorization, task_id, more_info, problem, run)
+        finally:
+            with self._lock:
+                run.in_flight -= 1
+
+    def _query(
+        self,
+        authorization: str | None,
+        task_id: str | None,
+        more_info: bool,
+        problem: str | None,
+        run: TaskRun | None,
+    ) -> Reply:
+        faults = run.faults if run is not None and run.faults is not None else self._faults
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000)
+        if not self._authorized(authorization):
+            return self._count(_api_error(401, "invalid api key"), "unauthorized")
+        if problem or task_id is None:
+            return self._count(_api_error(400, problem or "taskid is required"), "bad_request")
+        with self._lock:
+            now = time.time()
+            run = self._tasks.get(task_id)
+            own = run is not None and run.faults is not None
+            current = run.faults if run is not None and run.faults is not None else self._faults
+            fault, left = current.pick(self._rng)
+            if left is not current:
+                if own and run is not None:
+                    run.faults = left
+                else:
+                    self._faults = left
+            status: int | None = None
+            if run is not None:
+                run.queries += 1
+                if fault is None:
+                    status = run.answer(now)
+            variant = self._malformed_count
+            if fault is not None and fault.kind == "malformed":
+                self._malformed_count += 1
+        if fault is not None:
+            data = {"taskid": task_id, "task_status": 2, "url": [], "message": ""}
+            if run is not None:
+                data = run.script.task_data(
+                    run.script.steps[run.step_index].status, more_info=False
+                )
+            return self._count(_fault_reply(fault, data, variant), fault.kind)
+        if run is None or status is None:
+            return self._count(_api_error(404, "task not found"), "not_found")
+        data = run.script.task_data(status, more_info=more_info)
+        reply = json_reply(200, {"code": 1000, "msg": "success", "data": data})
+        return self._count(reply, "ok")
+
+    # -- the admin API -----------------------------------------------------------------------
+    def admin(self, method: str, path: str, body: bytes) -> Reply:
+        """Answer one `/_sim/...` request; errors are `{"error": "..."}`."""
+        try:
+            obj = json.loads(body) if body.strip() else None
+            return self._admin(method, path.removeprefix("/_sim/"), obj)
+        except (ScriptError, ValueError, TypeError) as exc:
+            return json_reply(400, {"error": str(exc)})
+
+    def _admin(self, method: str, route: str, obj: Any) -> Reply:
+        if (method, route) == ("POST", "tasks"):
+            if isinstance(obj, dict) and "tasks" in obj:
+                if not isinstance(obj["tasks"], list):
+                    raise ScriptError("'tasks' must be a list of task objects")
+                return json_reply(201, {"created": self.add_tasks(_many(obj["tasks"]))})
+            return json_reply(201, self.add_task(TaskScript.from_json(obj)))
+        if (method, route) == ("GET", "stats"):
+            return json_reply(200, self.stats())
+        if route == "faults" and method in ("GET", "PUT"):
+            if method == "PUT":
+                self.set_faults(Faults.from_json(obj or {}))
+            return json_reply(200, self._faults.to_json())
+        if (method, route) == ("POST", "reset"):
+            seed = obj.get("seed") if isinstance(obj, dict) else None
+            self.reset(seed=seed if isinstance(seed, int) else None)
+            return json_reply(200, {"reset": True, "seed": self.seed})
+        if route.startswith("tasks/"):
+            task_id, _, part = route.removeprefix("tasks/").partition("/")
+            if task_id not in self._tasks:
+                return json_reply(404, {"error": f"unknown task {task_id!r}"})
+            if (method, part) == ("GET", ""):
+                return json_reply(200, self.task_state(task_id))
+            if (method, part) == ("DELETE", ""):
+                self.remove_task(task_id)
+                return json_reply(200, {"deleted": task_id})
+            if part == "faults" and method == "PUT":
+                self.set_faults(None if obj is None else Faults.from_json(obj), task_id=task_id)
+                return json_reply(200, self.task_state(task_id))
+        return json_reply(404, {"error": f"no admin route {method} /_sim/{route}"})
+
+
+def _many(items: list[Any]) -> list[TaskScript]:
+    scripts = []
+    for i, item in enumerate(items):
+        try:
+            scripts.append(TaskScript.from_json(item))
+        except ScriptError as exc:
+            raise ScriptError(f"tasks[{i}]: {exc}") from None
+    return scripts
+
+
+def _parse_query(body: bytes) -> tuple[str | None, bool, str | None]:
+    """(taskid, moreTaskInfo, problem) from a request body; `problem` explains a 400."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, False, "request body must be JSON"
+    if not isinstance(obj, dict):
+        return None, False, "request body must be a JSON object"
+    task_id, more = obj.get("taskid"), obj.get("moreTaskInfo", False)
+    if not isinstance(task_id, str) or not task_id:
+        return None, False, "taskid must be a non-empty string"
+    if not isinstance(more, bool):
+        return task_id, False, "moreTaskInfo must be a boolean"
+    return task_id, more, None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
+        self.sim = sim
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:  # skips HTTPServer's getfqdn(), slow without DNS
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.sim.host, self.server_address[1]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections so no handler thread answers after `stop()`."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # with one write per answer: no 40 ms Nagle/delayed-ACK stall
+    server_version = "tensorslab-sim/1.0"
+
+    @property
+    def sim(self) -> Simulator:
+        return cast(_Server, self.server).sim
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.sim.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            path = unquote(self.path.split("?", 1)[0])
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 <= length <= MAX_BODY_BYTES:
+                raise ValueError(f"bad Content-Length {length}")
+            body = self.rfile.read(length) if length else b""
+            if path == API_PATH and method == "POST":
+                reply = self.sim.query(self.headers.get("Authorization"), body)
+            elif path.startswith("/_sim/"):
+                reply = self.sim.admin(method, path, body)
+            elif path == API_PATH:
+                reply = _api_error(405, f"method {method} not allowed")
+            else:
+                reply = _api_error(404, f"no such path: {path}")
+        except Exception as exc:  # the simulator must answer, never hang a test
+            self.close_connection = True
+            reply = _api_error(500, f"simulator error: {exc!r}")
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        phrase = HTTPStatus(reply.status).phrase
+        lines = [
+            f"HTTP/1.1 {reply.status} {phrase}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {reply.content_type}",
+            f"Content-Length: {len(reply.body)}",
+            f"Connection: {'close' if self.close_connection else 'keep-alive'}",
+            *(f"{name}: {value}" for name, value in reply.headers),
+        ]
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
+        except OSError:
+            self.close_connection = True
+        if self.sim.verbose:
+            self.log_request(reply.status, len(reply.body))
+
+
+def serve(
+    *, host: str, port: int, api_key: str | None, seed: int = 0, verbose: bool = False
+) -> None:
+    """Serve the simulator until interrupted (Ctrl+C); for the command line."""
+    sim = Simulator(host=host, port=port, api_key=api_key, seed=seed, verbose=verbose).start()
+    print(f"TensorsLab simulator listening on {sim.base_url}", flush=True)
+    try:
+        while sim._thread is not None and sim._thread.is_alive():
+            sim._thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()

@@ -1,0 +1,383 @@
+"""Sending webhook deliveries: claim the due ones, sign and POST them, record every attempt.
+
+Claims use the same leases as polls (`leasing.py`), so two ticks never send one delivery at the
+same moment; a worker killed between claim and send leaves the delivery to fall due again when
+its lease ends, with the same `webhook-id`. No transaction is open during a POST. Every attempt
+is written with its outcome, and the delivery and its endpoint are updated by `retry.py`'s rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import Integer, Text, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from tracker.db.clock import utc_now
+from tracker.db.leasing import Claim, lease_due_rows
+from tracker.db.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
+from tracker.retry_after import parse_retry_after
+from tracker.states import DeliveryStatus
+from tracker.webhooks.retry import AttemptResult, DeliveryDecision, decide_after_attempt
+from tracker.webhooks.signing import sign_headers
+
+__all__ = ["claim_due_deliveries", "send_batch"]
+
+log = logging.getLogger(__name__)
+
+RESPONSE_EXCERPT_BYTES = 4096
+USER_AGENT = "tracker-webhooks/0.1"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def claim_due_deliveries(
+    session: Session, *, now: datetime, limit: int, lease_s: float, batch_size: int
+) -> list[Claim]:
+    """Lease up to `limit` due deliveries, in claims of `batch_size`."""
+    return lease_due_rows(
+        session,
+        WebhookDelivery,
+        due=WebhookDelivery.next_attempt_at,
+        now=now,
+        limit=limit,
+        lease_s=lease_s,
+        batch_size=batch_size,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    delivery_id: int
+    message_id: str
+    payload: str
+    attempt_count: int
+    endpoint_id: int
+    url: str
+    secrets: tuple[str, ...]
+    refusal: str | None  # why the endpoint cannot receive (disabled, removed), if so
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    job: _Job
+    result: AttemptResult
+    attempted_at: datetime
+    duration_ms: float
+    excerpt: str | None
+
+
+SessionScope = Callable[[], Any]
+
+
+def send_batch(
+    claim: Claim,
+    *,
+    session_scope: SessionScope,
+    http: requests.Session,
+    timeout_s: float,
+    schedule_s: Sequence[float],
+    disable_after_s: float,
+    concurrency: int = 1,
+    now: Callable[[], datetime] = utc_now,
+    rng: random.Random | None = None,
+) -> dict[str, int]:
+    """Send the claimed deliveries that are still leased; returns outcome counts."""
+    rng = rng or random.Random()
+    with session_scope() as session:
+        jobs = _load_jobs(session, claim, now())
+    deadline = claim.lease_expires_at - timedelta(
+        seconds=timeout_s + min(CONNECT_TIMEOUT_S, timeout_s)
+    )
+
+    def attempt(job: _Job) -> _Sent | None:
+        if job.refusal is not None:
+            return _Sent(job, AttemptResult(None, job.refusal), now(), 0.0, None)
+        if now() >= deadline:
+            return None  # too close to the lease's end: it falls due again
+        return _post(job, http=http, timeout_s=timeout_s, at=now())
+
+    if concurrency > 1 and len(jobs) > 1:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(jobs))) as pool:
+            results = list(pool.map(attempt, jobs))
+    else:
+        results = [attempt(job) for job in jobs]
+
+    outcomes: Counter[str] = Counter()
+    outcomes["not_started"] = sum(1 for sent in results if sent is None)
+    done = [sent for sent in results if sent is not None]
+    with session_scope() as session:
+        # A few statements per batch, not a few per delivery (the round trips dominated a batch;
+        # see bench/webhooks.py): lock the rows still leased, write them in one executemany
+        # (pipelined by psycopg), insert the attempts in one statement, then lock and write each
+        # endpoint once.
+        held = _still_leased(session, claim, [sent.job.delivery_id for sent in done])
+        decided = [
+            (sent, _decide(sent, schedule_s=schedule_s, rng=rng))
+            for sent in done
+            if sent.job.delivery_id in held
+        ]
+        outcomes["lease_lost"] = len(done) - len(decided)
+        _write_deliveries(session, claim, decided)
+        recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
+        outcomes["endpoint_unavailable"] = len(decided) - len(recorded)
+        for _, decision in recorded:
+            outcomes[_label(decision)] += 1
+        _insert_attempts(session, [sent for sent, _ in recorded])
+        _update_endpoints(session, recorded, disable_after_s)
+    outcomes = +outcomes  # drop the zero counts
+    if outcomes:
+        log.info("webhook deliveries: %s", dict(outcomes))
+    if outcomes["not_started"]:
+        log.warning(
+            "%d deliveries were not sent: their lease would have ended first "
+            "(raise TRACKER_WEBHOOK_LEASE_S or TRACKER_WEBHOOK_CONCURRENCY)",
+            outcomes["not_started"],
+        )
+    return dict(outcomes)
+
+
+def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
+    rows = session.execute(
+        select(WebhookDelivery, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.id.in_(claim.row_ids),
+            WebhookDelivery.lease_token == claim.lease_token,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+    ).all()
+    jobs = []
+    for delivery, endpoint in rows:
+        secrets = [endpoint.secret]
+        if endpoint.previous_secret and (
+            endpoint.previous_secret_expires_at is None or endpoint.previous_secret_expires_at > at
+        ):
+            secrets.append(endpoint.previous_secret)
+        refusal = None
+        if endpoint.removed_at is not None:
+            refusal = "the endpoint was removed"
+        elif not endpoint.enabled:
+            refusal = f"the endpoint is disabled: {endpoint.disabled_reason or 'by the user'}"
+        jobs.append(
+            _Job(
+                delivery_id=delivery.id,
+                message_id=delivery.message_id,
+                payload=delivery.payload,
+                attempt_count=delivery.attempt_count,
+                endpoint_id=endpoint.id,
+                url=endpoint.url,
+                secrets=tuple(secrets),
+                refusal=refusal,
+            )
+        )
+    return jobs
+
+
+def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) -> _Sent:
+    headers = sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = USER_AGENT
+    started = time.monotonic()
+    excerpt: str | None = None
+    try:
+        with http.post(
+            job.url,
+            data=job.payload.encode("utf-8"),
+            headers=headers,
+            timeout=(min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            raw = response.raw.read(RESPONSE_EXCERPT_BYTES, decode_content=True) or b""
+            excerpt = raw.decode("utf-8", errors="replace")
+            result = AttemptResult(
+                response.status_code,
+                None if response.ok else f"HTTP {response.status_code}",
+                parse_retry_after(response.headers.get("Retry-After"), now=at),
+            )
+            if 300 <= response.status_code < 400:
+                location = response.headers.get("Location", "")
+                result = AttemptResult(
+                    response.status_code,
+                    f"HTTP {response.status_code} redirect to {location[:200]!r} (not followed)",
+                )
+    except requests.Timeout:
+        result = AttemptResult(None, f"no answer within {timeout_s:g} s")
+    except requests.RequestException as error:
+        result = AttemptResult(None, _describe(error))
+    except Exception as error:  # urllib3 protocol errors can escape requests' wrapping
+        result = AttemptResult(None, _describe(error))
+    duration_ms = (time.monotonic() - started) * 1000
+    return _Sent(job, result, at, duration_ms, excerpt)
+
+
+def _still_leased(session: Session, claim: Claim, ids: Sequence[int]) -> set[int]:
+    """The ids still carrying the claim's token, locked until the transaction ends."""
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.id.in_(ids),
+                WebhookDelivery.lease_token == claim.lease_token,
+            )
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
+        )
+    )
+
+
+def _decide(sent: _Sent, *, schedule_s: Sequence[float], rng: random.Random) -> DeliveryDecision:
+    if sent.job.refusal is not None:
+        return DeliveryDecision(DeliveryStatus.FAILED, None)
+    return decide_after_attempt(
+        sent.result,
+        attempt_number=sent.job.attempt_count + 1,
+        schedule_s=schedule_s,
+        now=sent.attempted_at,
+        rng=rng,
+    )
+
+
+def _label(decision: DeliveryDecision) -> str:
+    if decision.status is DeliveryStatus.DELIVERED:
+        return "delivered"
+    return "dead" if decision.status is DeliveryStatus.FAILED else "retry"
+
+
+_WRITE_DELIVERY = (
+    update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == bindparam("b_id"),
+        WebhookDelivery.lease_token == bindparam("b_token"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        lease_token=None,
+        lease_expires_at=None,
+        last_status_code=bindparam("b_code", type_=Integer()),
+        last_error=bindparam("b_error", type_=Text()),
+        updated_at=bindparam("b_at", type_=UTCDateTime()),
+        attempt_count=bindparam("b_attempts", type_=Integer()),
+        # Set when delivered; otherwise an earlier delivery's time stays.
+        delivered_at=func.coalesce(
+            bindparam("b_delivered", type_=UTCDateTime()), WebhookDelivery.delivered_at
+        ),
+    )
+)
+
+
+def _write_deliveries(
+    session: Session, claim: Claim, decided: Sequence[tuple[_Sent, DeliveryDecision]]
+) -> None:
+    """Each delivery's next state; the rows are locked and leased to `claim` (_still_leased)."""
+    if not decided:
+        return
+    session.connection().execute(
+        _WRITE_DELIVERY,
+        [
+            {
+                "b_id": sent.job.delivery_id,
+                "b_token": claim.lease_token,
+                "b_status": decision.status.value,
+                "b_next": decision.next_attempt_at,
+                "b_code": sent.result.status_code,
+                "b_error": sent.result.error,
+                "b_at": sent.attempted_at,
+                # A refusal is no attempt: the count stays.
+                "b_attempts": sent.job.attempt_count + (sent.job.refusal is None),
+                "b_delivered": sent.attempted_at
+                if decision.status is DeliveryStatus.DELIVERED
+                else None,
+            }
+            for sent, decision in decided
+        ],
+    )
+
+
+def _insert_attempts(session: Session, sent: Sequence[_Sent]) -> None:
+    if not sent:
+        return
+    session.execute(
+        insert(DeliveryAttempt),
+        [
+            {
+                "delivery_id": item.job.delivery_id,
+                "attempted_at": item.attempted_at,
+                "duration_ms": item.duration_ms,
+                "status_code": item.result.status_code,
+                "succeeded": item.result.succeeded,
+                "error": item.result.error,
+                "response_excerpt": item.excerpt,
+            }
+            for item in sent
+        ],
+    )
+
+
+def _update_endpoints(
+    session: Session, recorded: Sequence[tuple[_Sent, DeliveryDecision]], disable_after_s: float
+) -> None:
+    """Apply each attempt, in order, to its endpoint: locked once (in id order), written once."""
+    ids = sorted({sent.job.endpoint_id for sent, _ in recorded})
+    if not ids:
+        return
+    endpoints = {
+        endpoint.id: endpoint
+        for endpoint in session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_(ids))
+            .order_by(WebhookEndpoint.id)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
+            .execution_options(populate_existing=True)
+        )
+    }
+    for sent, decision in recorded:
+        endpoint = endpoints.get(sent.job.endpoint_id)
+        if endpoint is not None:
+            _apply_attempt(endpoint, sent.result, decision, sent.attempted_at, disable_after_s)
+    session.flush()
+
+
+def _apply_attempt(
+    endpoint: WebhookEndpoint,
+    result: AttemptResult,
+    decision: DeliveryDecision,
+    at: datetime,
+    disable_after_s: float,
+) -> None:
+    if result.succeeded:
+        endpoint.failing_since = None
+    else:
+        endpoint.failing_since = endpoint.failing_since or at
+        failing_for_s = (at - endpoint.failing_since).total_seconds()
+        if decision.disable_endpoint_reason and endpoint.enabled:
+            endpoint.enabled = False
+            endpoint.disabled_reason = decision.disable_endpoint_reason
+            log.warning("webhook endpoint %d disabled: %s", endpoint.id, endpoint.disabled_reason)
+        elif failing_for_s >= disable_after_s and endpoint.enabled:
+            endpoint.enabled = False
+            endpoint.disabled_reason = (
+                f"every attempt failed for {failing_for_s / 86400:.1f} days "
+                "(TRACKER_WEBHOOK_DISABLE_AFTER_S)"
+            )
+            log.warning("webhook endpoint %d disabled: %s", endpoint.id, endpoint.disabled_reason)
+    endpoint.updated_at = at
+
+
+def _describe(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if "refused address" in text.lower():
+        marker = text.lower().index("refused address")
+        return text[marker:][:300]
+    return text[:300]

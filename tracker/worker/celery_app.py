@@ -1,0 +1,142 @@
+"""The Celery app and its tasks, kept thin: `tick` claims what is due, `poll` polls a batch of
+tasks, `deliver` sends a batch of webhook deliveries.
+
+Celery's own testing guide says a task "is much like a web view": the logic lives in
+`polling.py`; these wrappers only build per-process resources and pass messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import requests
+from celery import Celery
+from celery.signals import worker_process_init
+
+from tracker import db, metrics
+from tracker.db.clock import database_now
+from tracker.db.leasing import Claim
+from tracker.settings import get_settings
+from tracker.tasks import polling
+from tracker.tasks.schedule import PollPolicy
+from tracker.upstream import Provider, make_provider
+from tracker.webhooks import sender
+from tracker.webhooks.guarded_http import guarded_session
+
+__all__ = ["app", "enqueue_due_deliveries", "enqueue_due_tasks"]
+
+log = logging.getLogger(__name__)
+
+app = Celery("tracker")
+app.config_from_object("celeryconfig")  # lazy: read on first use, not at import
+
+_providers: dict[int, Provider] = {}
+_webhook_sessions: dict[int, requests.Session] = {}
+
+
+def _provider() -> Provider:
+    """This process's upstream client (one HTTP session per worker process)."""
+    provider = _providers.get(os.getpid())
+    if provider is None:
+        provider = _providers[os.getpid()] = metrics.TimedProvider(make_provider(get_settings()))
+    return provider
+
+
+def _webhook_session() -> requests.Session:
+    """This process's HTTP session for webhooks: it connects only to allowed addresses."""
+    http = _webhook_sessions.get(os.getpid())
+    if http is None:
+        http = _webhook_sessions[os.getpid()] = guarded_session(get_settings().webhook_policy)
+    return http
+
+
+@worker_process_init.connect
+def _fresh_process_resources(**_: Any) -> None:
+    # The prefork pool forks after the parent may have made an engine or an HTTP session.
+    db.dispose_engine()
+    _providers.clear()
+    _webhook_sessions.clear()
+
+
+def enqueue_due_tasks() -> int:
+    """Claim due tasks and deliveries, send one message per batch; returns the tasks claimed."""
+    settings = get_settings()
+    with db.session_scope() as session:
+        claims = polling.claim_due_tasks(
+            session,
+            now=database_now(session),
+            limit=settings.claim_limit,
+            lease_s=settings.poll_lease_s,
+            batch_size=settings.poll_batch_size,
+        )
+    for claim in claims:
+        # A message that outlives its lease is useless: the rows are due again by then.
+        poll.apply_async(args=[claim.to_message()], expires=claim.lease_expires_at)
+    claimed = sum(len(claim.row_ids) for claim in claims)
+    sending = enqueue_due_deliveries()
+    if claimed or sending:
+        log.info("tick: claimed %d due tasks and %d due deliveries", claimed, sending)
+    return claimed
+
+
+def enqueue_due_deliveries() -> int:
+    """Claim due webhook deliveries, send one message per batch; returns how many."""
+    settings = get_settings()
+    with db.session_scope() as session:
+        batches = sender.claim_due_deliveries(
+            session,
+            now=database_now(session),
+            limit=settings.claim_limit,
+            lease_s=settings.webhook_lease_s,
+            batch_size=settings.webhook_batch_size,
+        )
+    for batch in batches:
+        deliver.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
+    return sum(len(batch.row_ids) for batch in batches)
+
+
+@app.task(name="tracker.tick", ignore_result=True)
+def tick() -> int:
+    return enqueue_due_tasks()
+
+
+@app.task(name="tracker.poll", ignore_result=True)
+def poll(message: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    summary = polling.poll_batch(
+        Claim.from_message(message),
+        provider=_provider(),
+        session_scope=db.session_scope,
+        policy=PollPolicy.from_settings(settings),
+        fetch_margin_s=settings.tensorslab_connect_timeout_s + settings.tensorslab_read_timeout_s,
+        concurrency=settings.poll_concurrency,
+    )
+    metrics.record_polls(summary.outcomes)
+    if summary.ended:
+        # The webhooks of what just ended are in the outbox, committed: send them now rather
+        # than at the next tick. The claim's lease keeps the tick from sending them twice.
+        enqueue_due_deliveries()
+    return {
+        "polled": summary.polled,
+        "skipped": summary.skipped,
+        "ended": summary.ended,
+        "outcomes": summary.outcomes,
+    }
+
+
+@app.task(name="tracker.deliver", ignore_result=True)
+def deliver(message: dict[str, Any]) -> dict[str, int]:
+    settings = get_settings()
+    outcomes = sender.send_batch(
+        Claim.from_message(message),
+        session_scope=db.session_scope,
+        http=_webhook_session(),
+        timeout_s=settings.webhook_timeout_s,
+        schedule_s=settings.retry_schedule_s,
+        disable_after_s=settings.webhook_disable_after_s,
+        concurrency=settings.webhook_concurrency,
+    )
+    metrics.record_deliveries(outcomes)
+    return outcomes

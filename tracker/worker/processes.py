@@ -1,0 +1,136 @@
+"""Starting the long-running processes (worker, beat, API) after checking what they need.
+
+Each check fails with one clear line (an `errors.TrackerError`), never a traceback: a missing API
+key, a database without tables, a broker that does not answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tracker.errors import PortUnavailable
+from tracker.health import check_api_key, check_broker, check_database
+from tracker.settings import Settings
+
+__all__ = [
+    "run_api",
+    "run_beat",
+    "run_worker",
+]
+
+
+# Celery logs every task it receives and finishes, and beat every tick it sends: three INFO
+# lines a second doing nothing. tracker logs what its tasks did (claims, polls, sends) itself,
+# and Celery's errors stay visible; --loglevel DEBUG brings the chatter back.
+CHATTY_CELERY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+def _quiet_celery(loglevel: str) -> None:
+    if loglevel.upper() != "DEBUG":
+        for name in CHATTY_CELERY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _preflight(settings: Settings, *, needs_api_key: bool) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
+    if needs_api_key:
+        check_api_key(settings)
+    check_database()
+    check_broker(settings)
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int,
+    loglevel: str,
+    with_beat: bool = False,
+    with_api: bool = False,
+) -> None:
+    """Run a Celery worker in this process (with beat and the API beside it for `tracker up`)."""
+    from tracker import metrics
+
+    metrics.enable_worker_metrics(settings)  # before anything imports prometheus_client
+    _preflight(settings, needs_api_key=True)
+    from tracker.worker.celery_app import app
+
+    argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
+    if with_beat:
+        argv += ["--beat", f"--schedule={settings.data_dir.resolve() / 'celerybeat-schedule'}"]
+    if settings.uses_embedded_broker:
+        # The filesystem transport has no broadcast support worth relying on; nothing of
+        # tracker's needs remote control, and gossip/mingle only make noise on one machine.
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    _quiet_celery(loglevel)
+    api_process = _start_api_process(settings, loglevel) if with_api else None
+    try:
+        app.worker_main(argv)
+    finally:
+        if api_process is not None:
+            api_process.terminate()
+            try:
+                api_process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                api_process.kill()
+
+
+def _start_api_process(settings: Settings, loglevel: str) -> subprocess.Popen[bytes]:
+    # A process of its own: Celery's prefork pool must not fork an event loop and a socket.
+    _check_port_free(settings.api_host, settings.api_port)
+    command = [sys.executable, "-m", "tracker", "api", "--loglevel", loglevel.lower()]
+    return subprocess.Popen(command)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortUnavailable(
+                f"cannot serve the API on {host}:{port}: {error.strerror} (set TRACKER_API_PORT, "
+                "or run `tracker up --no-api`)"
+            ) from None
+
+
+def run_api(
+    settings: Settings, *, host: str | None = None, port: int | None = None, log_level: str
+) -> None:
+    """Serve the HTTP API with uvicorn in this process, after checking the database."""
+    import uvicorn
+
+    from tracker.api import create_app
+
+    check_database()
+    host = host or settings.api_host
+    port = port or settings.api_port
+    _check_port_free(host, port)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,  # behind a proxy, set it up there; never trust X-Forwarded-* here
+    )
+
+
+def run_beat(settings: Settings, *, loglevel: str, schedule_file: Path | None = None) -> None:
+    """Run Celery beat (the ticker) in this process."""
+    schedule_file = schedule_file or settings.data_dir.resolve() / "celerybeat-schedule"
+    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    _preflight(settings, needs_api_key=False)
+    from tracker.worker.celery_app import app
+
+    _quiet_celery(loglevel)
+    app.start(
+        [
+            "beat",
+            f"--loglevel={loglevel}",
+            f"--schedule={schedule_file}",
+        ]
+    )
