@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         default=8, ge=1, le=64, validation_alias=_env("TRACKER_WEBHOOK_CONCURRENCY")
     )
 
+    shutdown_grace_s: float = Field(
+        default=8.0, ge=1, le=300, validation_alias=_env("TRACKER_SHUTDOWN_GRACE_S")
+    )
+
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("TRACKER_API_HOST"))
     api_port: int = Field(default=8000, ge=1, le=65535, validation_alias=_env("TRACKER_API_PORT"))
     api_max_body_bytes: int = Field(

@@ -9,7 +9,7 @@ from alembic.config import Config
 
 __all__ = ["alembic_config", "downgrade", "upgrade"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def alembic_config(database_url: str) -> Config:
@@ -34,7 +34,7 @@ def current_revision(database_url: str) -> str | None:
     """The schema revision the database is at; None for a database without tracker's schema."""
     from alembic.migration import MigrationContext
 
-    from tracker.db import make_engine
+    from tracker.db.engine import make_engine
 
     engine = make_engine(database_url)
     try:
