@@ -15,7 +15,7 @@ from tracker.settings import get_settings
 _settings = get_settings()
 
 broker_url = _settings.broker_url
-task_default_queue = _settings.queue_name
+task_default_queue = _settings.queue
 broker_connection_retry_on_startup = True
 broker_transport_options: dict[str, Any] = {}
 if _settings.uses_embedded_broker:

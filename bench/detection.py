@@ -43,7 +43,7 @@ from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask, Transition
 from tracker.states import TaskStatus
-from tracker.tasks import queries
+from tracker.tasks import register
 from tracker.tasks.schedule import PollPolicy
 from tracker.testing.receiver import ReceivedWebhook, WebhookReceiver
 from tracker.webhooks import endpoints
@@ -206,7 +206,7 @@ def run_tracker(
                 now=utc_now(),
                 policy=AddressPolicy.from_setting("127.0.0.0/8"),
             )
-            queries.register(
+            register.register(
                 session, list(durations), now=utc_now(), first_poll_delay_s=first_delay_s
             )
         receiver.set_secrets([created.secret])

@@ -3,8 +3,8 @@
 Task durations are drawn like real TensorsLab videos (uniformly from 2 to 15 minutes). For each
 schedule the script walks the poll times of every task and counts the polls up to and including
 the first one at or after the task finished; the detection delay is that poll's time minus the
-finishing time. tracker's schedule is `tracker.tasks.schedule` itself (default settings, with jitter),
-so the figures follow the code.
+finishing time. tracker's schedule is `tracker.tasks.schedule` itself (default settings, with
+jitter), so the figures follow the code.
 
 The target (issue "Benchmarks", scenario 5): fewer polls per task than every fixed-interval
 client, at an equal or better p95 detection delay; read per interval, tracker at the same maximum

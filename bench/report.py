@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.result import Row, ScenarioResult
-from bench.services import postgres_version, redis_version
+from bench.stack import postgres_version, redis_version
 
 __all__ = ["Outcome", "Run", "console_table", "format_value", "machine", "markdown", "write"]
 

@@ -8,9 +8,10 @@ tracked tasks (default 1,000,000), the small one with `--scale-baseline-rows` (1
 are outside the partial index `ix_tracked_tasks_due`.
 
 Each timed claim is what beat's tick does: one transaction (begin, `claim_due_tasks` from
-`tracker.tasks.polling` with the default claim limit, lease and batch size, commit). The claim leases
-every due row; between timings the claimed rows are put back exactly as they were (untimed), so
-every claim sees the same due rows. Claims at both sizes alternate, so both see the same machine.
+`tracker.tasks.polling` with the default claim limit, lease and batch size, commit). The claim
+leases every due row; between timings the claimed rows are put back exactly as they were
+(untimed), so every claim sees the same due rows. Claims at both sizes alternate, so both see the
+same machine.
 The claim's statement is captured as SQLAlchemy sends it and run under `EXPLAIN (ANALYZE,
 BUFFERS)` in a transaction that is rolled back.
 
@@ -32,7 +33,7 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 
 from bench.result import Row, ScenarioResult
-from bench.services import scratch_database
+from bench.stack import bench_database
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.settings import Settings
@@ -189,7 +190,7 @@ def claim_once(table: Table, settings: Settings) -> tuple[float, list[int]]:
             batch_size=settings.poll_batch_size,
         )
     elapsed_ms = (time.perf_counter() - started) * 1000
-    ids = [pk for claim in claims for pk in claim.task_pks]
+    ids = [pk for claim in claims for pk in claim.row_ids]
     if len(ids) != table.shape.due:
         raise RuntimeError(f"a claim took {len(ids)} rows, {table.shape.due} were due")
     return elapsed_ms, ids
@@ -342,8 +343,10 @@ def run(args: argparse.Namespace) -> ScenarioResult:
     big_shape = shape_of(args.scale_rows, args)
     small_shape = shape_of(args.scale_baseline_rows, args)
     with ExitStack() as stack:
-        big = load(big_shape, stack.enter_context(scratch_database("bench_scale_big")))
-        small = load(small_shape, stack.enter_context(scratch_database("bench_scale_small")))
+        big = load(big_shape, stack.enter_context(bench_database("postgres", "bench_scale_big")))
+        small = load(
+            small_shape, stack.enter_context(bench_database("postgres", "bench_scale_small"))
+        )
         with capture_claim_statement(big), capture_claim_statement(small):
             measure(
                 [big, small], claims=args.scale_claims, warmup=args.scale_warmup, settings=settings

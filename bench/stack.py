@@ -1,14 +1,17 @@
-"""The live pieces the throughput and detection benchmarks run against, each in its own process.
+"""The live pieces the benchmarks run against: databases, Redis, and processes of their own.
 
+- `bench_database`: a fresh database migrated by tracker's own migrations, dropped afterwards: a
+  PostgreSQL one on `BENCH_POSTGRES_URL` (an admin URL, default the local server's `postgres`
+  database with trust auth), created with a unique name, or a SQLite file;
+- `REDIS_URL`: the benchmarks' Redis database (`BENCH_REDIS_URL`, default database 12; the test
+  suite flushes 14, so never use that one), with a queue of each run's own (`delete_queue`);
 - `SimulatorProcess`: `tracker simulate` in a child process (so the benchmark's own threads never
   share its GIL), filled through its admin API, counting the queries it answers;
-- `bench_database`: a fresh PostgreSQL database (migrated, dropped afterwards), or a SQLite file;
 - `TrackerProcesses`: real `tracker worker` and `tracker beat` processes on Redis, and the resident
-  memory of the worker with its pool children.
+  memory of the worker with its pool children (`tree_rss_bytes`);
+- `postgres_version`, `redis_version`: what the report records.
 
-PostgreSQL and Redis default to this machine's (`BENCH_POSTGRES_URL`, `BENCH_REDIS_URL`); the
-benchmarks use their own Redis database (13) and queues, and their own PostgreSQL databases, so
-a test run sharing the servers is never disturbed.
+A test run sharing the servers is never disturbed: the benchmarks keep to their own databases.
 """
 
 from __future__ import annotations
@@ -16,13 +19,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -31,10 +30,16 @@ import psutil
 import psycopg
 import redis
 import requests
-from sqlalchemy.engine import make_url
 
 from tracker import db
 from tracker.db import migrate
+from tracker.testing import postgres
+from tracker.testing.processes import (
+    ChildExited,
+    ChildProcesses,
+    child_environment,
+    tracker_command,
+)
 
 __all__ = [
     "API_KEY",
@@ -44,15 +49,70 @@ __all__ = [
     "TrackerProcesses",
     "bench_database",
     "delete_queue",
+    "postgres_version",
+    "redis_version",
     "tree_rss_bytes",
+    "wait_until",
 ]
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 API_KEY = "bench-key"
 START_TIMEOUT_S = 30.0
+
+
+# -- databases and Redis -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bench_database(kind: str, name: str) -> Iterator[str]:
+    """A fresh, migrated database: `kind` "postgres" (`<name>_<random>`, dropped afterwards) or
+    "sqlite" (a file in a temporary folder); yields its SQLAlchemy URL."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix=f"{name}-") as folder:
+            url = f"sqlite:///{Path(folder) / 'tracker.db'}"
+            migrate.upgrade(url)
+            yield url
+            db.dispose_engine()
+        return
+    if kind != "postgres":
+        raise ValueError(f"database kind is postgres or sqlite, not {kind!r}")
+    with postgres.scratch_database(POSTGRES_ADMIN_URL, name) as url:
+        yield url
+
+
+def postgres_version() -> str:
+    try:
+        with postgres.admin_connection(POSTGRES_ADMIN_URL) as admin:
+            row = admin.execute("SHOW server_version").fetchone()
+    except (postgres.PostgresUnavailable, psycopg.Error) as error:
+        reason = error.__cause__ or error
+        return f"unreachable ({' '.join(str(reason).split())[:80]})"
+    return str(row[0]) if row else "unknown"
+
+
+def redis_version() -> str:
+    try:
+        info = redis.Redis.from_url(REDIS_URL, socket_timeout=5).info("server")
+    except redis.RedisError as error:
+        return f"unreachable ({error})"
+    return str(info.get("redis_version", "unknown"))
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Forget what a run left in its Redis queue: kombu keeps one list per priority step (the
+    name alone for priority 0), and a binding set."""
+    client = redis.Redis.from_url(broker_url)
+    try:
+        client.delete(queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9)))
+        client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    finally:
+        client.close()
+
+
+# -- processes -----------------------------------------------------------------------------------
 
 
 class SimulatorProcess:
@@ -63,28 +123,31 @@ class SimulatorProcess:
     def __init__(self, *, api_key: str = API_KEY) -> None:
         self.api_key = api_key
         self.base_url = ""
-        self._process: subprocess.Popen[str] | None = None
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._children: ChildProcesses | None = None
         self._admin = requests.Session()
 
     def start(self) -> Self:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "simulate", "--port", "0", "--api-key", self.api_key],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()  # "TensorsLab simulator listening on http://..."
-        if "http://" not in line:
+        self._folder = tempfile.TemporaryDirectory(prefix="bench-simulator-")
+        self._children = ChildProcesses(Path(self._folder.name), child_environment())
+        command = tracker_command("simulate", "--port", "0", "--api-key", self.api_key)
+        self._children.start_command("simulator", command, cwd=Path.cwd())
+        try:
+            # "TensorsLab simulator listening on http://..."
+            line = self._children.wait_for_line("simulator", "http://", timeout_s=START_TIMEOUT_S)
+        except (ChildExited, TimeoutError) as error:
             self.stop()
-            raise RuntimeError(f"the simulator did not start: {line!r}")
+            raise RuntimeError(f"the simulator did not start: {error}") from None
         self.base_url = line.strip().rsplit(" ", 1)[-1]
         return self
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            _terminate(process)
+        children, self._children = self._children, None
+        if children is not None:
+            children.stop_all()
+        folder, self._folder = self._folder, None
+        if folder is not None:
+            folder.cleanup()
         self._admin.close()
 
     def __enter__(self) -> Self:
@@ -97,9 +160,10 @@ class SimulatorProcess:
 
     @property
     def pid(self) -> int:
-        if self._process is None:
+        process = self._children.running.get("simulator") if self._children else None
+        if process is None:
             raise RuntimeError("the simulator is not running")
-        return self._process.pid
+        return process.pid
 
     def add_tasks(self, tasks: Sequence[Mapping[str, Any]]) -> None:
         """Create tasks (the JSON form of `TaskScript`) through the admin API, in chunks."""
@@ -125,44 +189,12 @@ class SimulatorProcess:
         return float(times.user + times.system)
 
 
-@contextlib.contextmanager
-def bench_database(kind: str, name: str) -> Iterator[str]:
-    """A fresh, migrated database: `kind` "postgres" (dropped afterwards) or "sqlite"."""
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix=f"{name}-") as folder:
-            url = f"sqlite:///{Path(folder) / 'tracker.db'}"
-            migrate.upgrade(url)
-            yield url
-            db.dispose_engine()
-        return
-    if kind != "postgres":
-        raise ValueError(f"database kind is postgres or sqlite, not {kind!r}")
-    database = f"{name}_{uuid.uuid4().hex[:8]}"
-    _admin_execute(f'CREATE DATABASE "{database}"')
-    url = make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        db.dispose_engine()
-        _admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+class TrackerProcesses(ChildProcesses):
+    """`tracker worker`, `tracker beat` (or any command, `start_command`) as child processes, with
+    `env` on top of this environment without its tracker settings, logs in `folder`."""
 
-
-def _admin_execute(statement: str) -> None:
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql")
-    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as admin:
-        admin.execute(statement.encode())
-
-
-def delete_queue(broker_url: str, queue: str) -> None:
-    """Forget what a run left in its Redis queue: kombu keeps one list per priority step (the
-    name alone for priority 0), and a binding set."""
-    client = redis.Redis.from_url(broker_url)
-    try:
-        client.delete(queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9)))
-        client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-    finally:
-        client.close()
+    def __init__(self, env: Mapping[str, str], folder: Path) -> None:
+        super().__init__(folder, child_environment(env))
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -175,85 +207,9 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
-class TrackerProcesses:
-    """`tracker worker`, `tracker beat` (or any command) as child processes, with `env` on top
-    of this environment without its tracker settings."""
-
-    def __init__(self, env: Mapping[str, str], folder: Path) -> None:
-        base = {
-            k: v for k, v in os.environ.items() if not k.startswith(("TRACKER_", "TENSORSLAB_"))
-        }
-        self.env = {**base, **env}
-        self.folder = folder
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """`python -m tracker ARGS...`, its output in `<folder>/<name>.log`."""
-        return self.start_command(name, [sys.executable, "-m", "tracker", *args])
-
-    def start_command(
-        self, name: str, command: Sequence[str], *, cwd: Path | None = None
-    ) -> subprocess.Popen[bytes]:
-        """Any command, in its own process group (stopping it stops its children too)."""
-        with (self.folder / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=cwd or self.folder,
-                start_new_session=True,
-            )
-        self.running[name] = process
-        return process
-
-    def check_alive(self) -> None:
-        for name, process in self.running.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
-
-    def log(self, name: str) -> str:
-        path = self.folder / f"{name}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def stop_all(self) -> None:
-        for name in list(self.running):
-            _terminate(self.running.pop(name))
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop_all()
-
-
-def _terminate(process: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
-    """SIGTERM the process (its group when it leads one), SIGKILL it if it lingers."""
-    if process.poll() is not None:
-        return
-    try:
-        group = os.getpgid(process.pid) if os.getpgid(process.pid) == process.pid else None
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        if group is not None:
-            os.killpg(group, signal.SIGTERM)
-        else:
-            process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            if group is not None:
-                os.killpg(group, signal.SIGKILL)
-            else:
-                process.kill()
-        process.wait()
-
-
-def wait_until(condition: Any, *, timeout_s: float, every_s: float = 0.2, what: str) -> None:
+def wait_until(
+    condition: Callable[[], object], *, timeout_s: float, every_s: float = 0.2, what: str
+) -> None:
     """Call `condition()` until it is true; TimeoutError naming `what` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not condition():

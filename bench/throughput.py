@@ -54,7 +54,7 @@ from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask
 from tracker.states import TaskStatus
-from tracker.tasks import queries
+from tracker.tasks import register
 
 __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]
 
@@ -249,7 +249,7 @@ def run_tracker(
     queue = f"bench-tp-{uuid.uuid4().hex[:8]}"
     with bench_database(args.throughput_database, "bench_throughput") as url:
         with db.session_scope(url) as session:
-            queries.register(session, list(ids), now=utc_now(), first_poll_delay_s=1)
+            register.register(session, list(ids), now=utc_now(), first_poll_delay_s=1)
         env = {
             **settings,
             "TRACKER_DATA_DIR": str(folder / "data"),

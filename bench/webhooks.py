@@ -49,8 +49,7 @@ from sqlalchemy import insert, select, text, update
 from standardwebhooks import Webhook
 
 from bench.result import Row, ScenarioResult
-from bench.services import REDIS_URL, scratch_database
-from bench.stack import delete_queue
+from bench.stack import REDIS_URL, bench_database, delete_queue
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask, WebhookDelivery, WebhookEndpoint
@@ -400,7 +399,7 @@ def tick(outbox: Outbox, app: Celery, settings: Settings) -> int:
         )
     for batch in batches:
         app.send_task("tracker.deliver", args=[batch.to_message()], expires=batch.lease_expires_at)
-    return sum(len(batch.delivery_ids) for batch in batches)
+    return sum(len(batch.row_ids) for batch in batches)
 
 
 def tracker_round(
@@ -518,7 +517,7 @@ def run(args: argparse.Namespace) -> ScenarioResult:
     connections: dict[str, list[int]] = {"plain loop": [], "tracker": []}
     with (
         receiver() as receiver_url,
-        scratch_database("bench_webhooks") as database_url,
+        bench_database("postgres", "bench_webhooks") as database_url,
     ):
         outbox = fill_outbox(database_url, receiver_url + "/hooks", count)
         with tracker_worker(outbox, processes) as worker:

@@ -7,20 +7,19 @@ when it is down instead of being skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from tracker import db
 from tracker.db import migrate
 from tracker.settings import get_settings
+from tracker.testing import postgres
 from tracker.testing.simulator import Simulator
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -39,38 +38,28 @@ TABLES = (
 )
 
 
-def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql")
+@contextlib.contextmanager
+def _loud_when_down() -> Iterator[None]:
+    """A test that needs PostgreSQL fails, never skips, when it does not answer."""
     try:
-        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-    except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} does not answer ({error}); start it")
+        yield
+    except postgres.PostgresUnavailable as error:
+        pytest.fail(f"{error}; start it")
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, migrated to head, dropped at the end."""
-    name = f"tracker_test_{uuid.uuid4().hex[:10]}"
-    with _admin_connection() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    yield url
-    db.dispose_engine()
-    with _admin_connection() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _loud_when_down(), postgres.scratch_database(POSTGRES_ADMIN_URL, "tracker_test") as url:
+        yield url
 
 
 @pytest.fixture
 def empty_postgres_url(postgres_url: str) -> Iterator[str]:
     """A PostgreSQL database with no tracker schema at all (for migration tests)."""
-    name = f"tracker_empty_{uuid.uuid4().hex[:10]}"
-    with _admin_connection() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    db.dispose_engine()
-    with _admin_connection() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    scratch = postgres.scratch_database(POSTGRES_ADMIN_URL, "tracker_empty", migrated=False)
+    with _loud_when_down(), scratch as url:
+        yield url
 
 
 def _truncate(url: str) -> None:

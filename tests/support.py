@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tracker import db
 from tracker.cli.app import app
+from tracker.db.clock import utc_now
 from tracker.tasks import polling, queries
 from tracker.tasks.schedule import PollPolicy
 from tracker.upstream import Provider
@@ -50,7 +51,7 @@ def poll_until_terminal(
     while time.monotonic() < deadline:
         with db.session_scope(url) as session:
             claims = polling.claim_due_tasks(
-                session, now=polling.utc_now(), limit=100, lease_s=60, batch_size=10
+                session, now=utc_now(), limit=100, lease_s=60, batch_size=10
             )
         for claim in claims:
             polling.poll_batch(

@@ -4,6 +4,7 @@ valid and not, with a real token, must get no server error and no response outsi
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +13,31 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from tests.conftest import Configure
 from tracker import db, tokens
 from tracker.api import create_app
 from tracker.db import migrate
-from tracker.db.clock import utc_now
 from tracker.settings import Settings
 
 TOKEN_HEADER: dict[str, str] = {}
 
 
-# The app reads the database from the settings at each request, so one app built here serves
-# the database each test sets up below. (schemathesis' lazy `from_fixture` fails on pytest 9.)
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings()))
+# The app serves the database of the settings it is built with, so it is built here, at import
+# (schemathesis' lazy `from_fixture` fails on pytest 9), on a database of its own that the
+# fixture below migrates. Every example of every operation shares it.
+DATABASE_URL = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tracker-schema-')) / 'schema.db'}"
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json",
+    create_app(
+        Settings(database_url=DATABASE_URL, webhook_allowed_networks="127.0.0.0/8")
+    ),
+)
 
 
 @pytest.fixture(autouse=True)
-def database_and_token(tmp_path: Path, configure: Configure) -> None:
-    url = f"sqlite:///{tmp_path / 'schema.db'}"
-    migrate.upgrade(url)
-    configure(TRACKER_DATABASE_URL=url, TRACKER_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
-    with db.session_scope() as session:
-        secret = tokens.create_token(session, "schemathesis", now=utc_now()).secret
+def database_and_token() -> None:
+    migrate.upgrade(DATABASE_URL)
+    with db.session_scope(DATABASE_URL) as session:
+        secret = tokens.create_token(session, "schemathesis").secret
     TOKEN_HEADER["Authorization"] = f"Bearer {secret}"
 
 

@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from tests.conftest import Configure
 from tests.support import run_cli
+from tracker import db
+from tracker.db.models import TrackedTask
+from tracker.states import TaskStatus
 
 
 def _tracker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -84,7 +88,7 @@ def test_a_bad_id_is_refused_and_nothing_is_stored(cli_db: str) -> None:
 
 def test_unknown_task_and_bad_status_filter(cli_db: str) -> None:
     code, _, err = run_cli("status", "missing-task")
-    assert code == 1 and "no tracked tensorslab task with ID 'missing-task'" in err
+    assert code == 3 and "no tracked tensorslab task with ID 'missing-task'" in err
     code, _, err = run_cli("list", "--status", "done")
     assert code == 2 and "done" in err
 
@@ -192,12 +196,12 @@ def test_webhook_commands_show_the_secret_once_and_refuse_bad_input(
     [pending] = json.loads(out)
     assert (pending["event_type"], pending["status"]) == ("task.cancelled", "pending")
     code, _, err = run_cli("redeliver", str(pending["id"]))
-    assert code == 2 and "still pending" in err
+    assert code == 4 and "still pending" in err
     code, out, _ = run_cli("deliveries", "show", pending["message_id"], "--json")
     assert code == 0 and json.loads(out)["attempts"] == []
 
     code, _, err = run_cli("webhooks", "disable", "99")
-    assert code == 1 and "no webhook endpoint with ID 99" in err
+    assert code == 3 and "no webhook endpoint with ID 99" in err
 
 
 def test_register_with_a_refused_webhook_stores_nothing(cli_db: str) -> None:
@@ -218,3 +222,19 @@ def test_registering_a_tracked_task_with_a_new_webhook_says_it_was_added(
     assert "already tracked vid-1 (status registered); webhook added" in out
     code, out, _ = run_cli("register", "vid-1", "--webhook", "http://127.0.0.1:9/new")
     assert "signing secret" not in out and "nothing changed" in out
+
+
+def test_untracking_a_finished_task_is_a_conflict_as_in_the_api(cli_db: str) -> None:
+    assert run_cli("register", "done", "cancel-me")[0] == 0
+    with db.session_scope(cli_db) as session:  # as if a worker had seen it complete
+        session.execute(
+            update(TrackedTask)
+            .where(TrackedTask.task_id == "done")
+            .values(status=TaskStatus.COMPLETED.value, next_poll_at=None)
+        )
+    code, out, err = run_cli("untrack", "done")
+    assert code == 4 and out == ""
+    assert err.strip() == "error: task 'done' is already completed; nothing to stop"
+    assert run_cli("untrack", "cancel-me")[0] == 0
+    code, out, _ = run_cli("untrack", "cancel-me")  # cancelling again changes nothing
+    assert code == 0 and "already cancelled; nothing changed" in out

@@ -12,18 +12,18 @@ import pytest
 
 from tests.support import run_cli
 from tracker import db
-from tracker.tasks import queries, watch
 from tracker.db.clock import utc_now
+from tracker.tasks import register, untrack, watch
 
 
 def _register(url: str, *task_ids: str) -> None:
     with db.session_scope(url) as session:
-        queries.register(session, list(task_ids), now=utc_now(), first_poll_delay_s=60)
+        register.register(session, list(task_ids), now=utc_now(), first_poll_delay_s=60)
 
 
 def _untrack(url: str, task_id: str) -> None:
     with db.session_scope(url) as session:
-        queries.untrack(session, task_id, now=utc_now())
+        untrack.untrack(session, task_id, now=utc_now())
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def snapshots_taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int],
         with changed:
             assert changed.wait_for(lambda: taken >= count, timeout=30), "watch never refreshed"
 
-    monkeypatch.setattr(watching, "watch_snapshot", counting)
+    monkeypatch.setattr(watch, "watch_snapshot", counting)
     yield wait_for
 
 
@@ -133,7 +133,7 @@ def test_watching_an_unknown_or_bad_id_fails_before_showing_anything(cli_db: str
     _register(cli_db, "known")
 
     code, out, err = run_cli("watch", "known", "missing")
-    assert code == 1 and out == ""
+    assert code == 3 and out == ""
     assert err.strip() == "error: no tracked tensorslab task with ID 'missing'"
 
     code, out, err = run_cli("watch", "bad id")

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import AliasChoices
 
-from tracker.settings import Settings
+from tracker.settings import Settings, env_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -93,12 +92,6 @@ def _healthcheck(service: dict[str, Any]) -> str:
     return test if isinstance(test, str) else " ".join(test)
 
 
-def _env_name(field: Any) -> str:
-    alias = field.validation_alias
-    assert isinstance(alias, AliasChoices)
-    return str(alias.choices[0])
-
-
 def test_compose_file_renders_the_deployment(tmp_path: Path) -> None:
     config = _render(tmp_path, **SECRETS)
     services = config["services"]
@@ -147,8 +140,8 @@ def test_compose_file_renders_the_deployment(tmp_path: Path) -> None:
 def test_compose_file_passes_every_setting_through_with_trackers_default(tmp_path: Path) -> None:
     environment = _render(tmp_path, **SECRETS)["services"]["worker"]["environment"]
 
-    for field in Settings.model_fields.values():
-        name = _env_name(field)
+    for field_name, field in Settings.model_fields.items():
+        name = env_name(field_name)
         if name in SET_BY_COMPOSE:
             continue
         assert name in environment, f"{name} is not passed through to the containers"

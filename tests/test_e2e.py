@@ -15,11 +15,12 @@ import redis
 
 from tests.processes import Processes
 from tracker import db
+from tracker.db.clock import utc_now
 from tracker.states import TaskStatus
-from tracker.tasks import polling, queries
+from tracker.tasks import queries, register, views
 from tracker.testing.receiver import Answer, Hang, WebhookReceiver
 from tracker.testing.simulator import Simulator, Step, TaskScript
-from tracker.webhooks import endpoints
+from tracker.webhooks import deliveries, endpoints
 from tracker.webhooks.guard import AddressPolicy
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,7 @@ def _add_receiver_endpoint(database_url: str, receiver: WebhookReceiver) -> None
             session,
             receiver.url + "/hook",
             events=["task.completed", "task.failed", "task.not_found"],
-            now=polling.utc_now(),
+            now=utc_now(),
             policy=AddressPolicy.from_setting("127.0.0.0/8"),
         )
     receiver.set_secrets([created.secret])
@@ -66,10 +67,10 @@ def _assert_one_verified_webhook_per_outcome(receiver: WebhookReceiver) -> None:
 
 def _register(database_url: str, *task_ids: str) -> None:
     with db.session_scope(database_url) as session:
-        queries.register(session, list(task_ids), now=polling.utc_now(), first_poll_delay_s=0)
+        register.register(session, list(task_ids), now=utc_now(), first_poll_delay_s=0)
 
 
-def _wait_until_terminal(database_url: str, group: Processes) -> dict[str, queries.TaskView]:
+def _wait_until_terminal(database_url: str, group: Processes) -> dict[str, views.TaskView]:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         group.check_alive()
@@ -229,11 +230,11 @@ def test_a_worker_killed_between_claim_and_send_still_delivers(
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         with db.session_scope(database_url) as session:
-            [sent] = endpoints.list_deliveries(session)
+            [sent] = deliveries.list_deliveries(session)
         if sent.status == "delivered":
             break
         time.sleep(0.3)
     assert sent.status == "delivered", group.logs()
     with db.session_scope(database_url) as session:
-        view = endpoints.get_delivery(session, str(sent.id))
+        view = deliveries.get_delivery(session, str(sent.id))
     assert [a.succeeded for a in view.attempts] == [True]  # the killed send left no record

@@ -17,9 +17,11 @@ from sqlalchemy import select, update
 from tests.conftest import SIM_API_KEY
 from tests.support import FAST_POLICY
 from tracker import db
+from tracker.db.clock import utc_now
+from tracker.db.leasing import Claim
 from tracker.db.models import TrackedTask
 from tracker.states import TaskStatus
-from tracker.tasks import polling, queries
+from tracker.tasks import polling, queries, register, untrack
 from tracker.tasks.schedule import PollPolicy
 from tracker.testing.simulator import Faults, Simulator, Step, TaskScript
 from tracker.upstream.tensorslab import TensorsLabClient
@@ -34,17 +36,17 @@ def client(simulator: Simulator) -> Iterator[TensorsLabClient]:
 
 def _register(url: str, *task_ids: str) -> None:
     with db.session_scope(url) as session:
-        queries.register(session, list(task_ids), now=polling.utc_now(), first_poll_delay_s=0)
+        register.register(session, list(task_ids), now=utc_now(), first_poll_delay_s=0)
 
 
-def _claim(url: str, *, limit: int = 100, lease_s: float = 60) -> list[polling.Claim]:
+def _claim(url: str, *, limit: int = 100, lease_s: float = 60) -> list[Claim]:
     with db.session_scope(url) as session:
         return polling.claim_due_tasks(
-            session, now=polling.utc_now(), limit=limit, lease_s=lease_s, batch_size=10
+            session, now=utc_now(), limit=limit, lease_s=lease_s, batch_size=10
         )
 
 
-def _claim_one(url: str) -> polling.Claim:
+def _claim_one(url: str) -> Claim:
     """The next claim, waiting briefly for the task to fall due."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -56,9 +58,7 @@ def _claim_one(url: str) -> polling.Claim:
     pytest.fail("no task fell due")
 
 
-def _poll(
-    url: str, claim: polling.Claim, client: TensorsLabClient, policy: PollPolicy = FAST_POLICY
-):
+def _poll(url: str, claim: Claim, client: TensorsLabClient, policy: PollPolicy = FAST_POLICY):
     return polling.poll_batch(
         claim,
         provider=client,
@@ -121,10 +121,10 @@ def test_scripted_tasks_end_completed_failed_and_not_found_with_one_transition_p
     assert _moves(database_url, "video-ghost") == [("registered", "not_found")]
 
     # Terminal tasks are never polled again.
-    queries = simulator.stats()["queries"]
+    asked = simulator.stats()["queries"]
     time.sleep(0.1)
     assert _claim(database_url) == []
-    assert simulator.stats()["queries"] == queries
+    assert simulator.stats()["queries"] == asked
 
 
 def test_answers_outside_the_contract_are_recorded_as_errors_never_as_transitions(
@@ -164,10 +164,10 @@ def test_no_credits_pauses_all_polling_and_says_why(
 
     assert _claim(database_url) == []
     with db.session_scope(database_url) as session:
-        [pause] = queries.provider_pauses(session, now=polling.utc_now())
+        [pause] = queries.provider_pauses(session, now=utc_now())
         task = queries.get_task(session, "video-1")
     assert pause.provider == "tensorslab" and "insufficient_credits" in pause.reason
-    assert pause.paused_until > polling.utc_now() + timedelta(seconds=500)
+    assert pause.paused_until > utc_now() + timedelta(seconds=500)
     assert task.last_error is not None and "9000" in task.last_error
     assert task.status is TaskStatus.REGISTERED
 
@@ -180,7 +180,7 @@ def test_throttling_waits_at_least_retry_after(
     _register(database_url, "video-1")
 
     [claim] = _claim(database_url)
-    polled_at = polling.utc_now()
+    polled_at = utc_now()
     _poll(database_url, claim, client)
 
     with db.session_scope(database_url) as session:
@@ -192,7 +192,7 @@ def test_throttling_waits_at_least_retry_after(
 
 def test_two_claims_at_once_never_share_a_task(database_url: str) -> None:
     _register(database_url, *[f"video-{i}" for i in range(300)])
-    results: list[list[polling.Claim]] = []
+    results: list[list[Claim]] = []
     barrier = threading.Barrier(2)
 
     def claim() -> None:
@@ -205,7 +205,7 @@ def test_two_claims_at_once_never_share_a_task(database_url: str) -> None:
     for thread in threads:
         thread.join()
 
-    first, second = ([pk for c in claims for pk in c.task_pks] for claims in results)
+    first, second = ([pk for c in claims for pk in c.row_ids] for claims in results)
     assert set(first).isdisjoint(second)
     assert len(first) + len(second) == 300
     assert _claim(database_url) == []  # everything is leased now
@@ -219,12 +219,12 @@ def test_a_batch_that_lost_its_lease_writes_nothing(
     _register(database_url, "video-1", "video-2")
     [stale] = _claim(database_url)
     with db.session_scope(database_url) as session:
-        queries.untrack(session, "video-1", now=polling.utc_now())
+        untrack.untrack(session, "video-1", now=utc_now())
         # video-2's lease ran out and another tick took it.
         session.execute(
             update(TrackedTask)
             .where(TrackedTask.task_id == "video-2")
-            .values(next_poll_at=polling.utc_now() - timedelta(seconds=1))
+            .values(next_poll_at=utc_now() - timedelta(seconds=1))
         )
     [fresh] = _claim(database_url)
 
@@ -260,7 +260,7 @@ def test_expired_tasks_stop_being_polled(
     with db.session_scope(database_url) as session:
         session.execute(
             update(TrackedTask).values(
-                created_at=polling.utc_now() - timedelta(hours=2),
+                created_at=utc_now() - timedelta(hours=2),
             )
         )
     [claim] = _claim(database_url)

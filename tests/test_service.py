@@ -11,14 +11,14 @@ from tracker import db
 from tracker.db.models import TrackedTask, Transition
 from tracker.errors import InvalidMetadata, InvalidTaskId, UnknownTask
 from tracker.states import TaskStatus
-from tracker.tasks import queries
+from tracker.tasks import queries, register, untrack, views
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-def _register(url: str, ids: list[object], **kwargs: object) -> list[queries.Registration]:
+def _register(url: str, ids: list[object], **kwargs: object) -> list[views.Registration]:
     with db.session_scope(url) as session:
-        return queries.register(session, ids, now=NOW, first_poll_delay_s=5, **kwargs)  # type: ignore[arg-type]
+        return register.register(session, ids, now=NOW, first_poll_delay_s=5, **kwargs)  # type: ignore[arg-type]
 
 
 def _count(url: str, model: type[TrackedTask] | type[Transition]) -> int:
@@ -44,7 +44,7 @@ def test_register_stores_new_tasks_due_after_the_first_delay(database_url: str) 
 def test_registering_again_changes_nothing_and_says_so(database_url: str) -> None:
     _register(database_url, ["task-a"])
     with db.session_scope(database_url) as session:
-        queries.untrack(session, "task-a", now=NOW)
+        untrack.untrack(session, "task-a", now=NOW)
 
     again = _register(database_url, ["task-a", "task-new", "task-a"])
 
@@ -93,9 +93,9 @@ def test_an_empty_batch_and_non_object_metadata_are_refused(database_url: str) -
 
 def test_get_list_and_history(database_url: str) -> None:
     with db.session_scope(database_url) as session:
-        queries.register(session, ["old"], now=NOW, first_poll_delay_s=5)
-        queries.register(session, ["new"], now=NOW + timedelta(minutes=1), first_poll_delay_s=5)
-        queries.untrack(session, "old", now=NOW + timedelta(minutes=2))
+        register.register(session, ["old"], now=NOW, first_poll_delay_s=5)
+        register.register(session, ["new"], now=NOW + timedelta(minutes=1), first_poll_delay_s=5)
+        untrack.untrack(session, "old", now=NOW + timedelta(minutes=2))
 
     with db.session_scope(database_url) as session:
         assert queries.get_task(session, "new").status is TaskStatus.REGISTERED
@@ -119,9 +119,9 @@ def test_get_list_and_history(database_url: str) -> None:
 def test_untrack_stops_polling_once_and_only_once(database_url: str) -> None:
     _register(database_url, ["task-a"])
     with db.session_scope(database_url) as session:
-        first = queries.untrack(session, "task-a", now=NOW)
+        first = untrack.untrack(session, "task-a", now=NOW)
     with db.session_scope(database_url) as session:
-        second = queries.untrack(session, "task-a", now=NOW)
+        second = untrack.untrack(session, "task-a", now=NOW)
 
     assert first.changed and not second.changed
     assert first.task.status is TaskStatus.CANCELLED
@@ -134,4 +134,4 @@ def test_unknown_tasks_are_reported_by_id(database_url: str) -> None:
     with db.session_scope(database_url) as session, pytest.raises(UnknownTask, match="'nope'"):
         queries.get_task(session, "nope")
     with db.session_scope(database_url) as session, pytest.raises(UnknownTask):
-        queries.untrack(session, "nope", now=NOW)
+        untrack.untrack(session, "nope", now=NOW)

@@ -19,10 +19,11 @@ from sqlalchemy import insert, select, update
 from tests.conftest import SIM_API_KEY
 from tests.support import poll_until_terminal
 from tracker import db
+from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask, Transition
 from tracker.errors import InvalidTaskId, UnknownTask
 from tracker.states import TaskStatus
-from tracker.tasks import polling, queries
+from tracker.tasks import queries, register, untrack
 from tracker.tasks.stats import Distribution, compute_stats
 from tracker.tasks.watch import watch_snapshot
 from tracker.testing.simulator import Simulator, Step, TaskScript
@@ -33,7 +34,7 @@ T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 def _register(url: str, task_id: str, at: datetime) -> None:
     with db.session_scope(url) as session:
-        queries.register(session, [task_id], now=at, first_poll_delay_s=5)
+        register.register(session, [task_id], now=at, first_poll_delay_s=5)
 
 
 def _polled(
@@ -99,7 +100,7 @@ def _known_history(url: str) -> None:
     _register(url, "gave-up", T0)
     _polled(url, "gave-up", [(TaskStatus.PENDING, T0 + timedelta(seconds=10))], polls=3)
     with db.session_scope(url) as session:
-        queries.untrack(session, "gave-up", now=T0 + timedelta(seconds=400))
+        untrack.untrack(session, "gave-up", now=T0 + timedelta(seconds=400))
     _register(url, "never-polled", T0)
 
 
@@ -186,11 +187,11 @@ def test_figures_match_what_real_polls_stored(
     )
     simulator.add_task(TaskScript("bad", (Step(2, polls=3), Step(4)), message="moderation"))
     with db.session_scope(database_url) as session:
-        queries.register(session, ["ok", "bad"], now=polling.utc_now(), first_poll_delay_s=0)
+        register.register(session, ["ok", "bad"], now=utc_now(), first_poll_delay_s=0)
     poll_until_terminal(database_url, client)
 
     with db.session_scope(database_url) as session:
-        stats = compute_stats(session, now=polling.utc_now())
+        stats = compute_stats(session, now=utc_now())
         tasks = {t.task_id: t for t in queries.list_tasks(session)}
         rows = {row.task_id: row for row in session.scalars(select(TrackedTask))}
         windows, loose = [], []
@@ -234,8 +235,8 @@ def test_watch_snapshot_time_in_status_and_unknown_ids(database_url: str) -> Non
     assert not snapshot.all_terminal
 
     with db.session_scope(database_url) as session:
-        queries.untrack(session, "moved", now=T0 + timedelta(seconds=200))
-        queries.untrack(session, "fresh", now=T0 + timedelta(seconds=200))
+        untrack.untrack(session, "moved", now=T0 + timedelta(seconds=200))
+        untrack.untrack(session, "fresh", now=T0 + timedelta(seconds=200))
         done = watch_snapshot(session, ["moved", "fresh"], now=T0 + timedelta(seconds=230))
     assert done.all_terminal
     assert [item.time_in_status_s for item in done.tasks] == [30, 30]

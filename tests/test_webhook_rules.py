@@ -24,7 +24,7 @@ SVIX = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 def test_the_default_retry_schedule_is_svix_like() -> None:
-    assert Settings().retry_schedule_s == SVIX
+    assert Settings().webhook_retry_schedule_s == SVIX
 
 
 @pytest.mark.parametrize("value", ["5,abc", "5,-1", "0", "5,,x"])

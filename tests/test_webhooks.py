@@ -19,13 +19,14 @@ from sqlalchemy import func, select
 from tests.conftest import SIM_API_KEY
 from tests.support import poll_until_terminal
 from tracker import db
+from tracker.db.clock import utc_now
 from tracker.db.models import WebhookDelivery, WebhookEndpoint
 from tracker.errors import InvalidInput
-from tracker.tasks import polling, queries
+from tracker.tasks import queries, register, untrack
 from tracker.testing.receiver import Answer, Drop, Garbage, Hang, Redirect, WebhookReceiver
 from tracker.testing.simulator import Simulator, Step, TaskScript
 from tracker.upstream.tensorslab import TensorsLabClient
-from tracker.webhooks import endpoints, sender
+from tracker.webhooks import deliveries, endpoints, sender
 from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.guarded_http import guarded_session
 
@@ -45,7 +46,7 @@ def _add_endpoint(url: str, receiver: WebhookReceiver, *events: str) -> endpoint
             session,
             receiver.url + "/hook",
             events=events,
-            now=polling.utc_now(),
+            now=utc_now(),
             policy=LOOPBACK,
         )
     receiver.set_secrets([created.secret])
@@ -56,7 +57,7 @@ def _finish_task(url: str, simulator: Simulator, task_id: str, *, status: int = 
     """Register a task and poll it until the simulator's script ends it."""
     simulator.add_task(TaskScript(task_id, (Step(2, polls=1), Step(status))))
     with db.session_scope(url) as session:
-        queries.register(session, [task_id], now=polling.utc_now(), first_poll_delay_s=0)
+        register.register(session, [task_id], now=utc_now(), first_poll_delay_s=0)
     client = TensorsLabClient(base_url=simulator.base_url, api_key=SIM_API_KEY)
     try:
         poll_until_terminal(url, client, task_ids=[task_id])
@@ -75,7 +76,7 @@ def _send_due(
     """One tick's worth of deliveries, sent in-process."""
     with db.session_scope(url) as session:
         claims = sender.claim_due_deliveries(
-            session, now=polling.utc_now(), limit=100, lease_s=60, batch_size=10
+            session, now=utc_now(), limit=100, lease_s=60, batch_size=10
         )
     totals: dict[str, int] = {}
     http = guarded_session(policy)
@@ -112,10 +113,10 @@ def _send_until_settled(url: str, **options: object) -> None:
     pytest.fail("deliveries still pending")
 
 
-def _deliveries(url: str) -> list[endpoints.DeliveryView]:
+def _deliveries(url: str) -> list[deliveries.DeliveryView]:
     with db.session_scope(url) as session:
         return [
-            endpoints.get_delivery(session, str(d.id)) for d in endpoints.list_deliveries(session)
+            deliveries.get_delivery(session, str(d.id)) for d in deliveries.list_deliveries(session)
         ]
 
 
@@ -193,7 +194,7 @@ def test_a_receiver_that_always_fails_ends_dead_and_redeliver_sends_it_again(
 
     receiver.script(default=Answer(200))
     with db.session_scope(database_url) as session:
-        endpoints.redeliver(session, str(dead.id), now=polling.utc_now())
+        deliveries.redeliver(session, str(dead.id), now=utc_now())
     _send_until_settled(database_url)
 
     [again] = _deliveries(database_url)
@@ -211,11 +212,11 @@ def test_redeliver_failed_since_replays_only_recent_failures(
     _send_until_settled(database_url, schedule=())
 
     with db.session_scope(database_url) as session:
-        none = endpoints.redeliver_failed(
-            session, since=polling.utc_now() + timedelta(hours=1), now=polling.utc_now()
+        none = deliveries.redeliver_failed(
+            session, since=utc_now() + timedelta(hours=1), now=utc_now()
         )
-        some = endpoints.redeliver_failed(
-            session, since=polling.utc_now() - timedelta(hours=1), now=polling.utc_now()
+        some = deliveries.redeliver_failed(
+            session, since=utc_now() - timedelta(hours=1), now=utc_now()
         )
     assert (none, some) == (0, 1)
 
@@ -227,7 +228,7 @@ def test_retry_after_is_honoured(
     _add_endpoint(database_url, receiver)
     receiver.script(Answer(status, headers=(("Retry-After", "7"),)))
     _finish_task(database_url, simulator, "video-1")
-    before = polling.utc_now()
+    before = utc_now()
 
     _send_due(database_url)
 
@@ -334,9 +335,7 @@ def test_webhooks_add_refuses_bad_and_internal_urls(
         return {"internal.example": ["10.9.8.7"]}.get(host, ["93.184.215.14"])
 
     with db.session_scope(database_url) as session, pytest.raises(InvalidInput, match=message):
-        endpoints.add_endpoint(
-            session, url, now=polling.utc_now(), policy=AddressPolicy(), resolve=resolve
-        )
+        endpoints.add_endpoint(session, url, now=utc_now(), policy=AddressPolicy(), resolve=resolve)
     with db.session_scope(database_url) as session:
         assert session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
 
@@ -350,7 +349,7 @@ def test_an_unknown_event_is_refused_with_the_valid_ones(database_url: str) -> N
             session,
             "http://127.0.0.1:9/hook",
             events=["task.done"],
-            now=polling.utc_now(),
+            now=utc_now(),
             policy=LOOPBACK,
         )
 
@@ -360,14 +359,12 @@ def test_untrack_sends_task_cancelled_and_the_outbox_is_one_transaction(
 ) -> None:
     _add_endpoint(database_url, receiver, "task.cancelled")
     with db.session_scope(database_url) as session:
-        queries.register(
-            session, ["video-1", "video-2"], now=polling.utc_now(), first_poll_delay_s=60
-        )
+        register.register(session, ["video-1", "video-2"], now=utc_now(), first_poll_delay_s=60)
     with pytest.raises(RuntimeError), db.session_scope(database_url) as session:
-        queries.untrack(session, "video-2", now=polling.utc_now())
+        untrack.untrack(session, "video-2", now=utc_now())
         raise RuntimeError("the transaction fails after the transition was written")
     with db.session_scope(database_url) as session:
-        queries.untrack(session, "video-1", now=polling.utc_now())
+        untrack.untrack(session, "video-1", now=utc_now())
 
     _send_until_settled(database_url)
 
@@ -384,9 +381,7 @@ def test_a_rotated_secret_signs_with_both_during_the_overlap(
 ) -> None:
     old = _add_endpoint(database_url, receiver)
     with db.session_scope(database_url) as session:
-        new = endpoints.rotate_secret(
-            session, old.endpoint.id, now=polling.utc_now(), overlap_s=3600
-        )
+        new = endpoints.rotate_secret(session, old.endpoint.id, now=utc_now(), overlap_s=3600)
     _finish_task(database_url, simulator, "video-1")
 
     _send_until_settled(database_url)
@@ -401,13 +396,13 @@ def test_per_task_webhooks_hear_only_their_task(
     database_url: str, simulator: Simulator, receiver: WebhookReceiver
 ) -> None:
     with db.session_scope(database_url) as session:
-        queries.register(session, ["video-1"], now=polling.utc_now(), first_poll_delay_s=0)
-        secret = endpoints.add_task_webhook(
-            session, ["video-1"], receiver.url + "/one", now=polling.utc_now(), policy=LOOPBACK
-        )
-        again = endpoints.add_task_webhook(
-            session, ["video-1"], receiver.url + "/one", now=polling.utc_now(), policy=LOOPBACK
-        )
+        register.register(session, ["video-1"], now=utc_now(), first_poll_delay_s=0)
+        secret = endpoints.subscribe_tasks(
+            session, ["video-1"], receiver.url + "/one", now=utc_now(), policy=LOOPBACK
+        ).secret
+        again = endpoints.subscribe_tasks(
+            session, ["video-1"], receiver.url + "/one", now=utc_now(), policy=LOOPBACK
+        ).secret
     assert secret is not None and again is None
     receiver.set_secrets([secret])
     _finish_task(database_url, simulator, "video-1")
@@ -433,9 +428,9 @@ def test_two_claims_at_once_never_share_a_delivery(
     _add_endpoint(database_url, receiver, "task.cancelled")
     ids = [f"video-{i}" for i in range(60)]
     with db.session_scope(database_url) as session:
-        queries.register(session, ids, now=polling.utc_now(), first_poll_delay_s=60)
+        register.register(session, ids, now=utc_now(), first_poll_delay_s=60)
         for task_id in ids:
-            queries.untrack(session, task_id, now=polling.utc_now())
+            untrack.untrack(session, task_id, now=utc_now())
     claimed: list[list[int]] = []
     barrier = threading.Barrier(2)
 
@@ -443,9 +438,9 @@ def test_two_claims_at_once_never_share_a_delivery(
         barrier.wait()
         with db.session_scope(database_url) as session:
             batches = sender.claim_due_deliveries(
-                session, now=polling.utc_now(), limit=40, lease_s=60, batch_size=10
+                session, now=utc_now(), limit=40, lease_s=60, batch_size=10
             )
-        claimed.append([pk for batch in batches for pk in batch.delivery_ids])
+        claimed.append([pk for batch in batches for pk in batch.row_ids])
 
     threads = [threading.Thread(target=claim) for _ in range(2)]
     for thread in threads:

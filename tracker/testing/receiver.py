@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
-from types import TracebackType
-from typing import Any, Self, TypeAlias, cast
+from typing import Any, Self, TypeAlias
 
+from tracker.testing.loopback import LoopbackHandler, LoopbackServer
 from tracker.webhooks.signing import WebhookVerificationError, validate_secret, verify_signature
 
 __all__ = [
@@ -120,64 +116,32 @@ Behaviour: TypeAlias = Answer | Redirect | Hang | Garbage | Drop
 # -- the receiver ------------------------------------------------------------------------------
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """Records webhooks POSTed to `url` and answers them as scripted; `start()` serves it."""
 
     def __init__(
         self, *, secrets: Sequence[str] = (), host: str = "127.0.0.1", port: int = 0
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(
+            host=host, port=port, handler=_Handler, name="the webhook receiver", quiet_errors=True
+        )
         self._secrets = _checked_secrets(secrets)
         self._changed = threading.Condition()  # guards everything below; notified on each record
         self._received: list[ReceivedWebhook] = []
         self._script: deque[Behaviour] = deque()
         self._default: Behaviour = Answer(200)
         self._stopping = threading.Event()  # set by stop(): ends hangs and delays at once
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- lifecycle: `with`, `url` from LoopbackServer ----------------------------------------
     def start(self) -> Self:
         if self._server is None:
             self._stopping.clear()
-            self._server = _Server((self.host, self.port), self)
-            self.port = self._server.server_address[1]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"webhook-receiver:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         """Stop serving; returns promptly, ending hangs and open connections."""
         self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            server.close_connections()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """`http://host:port`, without a trailing slash; append any path."""
-        if self._server is None:
-            raise RuntimeError("the webhook receiver is not started; call start() first")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        super().stop()
 
     # -- configuration -----------------------------------------------------------------------
     def script(self, *behaviours: Behaviour, default: Behaviour = Answer(200)) -> None:
@@ -316,71 +280,21 @@ def _summary(arrived: list[ReceivedWebhook], limit: int = 20) -> str:
     return f"{len(arrived)} arrived{more}:\n  " + "\n  ".join(lines)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], receiver: WebhookReceiver) -> None:
-        self.receiver = receiver
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:  # skips HTTPServer's getfqdn(), slow without DNS
-        TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """End open connections so no handler thread lingers on a kept-alive socket."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away mid-answer is expected here; keep the output quiet
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # with one write per answer: no 40 ms Nagle/delayed-ACK stall
+class _Handler(LoopbackHandler[WebhookReceiver]):
     server_version = "tracker-webhook-receiver/1.0"
     timeout = 120  # an idle kept-alive connection frees its thread eventually
 
     @property
     def receiver(self) -> WebhookReceiver:
-        return cast(_Server, self.server).receiver
+        return self.owner
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the recorded requests are the log
 
-    def do_GET(self) -> None:
-        self._refuse()
-
-    def do_PUT(self) -> None:
-        self._refuse()
-
-    def do_PATCH(self) -> None:
-        self._refuse()
-
-    def do_DELETE(self) -> None:
-        self._refuse()
-
-    def do_POST(self) -> None:
+    def respond(self, method: str) -> None:
+        if method != "POST":
+            self._refuse()
+            return
         try:
             raw = self._read_body()
         except ValueError as error:
@@ -454,21 +368,5 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write(self, status: int, body: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Status line, headers and body in one write."""
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Unknown"
         payload = body.encode("utf-8")
-        lines = [
-            f"HTTP/1.1 {status} {phrase}",
-            f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
-            "Content-Type: text/plain; charset=utf-8",
-            f"Content-Length: {len(payload)}",
-            f"Connection: {'close' if self.close_connection else 'keep-alive'}",
-            *(f"{name}: {value}" for name, value in headers),
-        ]
-        try:
-            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
-        except OSError:
-            self.close_connection = True
+        self.send_whole(status, payload, content_type="text/plain; charset=utf-8", headers=headers)

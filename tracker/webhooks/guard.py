@@ -153,10 +153,7 @@ class AddressPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> AddressPolicy:
         """The policy TRACKER_WEBHOOK_ALLOWED_NETWORKS describes."""
-        allowed = settings.webhook_allowed_networks
-        if isinstance(allowed, str):
-            return cls.from_setting(allowed)
-        return cls(tuple(allowed))
+        return cls(tuple(settings.webhook_allowed_networks))
 
     @classmethod
     def from_setting(cls, value: str) -> AddressPolicy:

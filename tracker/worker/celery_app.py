@@ -23,6 +23,7 @@ from tracker.tasks import polling
 from tracker.tasks.schedule import PollPolicy
 from tracker.upstream import Provider, make_provider
 from tracker.webhooks import sender
+from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.guarded_http import guarded_session
 
 __all__ = ["app", "enqueue_due_deliveries", "enqueue_due_tasks"]
@@ -48,7 +49,8 @@ def _webhook_session() -> requests.Session:
     """This process's HTTP session for webhooks: it connects only to allowed addresses."""
     http = _webhook_sessions.get(os.getpid())
     if http is None:
-        http = _webhook_sessions[os.getpid()] = guarded_session(get_settings().webhook_policy)
+        policy = AddressPolicy.from_settings(get_settings())
+        http = _webhook_sessions[os.getpid()] = guarded_session(policy)
     return http
 
 
@@ -134,7 +136,7 @@ def deliver(message: dict[str, Any]) -> dict[str, int]:
         session_scope=db.session_scope,
         http=_webhook_session(),
         timeout_s=settings.webhook_timeout_s,
-        schedule_s=settings.retry_schedule_s,
+        schedule_s=settings.webhook_retry_schedule_s,
         disable_after_s=settings.webhook_disable_after_s,
         concurrency=settings.webhook_concurrency,
     )

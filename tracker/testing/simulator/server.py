@@ -7,22 +7,18 @@ It plays scripted task lifecycles (`scripts.py`), injects faults, and offers an 
 from __future__ import annotations
 
 import collections
-import contextlib
 import hmac
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any
 from urllib.parse import unquote
 
+from tracker.testing.loopback import LoopbackHandler, LoopbackServer
 from tracker.testing.simulator.scripts import Fault, Faults, ScriptError, TaskRun, TaskScript
 
 __all__ = ["API_PATH", "Simulator", "serve"]
@@ -69,7 +65,7 @@ def _fault_reply(fault: Fault, data: dict[str, Any], variant: int) -> Reply:
     return bodies[variant % len(bodies)]
 
 
-class Simulator:
+class Simulator(LoopbackServer):
     """The fake TensorsLab API. `start()` serves it in a background thread on `base_url`."""
 
     def __init__(
@@ -81,7 +77,10 @@ class Simulator:
         seed: int = 0,
         verbose: bool = False,
     ) -> None:
-        self.host, self.port, self.seed = host, port, seed
+        super().__init__(
+            host=host, port=port, handler=_Handler, name="the simulator", request_queue_size=1024
+        )
+        self.seed = seed
         self.api_key = api_key  # None: any non-empty Authorization is accepted
         self.verbose = verbose  # log each request to stderr
         self._lock = threading.Lock()  # guards everything below; held for microseconds
@@ -92,43 +91,12 @@ class Simulator:
         self._by_outcome: collections.Counter[str] = collections.Counter()
         self._malformed_count = 0
         self._started_at = time.time()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Self:
-        if self._server is None:
-            self._server = _Server((self.host, self.port), self)
-            self.port = self._server.server_address[1]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            server.close_connections()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
+    # -- lifecycle: start(), stop(), `with` from LoopbackServer -------------------------------
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the simulator is not started; call start() first")
-        return f"http://{self.host}:{self.port}"
+        """What TENSORSLAB_BASE_URL should be: `http://host:port` (raises before `start()`)."""
+        return self.url
 
     # -- scripting and inspection -----------------------------------------------------------
     def add_task(self, script: TaskScript) -> dict[str, Any]:
@@ -338,66 +306,18 @@ def _parse_query(body: bytes) -> tuple[str | None, bool, str | None]:
     return task_id, more, None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
-        self.sim = sim
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:  # skips HTTPServer's getfqdn(), slow without DNS
-        TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.sim.host, self.server_address[1]
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """End kept-alive connections so no handler thread answers after `stop()`."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # with one write per answer: no 40 ms Nagle/delayed-ACK stall
+class _Handler(LoopbackHandler[Simulator]):
     server_version = "tensorslab-sim/1.0"
 
     @property
     def sim(self) -> Simulator:
-        return cast(_Server, self.server).sim
+        return self.owner
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.sim.verbose:
             super().log_message(format, *args)
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
+    def respond(self, method: str) -> None:
         try:
             path = unquote(self.path.split("?", 1)[0])
             length = int(self.headers.get("Content-Length") or 0)
@@ -418,20 +338,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
-        phrase = HTTPStatus(reply.status).phrase
-        lines = [
-            f"HTTP/1.1 {reply.status} {phrase}",
-            f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
-            f"Content-Type: {reply.content_type}",
-            f"Content-Length: {len(reply.body)}",
-            f"Connection: {'close' if self.close_connection else 'keep-alive'}",
-            *(f"{name}: {value}" for name, value in reply.headers),
-        ]
-        try:
-            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
-        except OSError:
-            self.close_connection = True
+        self.send_whole(
+            reply.status, reply.body, content_type=reply.content_type, headers=reply.headers
+        )
         if self.sim.verbose:
             self.log_request(reply.status, len(reply.body))
 
