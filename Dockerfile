@@ -3,9 +3,16 @@
 #   docker build -t tracker .
 #   docker run --rm -e TRACKER_DATABASE_URL=... tracker db upgrade
 #
-# The repository is copied to /app and installed in editable mode: `tracker db upgrade` finds
-# alembic.ini and migrations/ next to the package (tracker/migrate.py: PROJECT_ROOT is the
-# parent of the tracker package), which a plain `pip install .` into site-packages would lose.
+# A first stage builds the wheel; the image installs it like any package. The migrations travel
+# inside it (pyproject maps the repository's migrations/ to tracker/migrations/), so
+# `tracker db upgrade` needs neither the sources nor alembic.ini in the image.
+FROM python:3.11-slim AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY . /src
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,12 +28,12 @@ RUN groupadd --system --gid 10001 tracker \
     && chown tracker:tracker /data
 
 WORKDIR /app
-COPY . /app
-# Installed as root, so the code and its egg-info stay read-only for the service user.
-RUN pip install --no-cache-dir -e . \
-    && test -f /app/alembic.ini \
-    && test -d /app/migrations \
-    && python -c "from tracker import migrate; migrate.alembic_config('sqlite://')"
+COPY --from=build /wheels /wheels
+# Installed as root, so the code stays read-only for the service user. The check fails the
+# build if the wheel came without its migrations.
+RUN pip install --no-cache-dir /wheels/*.whl \
+    && rm -rf /wheels \
+    && python -c "from tracker.db import migrate; migrate.alembic_config('sqlite://')"
 
 USER tracker
 # /data holds beat's schedule file. No VOLUME here (it would leave an anonymous volume behind

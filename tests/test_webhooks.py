@@ -7,6 +7,7 @@ databases are SQLite and PostgreSQL, and signatures are checked with `standardwe
 from __future__ import annotations
 
 import random
+from email.utils import format_datetime
 import threading
 import time
 from collections.abc import Iterator
@@ -235,6 +236,22 @@ def test_retry_after_is_honoured(
     [waiting] = _deliveries(database_url)
     assert waiting.status == "pending" and waiting.next_attempt_at is not None
     assert waiting.next_attempt_at >= before + timedelta(seconds=7)
+
+
+def test_retry_after_as_an_http_date_is_honoured(
+    database_url: str, simulator: Simulator, receiver: WebhookReceiver
+) -> None:
+    _add_endpoint(database_url, receiver)
+    later = utc_now() + timedelta(minutes=20)
+    receiver.script(Answer(503, headers=(("Retry-After", format_datetime(later, usegmt=True)),)))
+    _finish_task(database_url, simulator, "video-1")
+
+    _send_due(database_url, schedule=(5.0,))
+
+    [waiting] = _deliveries(database_url)
+    assert waiting.status == "pending" and waiting.next_attempt_at is not None
+    # The schedule alone would retry within 6 s; the date asks for 20 minutes (to the second).
+    assert waiting.next_attempt_at >= later - timedelta(seconds=1)
 
 
 def test_410_gone_disables_the_endpoint(

@@ -19,6 +19,7 @@ into a clear message, an exit code and a status code.
         BrokerUnavailable        the Celery broker does not accept a connection
         PortUnavailable          the API's address is taken
       ConfigError                the settings cannot be used                 1      500
+        SettingsError            a variable is invalid or misspelled (tracker.settings)
         MissingAPIKey            polling was asked for without TENSORSLAB_API_KEY
 
 Every message is one line written for the person who caused it, and never holds a secret.

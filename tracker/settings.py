@@ -32,7 +32,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tracker.errors import ConfigError
 
-__all__ = ["Settings", "SettingsError", "env_name", "get_settings"]
+__all__ = ["Settings", "SettingsError", "env_name", "get_settings", "parse_networks"]
 
 PREFIX = "TRACKER_"
 UPSTREAM_PREFIX = "TENSORSLAB_"
@@ -43,7 +43,7 @@ COMPOSE_VARIABLES = frozenset(
     {"TRACKER_API_PUBLISH", "TRACKER_IMAGE", "TRACKER_WORKER_CONCURRENCY"}
 )
 # How close another variable's name must be to a setting's to be taken for a misspelling of it:
-# TRAKCER_API_PORT is (0.94), ordinary names such as POSTGRES_PASSWORD are far below.
+# TRAKCER_API_PORT is (0.94), ordinary names are not (DATABASE_URL 0.75, POSTGRES_PASSWORD 0.32).
 MISSPELLING_CUTOFF = 0.85
 SUGGESTION_CUTOFF = 0.7  # for a TRACKER_ name that is no setting: below, no guess is better
 
@@ -262,25 +262,7 @@ class Settings(BaseSettings):
             entries = [str(entry) for entry in value]
         else:
             return value
-        networks: list[Network] = []
-        for raw in entries:
-            entry = raw.strip()
-            if not entry:
-                continue
-            try:
-                network = ip_network(entry, strict=True)
-            except ValueError as error:
-                # The same words as tracker.webhooks.guard.AddressPolicy.from_setting.
-                hint = ""
-                if "host bits set" in str(error):
-                    hint = f"; did you mean {ip_network(entry, strict=False)}?"
-                raise ValueError(
-                    f"TRACKER_WEBHOOK_ALLOWED_NETWORKS: {entry!r} is not an IP network or "
-                    f"address (expected e.g. 127.0.0.0/8 or ::1): {error}{hint}"
-                ) from None
-            if network not in networks:
-                networks.append(network)
-        return tuple(networks)
+        return parse_networks(entries)
 
     # -- between values ---------------------------------------------------------------------------
 
@@ -326,6 +308,31 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem://")
+
+
+def parse_networks(entries: str | list[str]) -> tuple[Network, ...]:
+    """TRACKER_WEBHOOK_ALLOWED_NETWORKS: networks or addresses ("127.0.0.0/8, ::1"), deduplicated.
+
+    Raises ValueError naming the bad entry (with the network meant when host bits are set).
+    """
+    networks: list[Network] = []
+    for raw in entries.split(",") if isinstance(entries, str) else entries:
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            network = ip_network(entry, strict=True)
+        except ValueError as error:
+            hint = ""
+            if "host bits set" in str(error):
+                hint = f"; did you mean {ip_network(entry, strict=False)}?"
+            raise ValueError(
+                f"TRACKER_WEBHOOK_ALLOWED_NETWORKS: {entry!r} is not an IP network or "
+                f"address (expected e.g. 127.0.0.0/8 or ::1): {error}{hint}"
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
 
 
 def env_name(field: str) -> str:

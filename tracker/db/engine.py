@@ -51,7 +51,7 @@ def make_engine(url: str, **options: Any) -> Engine:
     parsed = make_url(url)
     options.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if parsed.database and not parsed.database.startswith((":memory:", "file:")):
             _make_folder(Path(parsed.database).parent)
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options

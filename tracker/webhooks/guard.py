@@ -161,24 +161,9 @@ class AddressPolicy:
 
         Raises ValueError naming the bad entry.
         """
-        networks: list[IPNetwork] = []
-        for raw in value.split(","):
-            entry = raw.strip()
-            if not entry:
-                continue
-            try:
-                network = ipaddress.ip_network(entry, strict=True)
-            except ValueError as error:
-                hint = ""
-                if "host bits set" in str(error):
-                    hint = f"; did you mean {ipaddress.ip_network(entry, strict=False)}?"
-                raise ValueError(
-                    f"{SETTING}: {entry!r} is not an IP network or address "
-                    f"(expected e.g. 127.0.0.0/8 or ::1): {error}{hint}"
-                ) from None
-            if network not in networks:
-                networks.append(network)
-        return cls(tuple(networks))
+        from tracker.settings import parse_networks
+
+        return cls(parse_networks(value))
 
     def _judge(self, address: str | IPAddress) -> _Refusal | str | None:
         """None if allowed; a `_Refusal`; or a string for something that is not an IP address."""
