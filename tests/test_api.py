@@ -434,6 +434,9 @@ def test_deliveries_are_listed_with_attempts_and_redelivered(client: TestClient)
     rest = client.get("/v1/deliveries", params={"limit": 2, "cursor": first["next_cursor"]})
     assert [d["task_id"] for d in rest.json()["deliveries"]] == ["d1"]
     assert rest.json()["next_cursor"] is None
+    # Exactly `limit` left: that page is the last, with no cursor to an empty one.
+    whole = client.get("/v1/deliveries", params={"limit": 3}).json()
+    assert len(whole["deliveries"]) == 3 and whole["next_cursor"] is None
     by_task = client.get("/v1/deliveries", params={"task_id": "d2"}).json()["deliveries"]
     assert [d["event_type"] for d in by_task] == ["task.cancelled"]
 

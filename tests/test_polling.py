@@ -6,10 +6,11 @@ lifecycle plays out in a few rounds; `test_e2e.py` does the same through Celery 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -17,7 +18,8 @@ from sqlalchemy import select, update
 from tests.conftest import SIM_API_KEY
 from tests.support import FAST_POLICY
 from tracker import db
-from tracker.db.clock import utc_now
+from tracker.db import clock
+from tracker.db.clock import database_now, utc_now
 from tracker.db.leasing import Claim
 from tracker.db.models import TrackedTask
 from tracker.states import TaskStatus
@@ -270,3 +272,49 @@ def test_expired_tasks_stop_being_polled(
     with db.session_scope(database_url) as session:
         row = session.scalar(select(TrackedTask).where(TrackedTask.task_id == "video-1"))
         assert row is not None and row.next_poll_at is None and row.lease_token is None
+
+
+def test_a_batch_counts_the_tasks_it_ended_not_the_404s_still_in_grace(
+    database_url: str, simulator: Simulator, client: TensorsLabClient
+) -> None:
+    simulator.add_task(TaskScript("video-done", (Step(3),), urls=("https://cdn.example/d.mp4",)))
+    _register(database_url, "video-done", "video-not-yet-known")
+    policy = dataclasses.replace(FAST_POLICY, not_found_grace_s=3600)
+
+    [claim] = _claim(database_url)
+    summary = _poll(database_url, claim, client, policy)
+
+    assert summary.polled == 2 and summary.outcomes == {"completed": 1, "missing": 1}
+    assert summary.ended == 1  # the 404 within its grace period ended nothing
+
+
+@pytest.mark.postgres
+def test_due_times_and_leases_follow_the_database_clock_not_the_host_clock(
+    clean_postgres_url: str,
+    simulator: Simulator,
+    client: TensorsLabClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = clean_postgres_url
+    simulator.add_task(TaskScript("video-1", (Step(2),)))
+    with db.session_scope(url) as session:
+        register.register(session, ["video-1"], first_poll_delay_s=0)  # due now, by the database
+        claims = polling.claim_due_tasks(
+            session, now=database_now(session), limit=10, lease_s=60, batch_size=10
+        )
+    # This worker's host clock runs an hour ahead of the database's (and of beat's host).
+    ahead = timedelta(hours=1)
+    monkeypatch.setattr(clock, "utc_now", lambda: datetime.now(UTC) + ahead)
+
+    [claim] = claims
+    summary = _poll(url, claim, client)
+
+    # With the host's clock the lease would look an hour over, and nothing would be polled.
+    assert summary.polled == 1 and summary.skipped == 0
+    with db.read_scope(url) as session:
+        task = queries.get_task(session, "video-1")
+        database_time = database_now(session)
+    assert task.status is TaskStatus.PROCESSING
+    assert task.last_polled_at is not None and task.next_poll_at is not None
+    assert abs(task.last_polled_at - database_time) < timedelta(minutes=5)
+    assert task.next_poll_at - database_time < timedelta(minutes=5)
