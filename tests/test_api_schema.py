@@ -27,9 +27,7 @@ TOKEN_HEADER: dict[str, str] = {}
 DATABASE_URL = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tracker-schema-')) / 'schema.db'}"
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json",
-    create_app(
-        Settings(database_url=DATABASE_URL, webhook_allowed_networks="127.0.0.0/8")
-    ),
+    create_app(Settings(database_url=DATABASE_URL, webhook_allowed_networks="127.0.0.0/8")),
 )
 
 

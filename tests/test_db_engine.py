@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Insert, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from tracker import db, tokens
@@ -149,7 +149,7 @@ def test_engines_hide_parameters_from_any_error_text(tmp_path: Path) -> None:
     assert SECRET not in str(raised.value)
 
 
-def _endpoint_with_secret() -> object:
+def _endpoint_with_secret() -> Insert:
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)

@@ -230,7 +230,7 @@ def test_a_worker_killed_between_claim_and_send_still_delivers(
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         with db.session_scope(database_url) as session:
-            [sent] = deliveries.list_deliveries(session)
+            [sent] = deliveries.page_deliveries(session).deliveries
         if sent.status == "delivered":
             break
         time.sleep(0.3)

@@ -8,7 +8,7 @@ from tests.conftest import Configure
 from tracker import Tracker
 from tracker.errors import InvalidInput, InvalidMetadata, UnknownTask
 from tracker.states import TaskStatus
-from tracker.webhooks.endpoints import InvalidWebhookURL
+from tracker.errors import InvalidWebhookURL
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ databases are SQLite and PostgreSQL, and signatures are checked with `standardwe
 from __future__ import annotations
 
 import random
-from email.utils import format_datetime
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from email.utils import format_datetime
 
 import pytest
 import standardwebhooks
@@ -117,7 +117,8 @@ def _send_until_settled(url: str, **options: object) -> None:
 def _deliveries(url: str) -> list[deliveries.DeliveryView]:
     with db.session_scope(url) as session:
         return [
-            deliveries.get_delivery(session, str(d.id)) for d in deliveries.list_deliveries(session)
+            deliveries.get_delivery(session, str(d.id))
+            for d in deliveries.page_deliveries(session).deliveries
         ]
 
 

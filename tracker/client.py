@@ -155,9 +155,9 @@ class Tracker:
     ) -> builtins.list[DeliveryView]:
         """Webhook deliveries with their attempts, newest first."""
         with self.database.read() as session:
-            return deliveries.list_deliveries(
+            return deliveries.page_deliveries(
                 session, task_id=task_id, status=status, limit=limit, with_attempts=True
-            )
+            ).deliveries
 
     def delivery(self, delivery: int | str) -> DeliveryView:
         """One delivery, by its number or its `msg_...` ID, with every attempt."""

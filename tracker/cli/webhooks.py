@@ -180,9 +180,9 @@ def deliveries(
     if ctx.invoked_subcommand is not None:
         return
     with db.read_scope() as session:
-        views = deliveries_use_case.list_deliveries(
+        views = deliveries_use_case.page_deliveries(
             session, task_id=task_id, status=status, limit=limit
-        )
+        ).deliveries
     if json_output:
         out.print_json(tables.to_json(views))
     else:

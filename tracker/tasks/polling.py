@@ -204,9 +204,8 @@ def _write_outcomes(
         if held.get(item.task_pk) != item.snapshot.status.value:
             labels["lease_lost"] += 1
         elif outcome.new_status is None:
-            params = _unchanged_params(claim, item, outcome, answered_at, _seen_unfinished(result))
-            optional = frozenset(name for name in _KEPT_IF_NONE if f"b_{name}" in params)
-            unchanged[optional].append(params)
+            params = _write_params(claim, item, outcome, answered_at, _seen_unfinished(result))
+            unchanged[_written_columns(params)].append(params)
             labels[_label(result)] += 1
         else:
             written = _write_outcome(
@@ -217,7 +216,7 @@ def _write_outcomes(
         if outcome.provider_pause is not None:
             pause_provider(session, provider_name, outcome.provider_pause, at=answered_at)
     for columns, rows in unchanged.items():
-        written = session.execute(_unchanged_statement(columns), rows).rowcount  # type: ignore[attr-defined]
+        written = session.execute(_write_statement(columns), rows).rowcount  # type: ignore[attr-defined]
         if written != len(rows):  # impossible while the rows are locked: refuse a partial write
             raise RuntimeError(f"wrote {written} of {len(rows)} locked rows")
     return labels, ended
@@ -235,7 +234,15 @@ def _lock_held_rows(session: Session, claim: Claim, task_pks: list[int]) -> dict
 
 
 # Columns written only when the poll has a value for them; otherwise what is stored stays.
-_KEPT_IF_NONE = ("result_urls", "upstream_message", "details", "last_seen_unfinished_at")
+# `status` and `completed_at` are written only with a transition.
+_KEPT_IF_NONE = (
+    "result_urls",
+    "upstream_message",
+    "details",
+    "last_seen_unfinished_at",
+    "status",
+    "completed_at",
+)
 
 
 def _seen_unfinished(result: PollResult) -> bool:
@@ -243,14 +250,14 @@ def _seen_unfinished(result: PollResult) -> bool:
     return isinstance(result, TaskReport) and not result.status.is_terminal
 
 
-def _unchanged_params(
+def _write_params(
     claim: Claim, item: _Leased, outcome: PollOutcome, at: datetime, seen_unfinished: bool
 ) -> dict[str, Any]:
-    """The parameters of `_unchanged_statement` for one poll that changed no status."""
+    """The parameters of `_write_statement` for one poll's outcome."""
     params: dict[str, Any] = {
         "b_pk": item.task_pk,
         "b_token": claim.lease_token,
-        "b_status": item.snapshot.status.value,
+        "b_read_status": item.snapshot.status.value,
         "b_next_poll_at": outcome.next_poll_at,
         "b_at": at,
         "b_not_found_since": outcome.not_found_since,
@@ -258,6 +265,10 @@ def _unchanged_params(
         "b_last_error": outcome.last_error,
         "b_error_increment": 1 if outcome.counts_as_error else 0,
     }
+    if outcome.new_status is not None:
+        params["b_status"] = outcome.new_status.value
+        if outcome.new_status.is_terminal:
+            params["b_completed_at"] = at
     if outcome.result_urls is not None:
         params["b_result_urls"] = list(outcome.result_urls)
     if outcome.upstream_message is not None:
@@ -269,9 +280,14 @@ def _unchanged_params(
     return params
 
 
+def _written_columns(params: dict[str, Any]) -> frozenset[str]:
+    return frozenset(name for name in _KEPT_IF_NONE if f"b_{name}" in params)
+
+
 @functools.cache
-def _unchanged_statement(optional: frozenset[str]) -> Update:
-    """UPDATE one held row after a poll without a transition; `optional` columns are set too."""
+def _write_statement(optional: frozenset[str]) -> Update:
+    """UPDATE one held row after a poll, guarded by the lease token and the status read;
+    the `optional` columns are set too. Cached: the same few shapes serve every batch."""
     table = cast(Table, TrackedTask.__table__)
     values: dict[Any, Any] = {
         table.c.next_poll_at: bindparam("b_next_poll_at"),
@@ -292,7 +308,7 @@ def _unchanged_statement(optional: frozenset[str]) -> Update:
         .where(
             table.c.id == bindparam("b_pk"),
             table.c.lease_token == bindparam("b_token"),
-            table.c.status == bindparam("b_status"),
+            table.c.status == bindparam("b_read_status"),
         )
         .values(values)
     )
@@ -307,40 +323,8 @@ def _write_outcome(
     seen_unfinished: bool,
 ) -> bool:
     """Write one poll's outcome, and its transition if any, if the lease still holds."""
-    values: dict[str, Any] = {
-        "next_poll_at": outcome.next_poll_at,
-        "lease_token": None,
-        "lease_expires_at": None,
-        "last_polled_at": at,
-        "updated_at": at,
-        "not_found_since": outcome.not_found_since,
-        "consecutive_errors": outcome.consecutive_errors,
-        "last_error": outcome.last_error,
-        "poll_count": TrackedTask.poll_count + 1,
-        "error_count": TrackedTask.error_count + (1 if outcome.counts_as_error else 0),
-    }
-    if outcome.new_status is not None:
-        values["status"] = outcome.new_status.value
-        if outcome.new_status.is_terminal:
-            values["completed_at"] = at
-    if outcome.result_urls is not None:
-        values["result_urls"] = list(outcome.result_urls)
-    if outcome.upstream_message is not None:
-        values["upstream_message"] = outcome.upstream_message
-    if outcome.details is not None:
-        values["details"] = dict(outcome.details)
-    if seen_unfinished:
-        values["last_seen_unfinished_at"] = at
-    result = session.execute(
-        update(TrackedTask)
-        .where(
-            TrackedTask.id == item.task_pk,
-            TrackedTask.lease_token == claim.lease_token,
-            TrackedTask.status == item.snapshot.status.value,
-        )
-        .values(values)
-        .execution_options(synchronize_session=False)
-    )
+    params = _write_params(claim, item, outcome, at, seen_unfinished)
+    result = session.execute(_write_statement(_written_columns(params)), params)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     if outcome.new_status is not None:

@@ -23,7 +23,6 @@ __all__ = [
     "DeliveryPage",
     "DeliveryView",
     "get_delivery",
-    "list_deliveries",
     "page_deliveries",
     "redeliver",
     "redeliver_failed",
@@ -103,26 +102,6 @@ def _delivery_view(
 class DeliveryPage:
     deliveries: list[DeliveryView]
     next_before_id: int | None  # pass it back as `before_id` for the next page; None at the end
-
-
-def list_deliveries(
-    session: Session,
-    *,
-    task_id: str | None = None,
-    status: DeliveryStatus | str | None = None,
-    limit: int = 50,
-    before_id: int | None = None,
-    with_attempts: bool = False,
-) -> list[DeliveryView]:
-    """Deliveries, newest first; `before_id` continues a listing below that delivery."""
-    return page_deliveries(
-        session,
-        task_id=task_id,
-        status=status,
-        limit=limit,
-        before_id=before_id,
-        with_attempts=with_attempts,
-    ).deliveries
 
 
 def page_deliveries(
