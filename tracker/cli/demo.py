@@ -27,6 +27,7 @@ from tracker.db import migrate
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import queries, register
+from tracker.testing.processes import ChildProcesses
 from tracker.testing.receiver import ReceivedWebhook, WebhookReceiver
 from tracker.testing.simulator import Simulator, TaskScript
 from tracker.webhooks import endpoints
@@ -139,32 +140,10 @@ def run(console: Console, *, timeout_s: float) -> bool:
             "the receiver verifies each signature with its secret"
         )
         console.print(f"registered {len(EXPECTED)} tasks; starting worker and beat (tracker up)")
-        log_path = DEMO_DIR / "worker.log"
-        with log_path.open("w") as log_file:
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tracker",
-                    "up",
-                    "--no-api",
-                    "--concurrency",
-                    "2",
-                    "-l",
-                    "INFO",
-                ],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-            )
-            try:
-                finished = _watch(console, worker, receiver, timeout_s=timeout_s)
-            finally:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        with ChildProcesses(DEMO_DIR, os.environ.copy()) as children:
+            worker = children.start("worker", "up", "--no-api", "--concurrency", "2", "-l", "INFO")
+            finished = _watch(console, worker, receiver, timeout_s=timeout_s)
+        log_path = children.log_path("worker")
         return _report(console, receiver, finished=finished, log_path=log_path)
 
 
