@@ -215,11 +215,17 @@ def untrack(
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
     loglevel: LogLevel = LogLevelName.INFO,
+    with_beat: Annotated[
+        bool,
+        typer.Option("--beat", hidden=True, help="Run beat inside this worker (`tracker up`)."),
+    ] = False,
 ) -> None:
     """Run a worker: polls the batches that beat hands out. Needs TENSORSLAB_API_KEY."""
     from tracker.worker import processes
 
-    processes.run_worker(_settings(), concurrency=concurrency, loglevel=loglevel.value)
+    processes.run_worker(
+        _settings(), concurrency=concurrency, loglevel=loglevel.value, with_beat=with_beat
+    )
 
 
 @app.command(rich_help_panel=RUN)
@@ -247,16 +253,18 @@ def up(
         typer.Option(help="Also serve the HTTP API on TRACKER_API_HOST:TRACKER_API_PORT."),
     ] = True,
 ) -> None:
-    """Run worker, beat and the HTTP API together, for one machine. Needs TENSORSLAB_API_KEY."""
-    from tracker.worker import processes
+    """Run worker, beat and the HTTP API together, for one machine. Needs TENSORSLAB_API_KEY.
 
-    processes.run_worker(
-        _settings(),
-        concurrency=concurrency,
-        loglevel=loglevel.value,
-        with_beat=True,
-        with_api=api,
+    Each runs in a child process of this one; stopping this one (SIGTERM, Ctrl-C) stops them
+    all within TRACKER_SHUTDOWN_GRACE_S, and a child never outlives it.
+    """
+    from tracker.worker import supervisor
+
+    code = supervisor.run_up(
+        _settings(), concurrency=concurrency, loglevel=loglevel.value, with_api=api
     )
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(rich_help_panel=RUN)

@@ -13,7 +13,12 @@ from typing import Any
 
 import requests
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import (
+    beat_embedded_init,
+    worker_init,
+    worker_process_init,
+    worker_shutting_down,
+)
 
 from tracker import db, metrics
 from tracker.db.clock import database_now
@@ -25,6 +30,7 @@ from tracker.upstream import Provider, make_provider
 from tracker.webhooks import sender
 from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.guarded_http import guarded_session
+from tracker.worker.lifetime import die_with_parent, start_shutdown_watchdog
 
 __all__ = ["app", "enqueue_due_deliveries", "enqueue_due_tasks"]
 
@@ -54,12 +60,37 @@ def _webhook_session() -> requests.Session:
     return http
 
 
+_worker_pid: int | None = None  # the worker's main process, seen by what it forks
+
+
+@worker_init.connect
+def _remember_worker_pid(**_: Any) -> None:
+    global _worker_pid
+    _worker_pid = os.getpid()
+
+
 @worker_process_init.connect
 def _fresh_process_resources(**_: Any) -> None:
+    # A pool child dies with the worker, even a SIGKILLed one (Celery asks too, since 5.3).
+    die_with_parent(_worker_pid)
     # The prefork pool forks after the parent may have made an engine or an HTTP session.
     db.dispose_engine()
     _providers.clear()
     _webhook_sessions.clear()
+
+
+@beat_embedded_init.connect
+def _beat_dies_with_worker(**_: Any) -> None:
+    # `worker --beat` forks beat as a process of its own, which Celery does not tie to the
+    # worker: without this, a SIGKILLed worker leaves it ticking.
+    die_with_parent(_worker_pid)
+
+
+@worker_shutting_down.connect
+def _shutdown_watchdog(**_: Any) -> None:
+    # A warm shutdown can hang for ever (billiard's pool finalizer waiting on a lock that a
+    # killed pool child held); after the grace period the worker ends itself instead.
+    start_shutdown_watchdog(get_settings().shutdown_grace_s)
 
 
 def enqueue_due_tasks() -> int:

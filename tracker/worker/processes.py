@@ -1,27 +1,21 @@
 """Starting the long-running processes (worker, beat, API) after checking what they need.
 
 Each check fails with one clear line (an `errors.TrackerError`), never a traceback: a missing API
-key, a database without tables, a broker that does not answer.
+key, a database without tables, a broker that does not answer, a port that is taken. `tracker up`
+supervises these processes (`supervisor.py`); how long each may live is `lifetime.py`'s job.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from tracker.errors import PortUnavailable
 from tracker.health import check_api_key, check_broker, check_database
 from tracker.settings import Settings
 
-__all__ = [
-    "run_api",
-    "run_beat",
-    "run_worker",
-]
-
+__all__ = ["check_port_free", "preflight", "run_api", "run_beat", "run_worker"]
 
 # Celery logs every task it receives and finishes, and beat every tick it sends: three INFO
 # lines a second doing nothing. tracker logs what its tasks did (claims, polls, sends) itself,
@@ -35,12 +29,15 @@ def _quiet_celery(loglevel: str) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _preflight(settings: Settings, *, needs_api_key: bool) -> None:
+def preflight(settings: Settings, *, needs_api_key: bool) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
     if needs_api_key:
         check_api_key(settings)
     check_database()
     check_broker(settings)
+
+
+# --- tracker worker, beat, api ---------------------------------------------------------------
 
 
 def run_worker(
@@ -49,13 +46,12 @@ def run_worker(
     concurrency: int,
     loglevel: str,
     with_beat: bool = False,
-    with_api: bool = False,
 ) -> None:
-    """Run a Celery worker in this process (with beat and the API beside it for `tracker up`)."""
+    """Run a Celery worker in this process (with beat embedded for `tracker up`)."""
     from tracker import metrics
 
     metrics.enable_worker_metrics(settings)  # before anything imports prometheus_client
-    _preflight(settings, needs_api_key=True)
+    preflight(settings, needs_api_key=True)
     from tracker.worker.celery_app import app
 
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
@@ -66,26 +62,10 @@ def run_worker(
         # tracker's needs remote control, and gossip/mingle only make noise on one machine.
         argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     _quiet_celery(loglevel)
-    api_process = _start_api_process(settings, loglevel) if with_api else None
-    try:
-        app.worker_main(argv)
-    finally:
-        if api_process is not None:
-            api_process.terminate()
-            try:
-                api_process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                api_process.kill()
+    app.worker_main(argv)
 
 
-def _start_api_process(settings: Settings, loglevel: str) -> subprocess.Popen[bytes]:
-    # A process of its own: Celery's prefork pool must not fork an event loop and a socket.
-    _check_port_free(settings.api_host, settings.api_port)
-    command = [sys.executable, "-m", "tracker", "api", "--loglevel", loglevel.lower()]
-    return subprocess.Popen(command)
-
-
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -108,7 +88,7 @@ def run_api(
     check_database()
     host = host or settings.api_host
     port = port or settings.api_port
-    _check_port_free(host, port)
+    check_port_free(host, port)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -116,6 +96,8 @@ def run_api(
         log_level=log_level,
         server_header=False,
         proxy_headers=False,  # behind a proxy, set it up there; never trust X-Forwarded-* here
+        # Requests still running after the grace period are cut; `up` kills it then anyway.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
     )
 
 
@@ -123,7 +105,7 @@ def run_beat(settings: Settings, *, loglevel: str, schedule_file: Path | None = 
     """Run Celery beat (the ticker) in this process."""
     schedule_file = schedule_file or settings.data_dir.resolve() / "celerybeat-schedule"
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
-    _preflight(settings, needs_api_key=False)
+    preflight(settings, needs_api_key=False)
     from tracker.worker.celery_app import app
 
     _quiet_celery(loglevel)
