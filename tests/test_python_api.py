@@ -6,9 +6,8 @@ import pytest
 
 from tests.conftest import Configure
 from tracker import Tracker
-from tracker.errors import InvalidInput, InvalidMetadata, UnknownTask
+from tracker.errors import InvalidInput, InvalidMetadata, InvalidWebhookURL, UnknownTask
 from tracker.states import TaskStatus
-from tracker.errors import InvalidWebhookURL
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from bench.__main__ import SCENARIOS
 from bench.result import Row, ScenarioResult
 from tests.conftest import POSTGRES_ADMIN_URL
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Rows this side of the harness always produces (subjects depend on the quick sizes).
 EXPECTED = {

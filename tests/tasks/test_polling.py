@@ -1,7 +1,8 @@
 """Claiming and polling against the real simulator, on SQLite and PostgreSQL, in-process.
 
 These drive `claim_due_tasks` and `poll_batch` directly with tiny intervals, so a whole
-lifecycle plays out in a few rounds; `test_e2e.py` does the same through Celery processes.
+lifecycle plays out in a few rounds; `tests/e2e/test_workers.py` does the same through Celery
+processes.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from alembic.script import ScriptDirectory
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # What a fresh clone would not have, or what a build must not pick up.
 NOT_SOURCE = shutil.ignore_patterns(
     ".git",

@@ -19,7 +19,7 @@ import yaml
 
 from tracker.settings import Settings, env_name
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 NOT_INSTALLED = "docker-compose not installed: run `apt-get install docker-compose` (.ci/run does)"
 

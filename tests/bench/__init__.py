@@ -1,0 +1,1 @@
+"""The benchmarks, at quick sizes: every row is produced (never a speed)."""

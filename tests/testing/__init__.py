@@ -1,0 +1,1 @@
+"""The test doubles shipped in tracker.testing."""
