@@ -1,4 +1,4 @@
-"""The HTTP API commands of `tracker`: `api` (serve it) and `tokens ...` (who may call it).
+"""`tracker tokens ...`: who may call the HTTP API.
 
 Thin like the rest of the CLI. A token is printed once, by `tokens create`; only its hash is kept.
 """
@@ -15,31 +15,12 @@ from tracker.cli import tables
 from tracker.cli.output import JsonFlag, friendly_errors, out
 from tracker.settings import get_settings
 
-__all__ = ["serve_api", "tokens_app"]
+__all__ = ["tokens_app"]
 
 tokens_app = typer.Typer(
     help="Bearer tokens for the HTTP API: create (shown once), list, revoke.",
     no_args_is_help=True,
 )
-
-
-@friendly_errors
-def serve_api(
-    host: Annotated[
-        str | None, typer.Option(help="Address to bind (default: TRACKER_API_HOST, 127.0.0.1).")
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(min=1, max=65535, help="Port (default: TRACKER_API_PORT, 8000)."),
-    ] = None,
-    log_level: Annotated[
-        str, typer.Option("--loglevel", "-l", help="uvicorn's log level (info, warning...).")
-    ] = "info",
-) -> None:
-    """Serve the HTTP API (docs at /docs); every /v1 route needs a `tracker tokens create` token."""
-    from tracker.worker import processes
-
-    processes.run_api(get_settings(), host=host, port=port, log_level=log_level.lower())
 
 
 @tokens_app.command("create")

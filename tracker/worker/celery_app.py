@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -96,18 +97,12 @@ def _shutdown_watchdog(**_: Any) -> None:
 def enqueue_due_tasks() -> int:
     """Claim due tasks and deliveries, send one message per batch; returns the tasks claimed."""
     settings = get_settings()
-    with db.session_scope() as session:
-        claims = polling.claim_due_tasks(
-            session,
-            now=database_now(session),
-            limit=settings.claim_limit,
-            lease_s=settings.poll_lease_s,
-            batch_size=settings.poll_batch_size,
-        )
-    for claim in claims:
-        # A message that outlives its lease is useless: the rows are due again by then.
-        poll.apply_async(args=[claim.to_message()], expires=claim.lease_expires_at)
-    claimed = sum(len(claim.row_ids) for claim in claims)
+    claimed = _claim_and_send(
+        polling.claim_due_tasks,
+        poll,
+        lease_s=settings.poll_lease_s,
+        batch_size=settings.poll_batch_size,
+    )
     sending = enqueue_due_deliveries()
     if claimed or sending:
         log.info("tick: claimed %d due tasks and %d due deliveries", claimed, sending)
@@ -117,17 +112,30 @@ def enqueue_due_tasks() -> int:
 def enqueue_due_deliveries() -> int:
     """Claim due webhook deliveries, send one message per batch; returns how many."""
     settings = get_settings()
+    return _claim_and_send(
+        sender.claim_due_deliveries,
+        deliver,
+        lease_s=settings.webhook_lease_s,
+        batch_size=settings.webhook_batch_size,
+    )
+
+
+def _claim_and_send(
+    claim: Callable[..., list[Claim]], task: Any, *, lease_s: float, batch_size: int
+) -> int:
+    """Lease due rows with `claim` (on the database's clock), one `task` message per batch."""
     with db.session_scope() as session:
-        batches = sender.claim_due_deliveries(
+        claims = claim(
             session,
             now=database_now(session),
-            limit=settings.claim_limit,
-            lease_s=settings.webhook_lease_s,
-            batch_size=settings.webhook_batch_size,
+            limit=get_settings().claim_limit,
+            lease_s=lease_s,
+            batch_size=batch_size,
         )
-    for batch in batches:
-        deliver.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
-    return sum(len(batch.row_ids) for batch in batches)
+    for batch in claims:
+        # A message that outlives its lease is useless: the rows are due again by then.
+        task.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
+    return sum(len(batch.row_ids) for batch in claims)
 
 
 @app.task(name="tracker.tick", ignore_result=True)
