@@ -104,11 +104,10 @@ def _dependency_folders() -> list[str]:
     unique: list[str] = []
     for folder in folders:
         resolved = Path(folder).resolve()
-        if (
-            resolved.is_dir()
-            and not resolved.is_relative_to(REPO_ROOT)
-            and str(resolved) not in unique
-        ):
+        # Only site-packages folders: never the clone itself, whose tracker/ must stay unseen
+        # (the clone's own .venv, as in CI, is fine: it holds no tracker but a finder .pth,
+        # which a plain path in a .pth does not run).
+        if resolved.is_dir() and resolved != REPO_ROOT and str(resolved) not in unique:
             unique.append(str(resolved))
     return unique
 
