@@ -24,9 +24,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tracker.db.engine import make_private_folder
 from tracker.db.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
 from tracker.settings import Settings
-from tracker.states import TaskStatus
+from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks import queries
 from tracker.upstream import PollResult, Provider
 
@@ -56,7 +57,7 @@ def enable_worker_metrics(settings: Settings) -> None:
     Must run before prometheus_client is first imported: it picks its storage at import.
     """
     folder = worker_metrics_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_folder(folder)  # 0700, like every folder tracker makes
     os.environ.setdefault(MULTIPROC_ENV, str(folder))
 
 
@@ -215,8 +216,8 @@ class _DatabaseCollector:
         deliveries = GaugeMetricFamily(
             "tracker_webhook_deliveries", "Webhook deliveries by status.", labels=["status"]
         )
-        for status in ("pending", "delivered", "failed"):
-            deliveries.add_metric([status], figures.deliveries_by_status.get(status, 0))
+        for status in DeliveryStatus:
+            deliveries.add_metric([status.value], figures.deliveries_by_status.get(status, 0))
         yield deliveries
         attempts = CounterMetricFamily(
             "tracker_webhook_attempts", "Webhook delivery attempts by outcome.", labels=["outcome"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from fastapi.testclient import TestClient
 from tests.conftest import Configure
 from tracker import db, tokens
 from tracker.api import create_app
+from tracker.db import migrate
 from tracker.db.clock import utc_now
+from tracker.settings import Settings
 from tracker.states import TaskStatus
 from tracker.tasks import queries
 
@@ -44,6 +47,24 @@ def token(api: TestClient) -> str:
 def client(api: TestClient, token: str) -> TestClient:
     api.headers["Authorization"] = f"Bearer {token}"
     return api
+
+
+def test_an_app_serves_exactly_the_database_of_the_settings_it_was_built_with(
+    tmp_path: Path,
+) -> None:
+    apps = {}
+    for name in ("first", "second"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        migrate.upgrade(url)
+        with db.session_scope(url) as session:
+            secret = tokens.create_token(session, name).secret
+        app = TestClient(create_app(Settings(database_url=url)))
+        app.headers["Authorization"] = f"Bearer {secret}"
+        apps[name] = app
+    assert apps["first"].post("/v1/tasks", json={"task_id": "only-in-first"}).status_code == 201
+    listed = {name: app.get("/v1/tasks").json()["tasks"] for name, app in apps.items()}
+    assert [task["task_id"] for task in listed["first"]] == ["only-in-first"]
+    assert listed["second"] == []
 
 
 def _stored_task_ids() -> list[str]:
