@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracker.db.engine import make_private_folder as _make_private_folder
 from tracker.settings import get_settings
 
 _settings = get_settings()
@@ -26,7 +27,8 @@ if _settings.uses_embedded_broker:
     broker_url = f"{_embedded.ALIAS}://"  # kombu's filesystem transport, made safe
     _folder = _settings.broker_folder.resolve()
     for _name in ("queue", "processed", "control"):
-        (_folder / _name).mkdir(parents=True, exist_ok=True)  # the transport needs them to exist
+        # The transport needs them to exist; messages are only the owner's to read (0700).
+        _make_private_folder(_folder / _name)
     broker_transport_options = {
         "data_folder_in": str(_folder / "queue"),
         "data_folder_out": str(_folder / "queue"),
@@ -51,12 +53,20 @@ worker_redirect_stdouts = False
 worker_send_task_events = False
 task_send_sent_event = False
 
-# Ticks and webhook deliveries are taken before poll batches. A tick queued behind a backlog of
-# batches would expire unseen (nothing new is claimed until the backlog is gone), and a delivery
-# queued behind the batches its tick claimed would wait for all of them. On Redis a message's
-# priority picks the list it waits in and 0 (the default: ticks, deliveries) is taken first;
-# the embedded broker ignores priorities.
-task_routes = {"tracker.poll": {"priority": 6}}
+# Two queues, so that webhooks cannot starve polling (a receiver that answers slowly but
+# honestly used to hold every worker process): ticks and poll batches on TRACKER_QUEUE, webhook
+# deliveries on TRACKER_QUEUE.webhooks, each consumed by a pool of its own under `tracker up`
+# and docker-compose (`tracker worker --queues`; a plain `tracker worker` consumes both).
+# Ticks stay with the polls: a tick claims poll batches first, and a worker that polls is always
+# there to take it. Within the poll queue, ticks are taken before batches: a tick queued behind a
+# backlog of batches would expire unseen (nothing new is claimed until the backlog is gone). On
+# Redis a message's priority picks the list it waits in and 0 (the default: ticks) is taken
+# first; the embedded broker ignores priorities.
+task_routes = {
+    "tracker.tick": {"queue": _settings.poll_queue},
+    "tracker.poll": {"queue": _settings.poll_queue, "priority": 6},
+    "tracker.deliver": {"queue": _settings.webhook_queue},
+}
 
 beat_schedule = {
     "tick": {

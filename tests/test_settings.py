@@ -184,7 +184,7 @@ def test_unrelated_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> Non
     [
         ("TRACKER_POLL_MAX_INTERVAL_S", "1", "TRACKER_POLL_MIN_INTERVAL_S (5) is larger than "),
         ("TRACKER_POLL_LEASE_S", "10", "TRACKER_POLL_LEASE_S (10) must be at least 70 s"),
-        ("TRACKER_WEBHOOK_LEASE_S", "10", "TRACKER_WEBHOOK_LEASE_S (10) must be at least 40 s"),
+        ("TRACKER_WEBHOOK_LEASE_S", "10", "TRACKER_WEBHOOK_LEASE_S (10) must be at least 30 s"),
         ("TENSORSLAB_BASE_URL", "api.tensorslab.com", "TENSORSLAB_BASE_URL must start with http"),
         ("TENSORSLAB_AUTH_SCHEME", "Bear er", "TENSORSLAB_AUTH_SCHEME must be one word"),
         ("TRACKER_BROKER_URL", "amqp://x", "TRACKER_BROKER_URL must be filesystem:// "),

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     webhook_lease_s: Seconds = 120.0
     webhook_batch_size: int = Field(default=20, ge=1, le=1000)
     webhook_concurrency: int = Field(default=8, ge=1, le=64)
+    # Attempts in flight (leased, lease not ended) per endpoint: a slow endpoint slows itself.
+    webhook_endpoint_concurrency: int = Field(default=4, ge=1, le=1000)
+    # Processes of a worker that consumes only deliveries (`tracker up` starts one).
+    webhook_workers: int = Field(default=2, ge=1, le=64)
 
     shutdown_grace_s: float = Field(default=8.0, ge=1, le=300)
 
@@ -126,6 +130,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
     api_max_batch: int = Field(default=1000, ge=1, le=10_000)
+    # The whole request (headers and body) must arrive within this long of the connection
+    # opening, or of the previous response on a kept-alive connection: 408, then closed.
+    api_request_timeout_s: float = Field(default=10.0, ge=1, le=300)
 
     # -- names ------------------------------------------------------------------------------------
 
@@ -278,32 +285,48 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_poll_lease(self) -> Self:
-        one_poll_s = self.tensorslab_connect_timeout_s + self.tensorslab_read_timeout_s
+        one_poll_s = self.poll_attempt_deadline_s  # the whole attempt, whatever upstream does
         if self.poll_lease_s < one_poll_s * 2:
             raise ValueError(
                 f"TRACKER_POLL_LEASE_S ({self.poll_lease_s:g}) must be at least "
-                f"{one_poll_s * 2:g} s: twice TENSORSLAB_CONNECT_TIMEOUT_S + "
-                "TENSORSLAB_READ_TIMEOUT_S, so a slow poll cannot outlive its lease"
+                f"{one_poll_s * 2:g} s: twice the deadline of one poll ("
+                "TENSORSLAB_CONNECT_TIMEOUT_S + TENSORSLAB_READ_TIMEOUT_S = "
+                f"{one_poll_s:g}, connect to last byte), so a slow poll cannot outlive its lease"
             )
         return self
 
     @model_validator(mode="after")
     def _check_webhook_lease(self) -> Self:
-        one_send_s = self.webhook_timeout_s + min(5.0, self.webhook_timeout_s)  # connect + read
+        one_send_s = self.webhook_timeout_s  # the deadline of a whole attempt, connect included
         if self.webhook_lease_s < one_send_s * 2:
             raise ValueError(
                 f"TRACKER_WEBHOOK_LEASE_S ({self.webhook_lease_s:g}) must be at least "
-                f"{one_send_s * 2:g} s: twice the longest send (connect up to 5 s, plus "
-                f"TRACKER_WEBHOOK_TIMEOUT_S = {self.webhook_timeout_s:g})"
+                f"{one_send_s * 2:g} s: twice the longest send (TRACKER_WEBHOOK_TIMEOUT_S = "
+                f"{self.webhook_timeout_s:g}, the deadline of one attempt, connect to last byte)"
             )
         return self
 
     # -- derived ----------------------------------------------------------------------------------
 
     @property
+    def poll_attempt_deadline_s(self) -> float:
+        """The bound on one whole upstream request (connect, send, answer, body)."""
+        return self.tensorslab_connect_timeout_s + self.tensorslab_read_timeout_s
+
+    @property
     def broker_folder(self) -> Path:
         """Where the embedded filesystem broker keeps its messages."""
         return self.data_dir / "broker"
+
+    @property
+    def poll_queue(self) -> str:
+        """The broker queue of ticks and poll batches."""
+        return self.queue
+
+    @property
+    def webhook_queue(self) -> str:
+        """The broker queue of webhook deliveries, consumed by a pool of its own."""
+        return f"{self.queue}.webhooks"
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -149,7 +149,7 @@ def test_an_unreachable_broker_is_one_clear_line(database_url: str) -> None:
         ("TENSORSLAB_BASE_URL", "api.tensorslab.com", "must start with http"),
         ("TENSORSLAB_AUTH_SCHEME", "Bear er", "one word"),
         ("TRACKER_POLL_LEASE_S", "10", "TRACKER_POLL_LEASE_S (10) must be at least 70 s"),
-        ("TRACKER_WEBHOOK_LEASE_S", "10", "TRACKER_WEBHOOK_LEASE_S (10) must be at least 40 s"),
+        ("TRACKER_WEBHOOK_LEASE_S", "10", "TRACKER_WEBHOOK_LEASE_S (10) must be at least 30 s"),
         ("TRACKER_WEBHOOK_RETRY_SCHEDULE_S", "5,soon", "comma-separated seconds"),
         ("TRACKER_WEBHOOK_ALLOWED_NETWORKS", "localhost", "TRACKER_WEBHOOK_ALLOWED_NETWORKS"),
     ],

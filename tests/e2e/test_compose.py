@@ -26,7 +26,7 @@ NOT_INSTALLED = "docker-compose not installed: run `apt-get install docker-compo
 PASSWORD = "s3cret-Pw_1"
 API_KEY = "tl-test-key"
 SECRETS = {"POSTGRES_PASSWORD": PASSWORD, "TENSORSLAB_API_KEY": API_KEY}
-TRACKER_SERVICES = ("migrate", "worker", "beat", "api")
+TRACKER_SERVICES = ("migrate", "worker", "webhook-worker", "beat", "api")
 # Settings the compose file fixes itself instead of passing through with tracker's default.
 SET_BY_COMPOSE = {
     "TRACKER_DATA_DIR",
@@ -106,18 +106,27 @@ def test_compose_file_renders_the_deployment(tmp_path: Path) -> None:
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
-    for name in ("worker", "beat", "api"):
+    for name in ("worker", "webhook-worker", "beat", "api"):
         depends_on = services[name]["depends_on"]
         assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
         assert depends_on["redis"]["condition"] == "service_healthy", name
-    assert _command(services["worker"]) == ["worker", "--concurrency", "4"]
+    # Polls and webhooks in pools of their own: a slow receiver cannot hold up polling.
+    assert _command(services["worker"]) == ["worker", "--queues", "polls", "--concurrency", "4"]
+    assert _command(services["webhook-worker"]) == [
+        "worker",
+        "--queues",
+        "webhooks",
+        "--concurrency",
+        "2",
+    ]
     assert _command(services["beat"]) == ["beat"]
     assert _command(services["api"]) == ["api"]
     assert "/healthz" in _healthcheck(services["api"])
     published = services["api"]["ports"][0]
     published = published if isinstance(published, str) else f"{published['published']}"
     assert "8000" in published
-    for name in ("beat", "worker", "api"):  # beat's schedule; workers' metrics, read by the API
+    # beat's schedule; workers' metrics, read by the API
+    for name in ("beat", "worker", "webhook-worker", "api"):
         volumes = services[name]["volumes"]
         assert any(volume.endswith(":/data") or ":/data:" in volume for volume in volumes), name
 
@@ -158,12 +167,15 @@ def test_compose_file_takes_overrides_from_the_environment(tmp_path: Path) -> No
         tmp_path,
         **SECRETS,
         TRACKER_WORKER_CONCURRENCY="12",
+        TRACKER_WEBHOOK_WORKERS="5",
         TRACKER_POLL_MAX_INTERVAL_S="60",
         TENSORSLAB_BASE_URL="http://simulator:8099",
         TENSORSLAB_AUTH_SCHEME="",
     )["services"]
 
-    assert _command(services["worker"]) == ["worker", "--concurrency", "12"]
+    assert _command(services["worker"]) == ["worker", "--queues", "polls", "--concurrency", "12"]
+    assert _command(services["webhook-worker"])[-2:] == ["--concurrency", "5"]
+    assert services["webhook-worker"]["environment"]["TRACKER_WEBHOOK_WORKERS"] == "5"
     environment = services["beat"]["environment"]
     assert environment["TRACKER_POLL_MAX_INTERVAL_S"] == "60"
     assert environment["TENSORSLAB_BASE_URL"] == "http://simulator:8099"

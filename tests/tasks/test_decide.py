@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tracker.states import TaskStatus
-from tracker.tasks.decide import PollOutcome, ProviderPause, TaskSnapshot, decide
+from tracker.tasks.decide import (
+    RETRY_AFTER_SPREAD,
+    PollOutcome,
+    ProviderPause,
+    TaskSnapshot,
+    decide,
+    retry_after_delay_s,
+)
 from tracker.tasks.schedule import PollPolicy, error_backoff_s, poll_interval_s
 from tracker.upstream.base import (
     ContractViolation,
@@ -380,6 +388,51 @@ def test_throttled_with_retry_after_100s_waits_at_least_100s_whatever_the_jitter
     assert outcome.provider_pause == ProviderPause(
         NOW + timedelta(seconds=100), "throttled: HTTP 429"
     )
+
+
+@pytest.mark.parametrize(
+    ("problem", "current", "prior_errors"),
+    [
+        pytest.param(Throttled("HTTP 429", retry_after_s=100.0), S.PROCESSING, 0, id="429-100s"),
+        pytest.param(Throttled("HTTP 429", retry_after_s=30.0), S.PENDING, 0, id="429-30s"),
+        pytest.param(Throttled("HTTP 429", retry_after_s=60.0), S.UPLOADING, 2, id="429-60s"),
+        pytest.param(Unavailable("HTTP 503", retry_after_s=120.0), S.PENDING, 0, id="503-120s"),
+    ],
+)
+def test_tasks_throttled_together_come_back_spread_over_a_window_after_the_retry_after(
+    problem: UpstreamProblem, current: TaskStatus, prior_errors: int
+) -> None:
+    assert problem.retry_after_s is not None
+    retry_after = problem.retry_after_s
+    task = snapshot(current, errors=prior_errors)
+    backoff = error_backoff_s(
+        POLICY, age_s=AGE_S, status=current, consecutive_errors=prior_errors + 1
+    )
+    assert backoff * 1.1 < retry_after, "the Retry-After, not the backoff, decides these rows"
+
+    delays = sorted(delay_s(run(task, problem, seed=seed)) for seed in range(200))
+
+    assert delays[0] >= retry_after, "never sooner than the Retry-After"
+    assert delays[-1] <= retry_after * (1 + RETRY_AFTER_SPREAD) + 1e-9
+    # Spread over the window, not released at once: every fifth of it gets some tasks.
+    width = retry_after * RETRY_AFTER_SPREAD
+    fifths = Counter(min(int((d - retry_after) / width * 5), 4) for d in delays)
+    assert sorted(fifths) == [0, 1, 2, 3, 4], fifths
+    assert max(fifths.values()) < len(delays) / 2
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "draw", "expected"),
+    [(10.0, 0.0, 10.0), (10.0, 0.5, 12.5), (10.0, 0.999, 14.995), (0.0, 0.7, 0.0)],
+)
+def test_the_retry_after_delay_is_the_retry_after_stretched_by_up_to_the_spread(
+    retry_after: float, draw: float, expected: float
+) -> None:
+    class Fixed(random.Random):
+        def random(self) -> float:
+            return draw
+
+    assert retry_after_delay_s(retry_after, Fixed()) == pytest.approx(expected)
 
 
 def test_a_short_retry_after_does_not_shorten_the_backoff() -> None:

@@ -18,6 +18,7 @@ from tracker.testing.receiver import (
     Garbage,
     Hang,
     Redirect,
+    Trickle,
     WebhookReceiver,
 )
 from tracker.webhooks.signing import generate_secret, sign_headers
@@ -236,3 +237,25 @@ def test_bad_configuration_is_refused() -> None:
         _ = WebhookReceiver().url
     with pytest.raises(TypeError):
         WebhookReceiver().script("500")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("slow_headers", [True, False], ids=["headers", "body-only"])
+def test_a_trickle_sends_one_byte_at_a_time_and_stop_ends_it(slow_headers: bool) -> None:
+    receiver = WebhookReceiver(secrets=[SECRET]).start()
+    try:
+        receiver.script(Trickle(0.05, status=201, body="slow", headers=slow_headers))
+        started = time.monotonic()
+        response = _post(receiver, timeout=5.0)  # each read gets a byte well within 5 s
+        assert (response.status_code, response.text) == (201, "slow")
+        assert time.monotonic() - started >= 0.05 * len("slow")
+        assert receiver.received[0].answered_status == 201
+
+        receiver.script(Trickle(30))
+        with pytest.raises(requests.Timeout):
+            _post(receiver, timeout=0.3)
+    finally:
+        started = time.monotonic()
+        receiver.stop()
+        assert time.monotonic() - started < 2
+    with pytest.raises(ValueError):
+        Trickle(0)

@@ -378,3 +378,19 @@ def test_stop_ends_kept_alive_connections(http: requests.Session) -> None:
 
     with pytest.raises(requests.ConnectionError):
         http.post(url, json={"taskid": "k"}, headers={"Authorization": "k"}, timeout=5)
+
+
+def test_trickle_sends_the_answer_one_byte_at_a_time_and_counts_it_in_flight(
+    sim: Simulator, http: requests.Session
+) -> None:
+    sim.add_task(TaskScript("drip", (Step(2),), faults=Faults(trickle_s=0.005)))
+    started = time.monotonic()
+
+    reply = ask(http, sim, "drip")
+
+    assert reply.status_code == 200 and reply.json()["data"]["task_status"] == 2
+    assert time.monotonic() - started >= 0.005 * len(reply.content)
+    state = sim.task_state("drip")
+    assert state["faults"]["trickle_s"] == 0.005 and state["max_concurrent_queries"] == 1
+    with pytest.raises(ScriptError, match="trickle_s"):
+        Faults(trickle_s=-1)

@@ -105,8 +105,11 @@ def _send_until_settled(url: str, **options: object) -> None:
     while time.monotonic() < deadline:
         _send_due(url, **options)  # type: ignore[arg-type]
         with db.session_scope(url) as session:
-            pending = session.scalar(
-                select(func.count()).where(WebhookDelivery.status == "pending")
+            pending = session.scalar(  # held ones (no next attempt) wait for an enable
+                select(func.count()).where(
+                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.next_attempt_at.is_not(None),
+                )
             )
         if not pending:
             return

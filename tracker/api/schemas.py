@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
+from tracker.tasks.register import MAX_METADATA_BYTES
 
 __all__ = [
     "AttemptPublic",
@@ -112,7 +113,9 @@ class TaskCreate(_Input):
     )
     metadata: dict[str, Any] | None = Field(
         default=None,
-        description="Your own JSON object, stored with the task and sent in its webhooks.",
+        description="Your own JSON object, stored with the task and sent in its webhooks; "
+        f"at most {MAX_METADATA_BYTES} bytes (16 KiB) as compact UTF-8 JSON, or the request "
+        "gets 422 `invalid_input` and nothing is stored.",
         examples=[{"order": 1042}],
     )
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -56,11 +57,11 @@ def _watch_table(snapshot: watch_use_case.WatchSnapshot, *, live: bool = False) 
     for item in snapshot.tasks:
         task = item.task
         table.add_row(
-            task.task_id,
+            Text(task.task_id),
             tables.status_text(item.status),
             format_duration(item.time_in_status_s),
             str(task.poll_count),
-            "\n".join(item.result_urls) or task.upstream_message or task.last_error or "",
+            Text("\n".join(item.result_urls) or task.upstream_message or task.last_error or ""),
         )
     return table
 
@@ -122,7 +123,7 @@ def watch(
         more = f" and {len(waiting) - 10} more" if len(waiting) > 10 else ""
         err.print(
             f"[red]error:[/red] timed out after {timeout_s:g} s; {len(waiting)} of "
-            f"{len(snapshot.tasks)} tasks not finished: {shown}{more}",
+            f"{len(snapshot.tasks)} tasks not finished: {escape(shown)}{more}",
             highlight=False,
         )
         raise typer.Exit(1)
@@ -142,7 +143,7 @@ def _stats_tables(figures: stats_use_case.Stats) -> Group:
     if figures.since:
         scope.append(f"registered since {figures.since:%Y-%m-%d %H:%M:%S} UTC")
     counts = Table(
-        title="tasks by status" + (f" ({', '.join(scope)})" if scope else ""),
+        title=Text("tasks by status" + (f" ({', '.join(scope)})" if scope else "")),
         header_style="bold",
     )
     counts.add_column("status")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from tracker import db
 from tracker.cli.output import err, friendly_errors, out
@@ -61,27 +62,68 @@ def db_upgrade(
 
         reason = " ".join(str(getattr(error, "orig", error)).split())[:300]
         raise DatabaseUnavailable(f"migration failed: {reason}") from None
-    where = db.describe_url(settings.database_url)
+    where = escape(db.describe_url(settings.database_url))
     if before == after:
         out.print(f"database at [bold]{where}[/bold] was already at revision {after}")
     else:
         out.print(f"database at [bold]{where}[/bold] upgraded from {before or 'empty'} to {after}")
 
 
+def _queue_kinds(value: str) -> str:
+    from tracker.worker.processes import QUEUE_KINDS
+
+    kinds = [kind.strip().lower() for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in QUEUE_KINDS]
+    if unknown or not kinds:
+        raise typer.BadParameter(
+            f"{', '.join(unknown) or 'nothing'}: choose one or more of {', '.join(QUEUE_KINDS)}"
+        )
+    return ",".join(kinds)
+
+
 @friendly_errors
 def worker(
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 2,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            max=64,
+            help="Processes (default: 2; TRACKER_WEBHOOK_WORKERS for `--queues webhooks`).",
+        ),
+    ] = None,
+    queues: Annotated[
+        str,
+        typer.Option(
+            "--queues",
+            "-Q",
+            callback=_queue_kinds,
+            help="What to consume: polls (ticks and poll batches), webhooks (deliveries), or both.",
+        ),
+    ] = "polls,webhooks",
     loglevel: LogLevel = LogLevelName.INFO,
     with_beat: Annotated[
         bool,
         typer.Option("--beat", hidden=True, help="Run beat inside this worker (`tracker up`)."),
     ] = False,
 ) -> None:
-    """Run a worker: polls the batches that beat hands out. Needs TENSORSLAB_API_KEY."""
+    """Run a worker: polls the batches that beat hands out and sends the webhooks due.
+
+    Polling needs TENSORSLAB_API_KEY; a `--queues webhooks` worker does not.
+    """
     from tracker.worker import processes
 
+    settings = get_settings()
+    kinds = queues.split(",")
+    if concurrency is None:
+        concurrency = settings.webhook_workers if kinds == ["webhooks"] else 2
     processes.run_worker(
-        get_settings(), concurrency=concurrency, loglevel=loglevel.value, with_beat=with_beat
+        settings,
+        concurrency=concurrency,
+        loglevel=loglevel.value,
+        with_beat=with_beat,
+        queues=kinds,
     )
 
 
@@ -108,7 +150,10 @@ def up(
         typer.Option(help="Also serve the HTTP API on TRACKER_API_HOST:TRACKER_API_PORT."),
     ] = True,
 ) -> None:
-    """Run worker, beat and the HTTP API together, for one machine. Needs TENSORSLAB_API_KEY.
+    """Run workers, beat and the HTTP API together, for one machine. Needs TENSORSLAB_API_KEY.
+
+    A poll worker (-c processes, beat embedded) and a webhook worker (TRACKER_WEBHOOK_WORKERS
+    processes), so that slow webhook receivers never hold up polling.
 
     Each runs in a child process of this one; stopping this one (SIGTERM, Ctrl-C) stops them
     all within TRACKER_SHUTDOWN_GRACE_S, and a child never outlives it.
@@ -141,7 +186,11 @@ def simulate(
     try:
         serve(host=host, port=port, api_key=api_key, seed=seed, verbose=verbose)
     except OSError as error:
-        err.print(f"[red]error:[/red] cannot listen on {host}:{port}: {error.strerror}")
+        err.print(
+            f"[red]error:[/red] cannot listen on {escape(host)}:{port}: "
+            f"{escape(str(error.strerror))}",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
 
 

@@ -77,11 +77,11 @@ def tasks_table(tasks: Iterable[TaskView], *, title: str | None = None) -> Table
         table.add_column(column, overflow="fold")
     for task in tasks:
         table.add_row(
-            task.task_id,
+            Text(task.task_id),
             status_text(task.status),
             str(task.poll_count),
             _when(task.updated_at),
-            _outcome(task),
+            Text(_outcome(task)),
         )
     return table
 
@@ -114,12 +114,12 @@ def task_table(task: TaskView) -> Table:
     if task.metadata:
         rows.append(("metadata", json.dumps(dict(task.metadata), ensure_ascii=False)))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, Text(value) if isinstance(value, str) else value)
     return table
 
 
 def history_table(task_id: str, transitions: Iterable[TransitionView]) -> Table:
-    table = Table(title=f"history of {task_id}", header_style="bold")
+    table = Table(title=Text(f"history of {task_id}"), header_style="bold")
     for column in ("when (UTC)", "from", "to", "note"):
         table.add_column(column, overflow="fold")
     for item in transitions:
@@ -127,6 +127,6 @@ def history_table(task_id: str, transitions: Iterable[TransitionView]) -> Table:
             item.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             status_text(item.from_status),
             status_text(item.to_status),
-            item.note or "",
+            Text(item.note or ""),
         )
     return table

@@ -122,8 +122,8 @@ def list_(
     out.print(tables.tasks_table(tasks, title=f"{len(tasks)} tracked tasks (newest first)"))
     for pause in pauses:
         err.print(
-            f"[yellow]polling of {pause.provider} is paused until "
-            f"{pause.paused_until:%H:%M:%S} UTC:[/yellow] {pause.reason}",
+            f"[yellow]polling of {escape(pause.provider)} is paused until "
+            f"{pause.paused_until:%H:%M:%S} UTC:[/yellow] {escape(pause.reason)}",
             highlight=False,
         )
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tracker import db, tokens
 from tracker.cli import tables
@@ -36,14 +38,15 @@ def tokens_create(
         out.print_json(tables.to_json({"token": created.token, "secret": created.secret}))
         return
     out.print(
-        f"token [bold]{created.token.id}[/bold] ({created.token.name}), shown once, keep it:",
+        f"token [bold]{created.token.id}[/bold] ({escape(created.token.name)}), shown once, "
+        "keep it:",
         highlight=False,
     )
-    out.print(created.secret, highlight=False, soft_wrap=True)
+    out.print(Text(created.secret), highlight=False, soft_wrap=True)
     settings = get_settings()
     out.print(
         f"use it as: curl -H 'Authorization: Bearer {created.token.prefix}...' "
-        f"http://{settings.api_host}:{settings.api_port}/v1/tasks",
+        f"http://{escape(settings.api_host)}:{settings.api_port}/v1/tasks",
         style="dim",
         highlight=False,
         soft_wrap=True,
@@ -70,7 +73,7 @@ def tokens_list(
     for view in views:
         table.add_row(
             str(view.id),
-            view.name,
+            Text(view.name),
             view.prefix + "...",
             f"{view.created_at:%Y-%m-%d %H:%M}",
             f"{view.last_used_at:%Y-%m-%d %H:%M}" if view.last_used_at else "never",
@@ -91,4 +94,4 @@ def tokens_revoke(
     if json_output:
         out.print_json(tables.to_json(view))
     else:
-        out.print(f"token {view.id} ({view.name}) is revoked", highlight=False)
+        out.print(f"token {view.id} ({escape(view.name)}) is revoked", highlight=False)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tracker import db
 from tracker.cli import tables
@@ -43,9 +45,9 @@ def _endpoint_table(views: list[endpoints.EndpointView]) -> Table:
             state = f"failing since {view.failing_since:%Y-%m-%d %H:%M} UTC"
         table.add_row(
             str(view.id),
-            view.url + (f"\n(task {view.task_id})" if view.task_id else ""),
+            Text(view.url + (f"\n(task {view.task_id})" if view.task_id else "")),
             "\n".join(view.events),
-            state,
+            Text(state),
             f"{view.created_at:%Y-%m-%d %H:%M}",
         )
     return table
@@ -77,7 +79,8 @@ def webhooks_add(
         out.print_json(tables.to_json({"endpoint": created.endpoint, "secret": created.secret}))
         return
     out.print(
-        f"added webhook endpoint [bold]{created.endpoint.id}[/bold]: {created.endpoint.url}\n"
+        f"added webhook endpoint [bold]{created.endpoint.id}[/bold]: "
+        f"{escape(created.endpoint.url)}\n"
         f"events: {', '.join(created.endpoint.events)}\n"
         f"signing secret (shown once, keep it): [bold]{created.secret}[/bold]",
         highlight=False,
@@ -107,25 +110,31 @@ def webhooks_remove(endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID
     """Stop sending to an endpoint; its deliveries stay on record."""
     with db.session_scope() as session:
         view = endpoints.remove_endpoint(session, endpoint_id)
-    out.print(f"removed webhook endpoint {view.id} ({view.url})", highlight=False)
+    out.print(f"removed webhook endpoint {view.id} ({escape(view.url)})", highlight=False)
 
 
 @webhooks_app.command("disable")
 @friendly_errors
 def webhooks_disable(endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")]) -> None:
-    """Pause an endpoint: its deliveries fail until it is enabled (then `redeliver` them)."""
+    """Pause an endpoint: its deliveries are held, not sent, until it is enabled.
+
+    Events that happen meanwhile are kept too; enabling sends them all, with their webhook-ids.
+    """
     with db.session_scope() as session:
         view = endpoints.set_enabled(session, endpoint_id, False)
-    out.print(f"disabled webhook endpoint {view.id} ({view.url})", highlight=False)
+    out.print(f"disabled webhook endpoint {view.id} ({escape(view.url)})", highlight=False)
 
 
 @webhooks_app.command("enable")
 @friendly_errors
 def webhooks_enable(endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")]) -> None:
-    """Resume an endpoint (also one tracker disabled after failures or a 410)."""
+    """Resume an endpoint (also one tracker disabled after failures or a 410).
+
+    Every delivery held while it was disabled is sent now, with its webhook-id.
+    """
     with db.session_scope() as session:
         view = endpoints.set_enabled(session, endpoint_id, True)
-    out.print(f"enabled webhook endpoint {view.id} ({view.url})", highlight=False)
+    out.print(f"enabled webhook endpoint {view.id} ({escape(view.url)})", highlight=False)
 
 
 @webhooks_app.command("rotate")
@@ -155,12 +164,12 @@ def _deliveries_table(views: list[deliveries_use_case.DeliveryView]) -> Table:
         last = str(view.last_status_code or "") or (view.last_error or "")
         table.add_row(
             str(view.id),
-            view.task_id,
+            Text(view.task_id),
             view.event_type,
             view.status,
             str(view.attempt_count),
-            last[:60],
-            view.url,
+            Text(last[:60]),
+            Text(view.url),
         )
     return table
 
@@ -203,13 +212,18 @@ def deliveries_show(
         return
     out.print(
         f"delivery [bold]{view.id}[/bold] ({view.message_id}) {view.event_type} for task "
-        f"{view.task_id} to {view.url}: [bold]{view.status}[/bold], "
+        f"{escape(view.task_id)} to {escape(view.url)}: [bold]{view.status}[/bold], "
         f"{_count(len(view.attempts), 'attempt')}"
         + (f" ({view.attempt_count} since the last redelivery)" if _redelivered(view) else "")
-        + (f", next at {view.next_attempt_at:%H:%M:%S} UTC" if view.next_attempt_at else ""),
+        + (f", next at {view.next_attempt_at:%H:%M:%S} UTC" if view.next_attempt_at else "")
+        + (
+            ", held until its endpoint is enabled"
+            if view.status == "pending" and view.next_attempt_at is None
+            else ""
+        ),
         highlight=False,
     )
-    out.print(f"body: {view.payload}", highlight=False, soft_wrap=True)
+    out.print(Text(f"body: {view.payload}"), highlight=False, soft_wrap=True)
     table = Table(header_style="bold", title="attempts")
     for column in ("when (UTC)", "HTTP", "ms", "error", "response"):
         table.add_column(column, overflow="fold")
@@ -218,8 +232,8 @@ def deliveries_show(
             f"{attempt.attempted_at:%Y-%m-%d %H:%M:%S}",
             str(attempt.status_code or "-"),
             f"{attempt.duration_ms:.0f}",
-            attempt.error or "",
-            (attempt.response_excerpt or "")[:200],
+            Text(attempt.error or ""),
+            Text((attempt.response_excerpt or "")[:200]),
         )
     out.print(table)
 

@@ -13,6 +13,10 @@ every database error that means "the database cannot serve this now" becomes one
 `DatabaseUnavailable` line, chosen by exception class and SQLSTATE (or SQLite's error name),
 never by matching message text. A process forked after an engine was made (Celery's prefork
 pool) gets its own engine instead of sharing the parent's sockets.
+
+What tracker creates on disk is its owner's only: folders 0700 (`make_private_folder`), the
+SQLite file 0600 (and so its -wal and -shm files, which SQLite creates with the database
+file's mode), whatever the umask.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "dispose_engine",
     "get_engine",
     "make_engine",
+    "make_private_folder",
     "read_scope",
     "session_scope",
 ]
@@ -44,6 +49,9 @@ __all__ = [
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "tracker_read_only"  # execution option: begin a transaction that only reads
 SCHEMA_TABLE = "tracked_tasks"  # present once `tracker db upgrade` has run
+PRIVATE_FOLDER_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def make_engine(url: str, **options: Any) -> Engine:
@@ -51,12 +59,14 @@ def make_engine(url: str, **options: Any) -> Engine:
     parsed = make_url(url)
     options.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
+        path = None
         if parsed.database and not parsed.database.startswith((":memory:", "file:")):
-            _make_folder(Path(parsed.database).parent)
+            path = Path(parsed.database)
+            _make_folder(path.parent)
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, path)
         return engine
     options.setdefault("pool_pre_ping", True)
     options.setdefault("connect_args", {"connect_timeout": 10})
@@ -70,7 +80,7 @@ def _make_folder(folder: Path) -> None:
             "(set TRACKER_DATA_DIR or TRACKER_DATABASE_URL to a folder tracker may use)"
         )
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_folder(folder)
     except OSError as error:
         raise ConfigError(
             f"cannot create the folder {folder} for the SQLite database: "
@@ -78,7 +88,51 @@ def _make_folder(folder: Path) -> None:
         ) from None
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def make_private_folder(folder: Path) -> None:
+    """Create `folder` and its missing parents, each 0700 whatever the umask.
+
+    Folders that already exist keep their mode: they may be the user's (a home, /srv...).
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=PRIVATE_FOLDER_MODE)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+            continue  # made by another process just now: it applies the mode itself
+        path.chmod(PRIVATE_FOLDER_MODE)  # mkdir's mode is narrowed by the umask only
+
+
+def _make_private_file(path: Path) -> None:
+    """Make `path` 0600: created so (an empty file is an empty SQLite database), or narrowed."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # cannot create it here: connecting reports the problem as one line
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_SIDE_FILES)):
+        try:
+            if candidate.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
+                candidate.chmod(PRIVATE_FILE_MODE)
+        except OSError:
+            pass  # absent, or not ours to change
+
+
+def _configure_sqlite(engine: Engine, path: Path | None) -> None:
+    if path is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _private_file(*_: Any) -> None:
+            # Before the driver opens (and so creates) the file, and before WAL mode makes the
+            # -wal and -shm files, which SQLite gives the database file's mode.
+            _make_private_file(path)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions start (see "begin" below).

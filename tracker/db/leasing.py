@@ -5,11 +5,18 @@ token and pushes their due time to the lease's end. PostgreSQL skips rows anothe
 (`FOR UPDATE SKIP LOCKED`); SQLite's dialect drops `FOR UPDATE`, but its write lock serializes
 claims and the repeated due condition keeps them disjoint. A worker that dies leaves rows that
 fall due again when the lease ends; only the holder of the token may write them before that.
+
+A claim may also cap the rows in flight per group (`GroupCap`: deliveries per endpoint). Rows of
+a group are then ranked by due time with a window function (`row_number() OVER (PARTITION BY
+...)`, on SQLite and PostgreSQL alike) and only the first `cap - in flight` of each group are
+candidates, where in flight means leased with the lease not ended. Each claim then holds rows of
+one group only, so a group whose rows are slow to handle holds no other group's rows.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, any_, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-__all__ = ["Claim", "lease_due_rows"]
+__all__ = ["Claim", "GroupCap", "lease_due_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,50 @@ class Claim:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class GroupCap:
+    """At most `cap` rows with the same `column` value in flight (leased, lease not ended)."""
+
+    column: InstrumentedAttribute[Any]
+    cap: int
+
+
+def _within_cap(
+    model: Any,
+    due: InstrumentedAttribute[datetime | None],
+    now: datetime,
+    conditions: Sequence[ColumnElement[bool]],
+    group: GroupCap,
+) -> ColumnElement[bool]:
+    """`model.id` is among the first `cap - in flight` due rows of its group, oldest first."""
+    # In flight: leased and the lease not ended. A claim pushes `due` to the lease's end, so
+    # those rows also have `due > now`, which lets the due index find them.
+    in_flight = (
+        select(group.column.label("group_key"), func.count().label("n"))
+        .where(model.lease_expires_at > now, due > now)
+        .group_by(group.column)
+        .subquery("in_flight")
+    )
+    ranked = (
+        select(
+            model.id.label("id"),
+            group.column.label("group_key"),
+            func.row_number()
+            .over(partition_by=group.column, order_by=(due, model.id))
+            .label("rank"),
+        )
+        .where(due <= now, *conditions)
+        .subquery("ranked")
+    )
+    allowed = (
+        select(ranked.c.id)
+        .select_from(ranked.outerjoin(in_flight, in_flight.c.group_key == ranked.c.group_key))
+        .where(ranked.c.rank <= group.cap - func.coalesce(in_flight.c.n, 0))
+    )
+    within: ColumnElement[bool] = model.id.in_(allowed)
+    return within
+
+
 def lease_due_rows(
     session: Session,
     model: Any,
@@ -61,18 +112,23 @@ def lease_due_rows(
     lease_s: float,
     batch_size: int,
     conditions: Sequence[ColumnElement[bool]] = (),
+    group_cap: GroupCap | None = None,
 ) -> list[Claim]:
     """Lease up to `limit` rows of `model` whose `due` time is at or before `now`, in claims of
     at most `batch_size` rows (one worker message each). `now` is the database's clock.
 
+    With `group_cap`, at most `group_cap.cap` rows of one group are in flight after the claim
+    (those leased before it count), and each claim holds rows of one group only.
+
     `model` needs `id`, `lease_token` and `lease_expires_at` columns.
     """
+    wanted = [due <= now, *conditions]
+    if group_cap is not None:
+        # The window function sits in a subquery: PostgreSQL refuses FOR UPDATE beside one,
+        # and the locking select below still skips rows that another claim holds.
+        wanted.append(_within_cap(model, due, now, conditions, group_cap))
     candidates = (
-        select(model.id)
-        .where(due <= now, *conditions)
-        .order_by(due)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        select(model.id).where(*wanted).order_by(due).limit(limit).with_for_update(skip_locked=True)
     )
     expires_at = now + timedelta(seconds=lease_s)
     token = uuid.uuid4().hex
@@ -89,11 +145,17 @@ def lease_due_rows(
         # no longer matches it.
         .where(chosen, due <= now)
         .values({"lease_token": token, "lease_expires_at": expires_at, due.key: expires_at})
-        .returning(model.id)
+        .returning(model.id, *(() if group_cap is None else (group_cap.column,)))
         .execution_options(synchronize_session=False)
     )
-    ids = tuple(sorted(session.scalars(statement)))
-    return [
-        Claim(token, ids[start : start + batch_size], expires_at)
-        for start in range(0, len(ids), batch_size)
-    ]
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for row in session.execute(statement):
+        groups[row[1] if group_cap is not None else None].append(row[0])
+    claims = []
+    for key in sorted(groups, key=lambda k: (k is None, k)):
+        ids = tuple(sorted(groups[key]))
+        claims += [
+            Claim(token, ids[start : start + batch_size], expires_at)
+            for start in range(0, len(ids), batch_size)
+        ]
+    return claims

@@ -170,6 +170,19 @@ class WebhookEndpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # kept for history
 
+    __table_args__ = (
+        # One live per-task endpoint per (task, URL): two registrations racing to add the same
+        # webhook to a task insert one row (`subscribe_tasks` inserts ON CONFLICT DO NOTHING).
+        Index(
+            "uq_webhook_endpoints_task_pk_url",
+            "task_pk",
+            "url",
+            unique=True,
+            postgresql_where="task_pk IS NOT NULL AND removed_at IS NULL",
+            sqlite_where="task_pk IS NOT NULL AND removed_at IS NULL",
+        ),
+    )
+
 
 class WebhookDelivery(Base):
     """One message to one endpoint: the exact body, its id, and where its retries stand."""
@@ -188,7 +201,8 @@ class WebhookDelivery(Base):
     payload: Mapped[str] = mapped_column(Text)  # the exact body sent and signed
     status: Mapped[str] = mapped_column(String(12))  # pending, delivered, failed
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None once final
+    # None once final, and while held (pending for a disabled endpoint: not claimed).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_token: Mapped[str | None] = mapped_column(String(36))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_status_code: Mapped[int | None] = mapped_column(Integer)

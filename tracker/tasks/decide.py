@@ -25,7 +25,17 @@ from tracker.upstream.base import (
     UpstreamProblem,
 )
 
-__all__ = ["PollOutcome", "ProviderPause", "TaskSnapshot", "decide"]
+__all__ = [
+    "RETRY_AFTER_SPREAD",
+    "PollOutcome",
+    "ProviderPause",
+    "TaskSnapshot",
+    "decide",
+    "retry_after_delay_s",
+]
+
+# After a Retry-After of R seconds a task's next poll is drawn from [R, R * (1 + spread)].
+RETRY_AFTER_SPREAD = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +182,9 @@ def _problem(
     elif isinstance(problem, Throttled) and problem.retry_after_s:
         pause = ProviderPause(now + timedelta(seconds=problem.retry_after_s), problem.describe())
     if problem.retry_after_s is not None:
-        delay_s = max(delay_s, problem.retry_after_s)
+        # Each task comes back at its own point of a window after the Retry-After: tasks
+        # throttled together (and the provider's pause) must not all be released at once.
+        delay_s = max(delay_s, retry_after_delay_s(problem.retry_after_s, rng))
     return PollOutcome(
         new_status=None,
         next_poll_at=now + timedelta(seconds=delay_s),
@@ -182,3 +194,10 @@ def _problem(
         counts_as_error=True,
         provider_pause=pause,
     )
+
+
+def retry_after_delay_s(retry_after_s: float, rng: random.Random) -> float:
+    """When to poll again after upstream asked to wait `retry_after_s`: never sooner, and
+    spread over the following `RETRY_AFTER_SPREAD` of it, so the throttled tasks come back
+    a few at a time instead of in one burst when the pause ends."""
+    return retry_after_s * rng.uniform(1.0, 1.0 + RETRY_AFTER_SPREAD)

@@ -23,7 +23,17 @@ __all__ = [
     "in_utc",
 ]
 
-MAX_PAGE_SIZE = 1000
+# The most rows in one page of `GET /v1/tasks` or `GET /v1/deliveries` (and `Tracker.list`),
+# chosen so that a page stays a sane size when every row is as large as the caps allow:
+# - a task is at most ~18 KB of JSON: 16 KiB of metadata (register.MAX_METADATA_BYTES, the same
+#   compact UTF-8 JSON the response holds) + ~1 KB of fixed fields (a task ID is at most 256
+#   characters) + what upstream sent (details, result URLs; error excerpts <= 200 characters);
+#   100 tasks: ~1.8 MB, where 1000 could pass 18 MB;
+# - a delivery holds its payload as a JSON string (metadata and details inside, each `"` and `\`
+#   escaped: <= 2 x ~17.5 KB = ~35 KB) and its attempts, each <= ~4.5 KB of answer excerpt
+#   (4,096 bytes) and error (300 characters); one round of retries is 8 attempts: ~36 KB.
+#   100 deliveries: ~7 MB, where 1000 could pass 70 MB.
+MAX_PAGE_SIZE = 100
 MAX_ROW_ID = 2**63 - 1  # BIGINT
 _T = TypeVar("_T")
 

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, lease_due_rows
 from tracker.db.models import ProviderPauseRow, TrackedTask
+from tracker.errors import DatabaseUnavailable
 from tracker.states import TaskStatus
 from tracker.tasks.decide import PollOutcome, TaskSnapshot, decide
 from tracker.tasks.pauses import pause_provider
@@ -74,6 +76,49 @@ class BatchSummary:
     skipped: int  # still leased, but too close to the lease's end to start a poll
     ended: int  # tasks this batch moved to a terminal status (their webhooks are in the outbox)
     outcomes: dict[str, int]
+    released: int = 0  # no longer leased when their turn came (untracked, or lease lost): unasked
+
+
+# How stale the batch's view of which rows it still holds may be when a poll starts: at most
+# one query per this many seconds re-reads it, however many polls the batch starts.
+LEASE_RECHECK_S = 0.5
+
+
+class _LeaseCheck:
+    """Which of a batch's rows still carry its lease token, re-read at most every
+    `LEASE_RECHECK_S` in one query, so that a task untracked while the batch runs (untrack
+    clears the token) is not asked about. Shared by the batch's fetch threads."""
+
+    def __init__(
+        self, claim: Claim, session_scope: SessionFactory, held: set[int], *, every_s: float
+    ) -> None:
+        self._claim = claim
+        self._session_scope = session_scope
+        self._held = held
+        self._every_s = every_s
+        self._read_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def holds(self, task_pk: int) -> bool:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self._every_s and task_pk in self._held:
+                try:
+                    self._held = self._read()
+                except DatabaseUnavailable as error:  # keep the last view: writes are guarded
+                    log.debug("could not re-check the batch's lease: %s", error)
+                self._read_at = time.monotonic()
+            return task_pk in self._held
+
+    def _read(self) -> set[int]:
+        with self._session_scope() as session:
+            return set(
+                session.scalars(
+                    select(TrackedTask.id).where(
+                        TrackedTask.id.in_(self._held),
+                        TrackedTask.lease_token == self._claim.lease_token,
+                    )
+                )
+            )
 
 
 SessionFactory = Callable[[], Any]  # a context manager yielding a Session in a transaction
@@ -89,13 +134,18 @@ def poll_batch(
     concurrency: int = 1,
     now: Callable[[], datetime] | None = None,
     rng: random.Random | None = None,
+    read_scope: SessionFactory | None = None,
 ) -> BatchSummary:
     """Poll the claimed tasks and write each outcome; tasks no longer leased are skipped.
 
-    No transaction is open while upstream is asked. Polls that could not finish at least
-    `fetch_margin_s` before the lease ends are not started: those rows fall due again. Times
-    are the database's (`now` defaults to a `DatabaseClock` read with the leased rows), like
-    the lease's end that beat stamped.
+    No transaction is open while upstream is asked. A poll is started only while at least
+    `fetch_margin_s` is left before the lease ends; pass the provider's whole-attempt deadline
+    (`tracker.http_deadline`: connect to last byte, whatever upstream does) so that no poll is in
+    flight when the lease ends. The others are not started: those rows fall due again. Before
+    each poll the lease is checked again (one query in `read_scope`, default `session_scope`,
+    at most every `LEASE_RECHECK_S` per batch): a task untracked meanwhile is not asked about.
+    Times are the database's (`now` defaults to a `DatabaseClock` read with the leased rows),
+    like the lease's end that beat stamped.
     """
     rng = rng or random.Random()
     with session_scope() as session:
@@ -104,9 +154,19 @@ def poll_batch(
             now = DatabaseClock.read(session)
     clock = now
     deadline = claim.lease_expires_at - timedelta(seconds=fetch_margin_s)
+    lease = _LeaseCheck(
+        claim,
+        read_scope or session_scope,
+        {item.task_pk for item in leased},
+        every_s=LEASE_RECHECK_S,
+    )
+    released: set[int] = set()
 
     def fetch(item: _Leased) -> tuple[_Leased, PollResult, datetime] | None:
         if clock() >= deadline:
+            return None
+        if not lease.holds(item.task_pk):
+            released.add(item.task_pk)
             return None
         result = provider.fetch(item.task_id)
         return item, result, clock()
@@ -120,9 +180,15 @@ def poll_batch(
     with session_scope() as session:
         labels, ended = _write_outcomes(session, claim, done, provider.name, policy=policy, rng=rng)
     summary = BatchSummary(
-        polled=len(done), skipped=len(leased) - len(done), ended=ended, outcomes=dict(labels)
+        polled=len(done),
+        skipped=len(leased) - len(done) - len(released),
+        ended=ended,
+        outcomes=dict(labels),
+        released=len(released),
     )
     log.info("polled %d tasks (%d ended): %s", summary.polled, summary.ended, summary.outcomes)
+    if summary.released:
+        log.info("%d claimed tasks were untracked or re-leased before their poll", summary.released)
     if summary.skipped:
         log.warning(
             "%d claimed tasks were not polled: their lease would have ended before an answer "

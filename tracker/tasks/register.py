@@ -7,6 +7,7 @@ none of it when anything is refused (a bad ID, bad metadata, a refused URL).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +27,11 @@ from tracker.tasks.views import Registration, TaskView
 from tracker.webhooks.endpoints import subscribe_tasks
 from tracker.webhooks.guard import AddressPolicy, Resolver, system_resolver
 
-__all__ = ["NewTask", "register", "register_tasks"]
+__all__ = ["MAX_METADATA_BYTES", "NewTask", "register", "register_tasks"]
+
+# Metadata is the caller's, stored and returned with the task in every listing and webhook: a
+# cap keeps a page of tasks (and a delivery) a sane size. 16 KiB of compact UTF-8 JSON.
+MAX_METADATA_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,4 +167,19 @@ def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
         raise InvalidMetadata(
             f"metadata of task {task_id!r} must be a JSON object, got {type(metadata).__name__}"
         )
+    size = _metadata_size(metadata, task_id)
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMetadata(
+            f"metadata of task {task_id!r} is {size} bytes of JSON; the limit is "
+            f"{MAX_METADATA_BYTES} (16 KiB)"
+        )
     return metadata
+
+
+def _metadata_size(metadata: dict[str, Any], task_id: str) -> int:
+    """Bytes of `metadata` as compact UTF-8 JSON: as the API returns it inside a task."""
+    try:
+        text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidMetadata(f"metadata of task {task_id!r} is not JSON: {error}") from None
+    return len(text.encode("utf-8", errors="surrogatepass"))

@@ -2,7 +2,8 @@
 
 It accepts a POST on any path, checks the Standard Webhooks signature with the secrets it was
 given (a request verifies if any one of them matches), records every request, and answers as
-scripted: a status, a redirect, a hang, bytes that are not HTTP, or a dropped connection.
+scripted: a status, a redirect, a hang, an answer trickled one byte at a time, bytes that are
+not HTTP, or a dropped connection.
 Standard library HTTP server, one thread per connection, so a hang never blocks other requests.
 
     with WebhookReceiver(secrets=[secret]) as receiver:
@@ -14,6 +15,7 @@ Standard library HTTP server, one thread per connection, so a hang never blocks 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import threading
 import time
@@ -23,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Self, TypeAlias
 
 from tracker.testing.loopback import LoopbackHandler, LoopbackServer
+from tracker.testing.trickle import trickle
 from tracker.webhooks.signing import WebhookVerificationError, validate_secret, verify_signature
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "Hang",
     "ReceivedWebhook",
     "Redirect",
+    "Trickle",
     "WebhookReceiver",
 ]
 
@@ -101,6 +105,28 @@ class Hang:
 
 
 @dataclass(frozen=True, slots=True)
+class Trickle:
+    """Answer `status` with `body`, one byte every `every_s` seconds (each byte after a wait).
+
+    With `headers` (the default) the status line and headers trickle too; without, they go at
+    once and only the body trickles (its Content-Length announced). Every `socket.recv` of the
+    client gets a byte well within any per-read timeout, so only a deadline on the whole attempt
+    ends it. stop() cuts it short (the connection is dropped), as does a client that goes away.
+    """
+
+    every_s: float
+    status: int = 200
+    body: str = "ok"
+    headers: bool = True
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.status <= 599:
+            raise ValueError(f"an HTTP status is 100..599, not {self.status}")
+        if not self.every_s > 0:
+            raise ValueError(f"every_s must be positive, got {self.every_s}")
+
+
+@dataclass(frozen=True, slots=True)
 class Garbage:
     """Write bytes that are not HTTP at all, then close the connection."""
 
@@ -110,7 +136,7 @@ class Drop:
     """Close the connection without answering."""
 
 
-Behaviour: TypeAlias = Answer | Redirect | Hang | Garbage | Drop
+Behaviour: TypeAlias = Answer | Redirect | Hang | Trickle | Garbage | Drop
 
 
 # -- the receiver ------------------------------------------------------------------------------
@@ -150,7 +176,7 @@ class WebhookReceiver(LoopbackServer):
         Replaces any script not yet used up.
         """
         for behaviour in (*behaviours, default):
-            if not isinstance(behaviour, Answer | Redirect | Hang | Garbage | Drop):
+            if not isinstance(behaviour, Answer | Redirect | Hang | Trickle | Garbage | Drop):
                 raise TypeError(f"not a receiver behaviour: {behaviour!r}")
         with self._changed:
             self._script = deque(behaviours)
@@ -327,6 +353,18 @@ class _Handler(LoopbackHandler[WebhookReceiver]):
                     return
                 self.receiver._answered(item, 200)
                 self._write(200, "ok")
+            case Trickle(every_s=every_s, status=status, body=body, headers=slow_headers):
+                self.close_connection = True  # the connection ends with the answer, or before
+                self.receiver._answered(item, status)
+                whole = self._rendered(status, body)
+                head_length = whole.index(b"\r\n\r\n") + 4
+                at_once, slowly = (b"", whole) if slow_headers else _split(whole, head_length)
+                with contextlib.suppress(OSError):
+                    if at_once:
+                        self.wfile.write(at_once)
+                        self.wfile.flush()
+                    # stop(), or a client that goes away, ends it: the rest is dropped
+                    trickle(self.wfile, self.connection, slowly, every_s=every_s, stop=stopping)
             case Garbage():
                 self.close_connection = True
                 with contextlib.suppress(OSError):
@@ -366,7 +404,20 @@ class _Handler(LoopbackHandler[WebhookReceiver]):
             parts.append(self.rfile.read(chunk))
             self.rfile.readline(8)  # the CRLF after each chunk
 
+    def _rendered(self, status: int, body: str) -> bytes:
+        """The bytes `_write` would send, captured instead of sent."""
+        real, self.wfile = self.wfile, io.BytesIO()
+        try:
+            self._write(status, body)
+            return self.wfile.getvalue()
+        finally:
+            self.wfile = real
+
     def _write(self, status: int, body: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Status line, headers and body in one write."""
         payload = body.encode("utf-8")
         self.send_whole(status, payload, content_type="text/plain; charset=utf-8", headers=headers)
+
+
+def _split(data: bytes, at: int) -> tuple[bytes, bytes]:
+    return data[:at], data[at:]

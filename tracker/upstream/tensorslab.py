@@ -1,6 +1,9 @@
 """TensorsLab's `POST /v1/video/infobytaskid`, spoken exactly as its OpenAPI contract says.
 
 One `requests.Session` per client (one client per worker process) keeps connections alive.
+Each poll is one attempt bounded as a whole (connect, send, answer and JSON body) by
+`deadline_s` = connect + read timeout (`tracker.http_deadline`): an upstream that trickles its
+answer cannot keep a poll open past its lease.
 Every answer becomes one `PollResult`; anything outside the contract becomes a
 `ContractViolation` rather than a guess, so it can never cause a false transition.
 """
@@ -14,6 +17,7 @@ from typing import Any
 
 import requests
 
+from tracker.http_deadline import DeadlineExceeded, attempt_deadline, deadline_session
 from tracker.retry_after import parse_retry_after
 from tracker.states import status_from_upstream_code
 from tracker.upstream.base import (
@@ -56,7 +60,8 @@ class TensorsLabClient:
     ) -> None:
         self._url = base_url.rstrip("/") + STATUS_PATH
         self._timeout = (connect_timeout_s, read_timeout_s)
-        self._session = session or requests.Session()
+        self.deadline_s = connect_timeout_s + read_timeout_s  # the whole attempt, body included
+        self._session = deadline_session(session or requests.Session())
         self._session.headers.update(
             {
                 "Authorization": f"{auth_scheme} {api_key}" if auth_scheme else api_key,
@@ -69,10 +74,14 @@ class TensorsLabClient:
     def fetch(self, task_id: str) -> PollResult:
         body = json.dumps({"taskid": task_id, "moreTaskInfo": True})
         try:
-            # Redirects are not part of the contract; following one could send the key elsewhere.
-            response = self._session.post(
-                self._url, data=body, timeout=self._timeout, allow_redirects=False
-            )
+            # The body is read inside the deadline too (stream=False: `post` returns it read).
+            with attempt_deadline(self.deadline_s):
+                # Redirects are not in the contract; following one could send the key elsewhere.
+                response = self._session.post(
+                    self._url, data=body, timeout=self._timeout, allow_redirects=False
+                )
+        except DeadlineExceeded as error:
+            return Unavailable(f"timed out: {error}")
         except requests.Timeout as error:
             return Unavailable(f"timed out: {type(error).__name__}")
         except requests.ConnectionError as error:

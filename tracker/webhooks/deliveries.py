@@ -1,7 +1,8 @@
 """Webhook delivery use cases shared by every edge: list, show with attempts, redeliver.
 
 Deliveries are written by the outbox (`outbox.py`) and sent by `sender.py`; these calls only
-read them and put finished ones back in line, with the same `webhook-id`.
+read them and put finished ones back in line, with the same `webhook-id`. A delivery held for a
+disabled endpoint shows as pending with no next attempt; enabling the endpoint releases it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class DeliveryView:
     event_type: str
     status: DeliveryStatus
     attempt_count: int
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None  # None while pending: held (its endpoint is disabled)
     last_status_code: int | None
     last_error: str | None
     created_at: datetime
@@ -192,6 +193,11 @@ def redeliver(session: Session, ref: str, *, now: datetime | None = None) -> Del
     """Send a delivery again (any status but pending), with the same `webhook-id`."""
     row, url, task_id = _find_delivery(session, ref)
     now = now or database_now(session)
+    if row.status == DeliveryStatus.PENDING and row.next_attempt_at is None:
+        raise DeliveryPending(
+            f"delivery {row.id} is held: endpoint {row.endpoint_id} is disabled; enabling it "
+            "sends the delivery"
+        )
     if row.status == DeliveryStatus.PENDING:
         raise DeliveryPending(f"delivery {row.id} is still pending; it will be sent on its own")
     _requeue(session, [row.id], now)

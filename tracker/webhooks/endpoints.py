@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import database_now
-from tracker.db.models import TrackedTask, WebhookEndpoint
+from tracker.db.models import TrackedTask, WebhookDelivery, WebhookEndpoint
 from tracker.errors import InvalidInput, InvalidWebhookURL, UnknownEndpoint
+from tracker.states import DeliveryStatus
 from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.webhooks.events import PER_TASK_EVENTS, parse_events
 from tracker.webhooks.guard import AddressPolicy, RefusedURL, Resolver, check_url, system_resolver
@@ -34,6 +37,8 @@ __all__ = [
     "subscribe_tasks",
     "update_endpoint",
 ]
+
+_INSERT_CHUNK = 500  # rows per INSERT: within SQLite's and PostgreSQL's parameter limits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,42 +130,51 @@ def subscribe_tasks(
     """Send how each of `task_ids` ends to `url`, signed with one new secret (shown once).
 
     Tasks that already send to `url` are left as they are; the result says which tasks the new
-    secret is for (none, and no secret, when every one of them already sends to `url`).
+    secret is for (none, and no secret, when every one of them already sends to `url`). The
+    unique index on live (task, URL) decides, not a prior read: of two callers adding the same
+    URL to a task at once, one inserts its endpoint and the other reports no secret for it.
     """
     now = now or database_now(session)
     checked = _checked_url(url, policy, resolve)
-    found = session.execute(
-        select(TrackedTask.id, TrackedTask.task_id).where(
-            TrackedTask.provider == provider, TrackedTask.task_id.in_(list(task_ids))
-        )
-    ).all()
-    already = set(
-        session.scalars(
-            select(WebhookEndpoint.task_pk).where(
-                WebhookEndpoint.task_pk.in_([pk for pk, _ in found]),
-                WebhookEndpoint.url == checked,
-                WebhookEndpoint.removed_at.is_(None),
+    found: dict[int, str] = {
+        task_pk: task_id
+        for task_pk, task_id in session.execute(
+            select(TrackedTask.id, TrackedTask.task_id).where(
+                TrackedTask.provider == provider, TrackedTask.task_id.in_(list(task_ids))
             )
-        )
-    )
-    missing = [(pk, task_id) for pk, task_id in found if pk not in already]
-    if not missing:
-        return TaskSubscription(None, frozenset())
+        ).all()
+    }
     secret = generate_secret()
-    for task_pk, _ in missing:
-        session.add(
-            WebhookEndpoint(
-                url=checked,
-                events=list(PER_TASK_EVENTS),
-                secret=secret,
-                enabled=True,
-                task_pk=task_pk,
-                created_at=now,
-                updated_at=now,
+    rows = [
+        {
+            "url": checked,
+            "events": list(PER_TASK_EVENTS),
+            "secret": secret,
+            "enabled": True,
+            "task_pk": task_pk,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for task_pk in sorted(found)  # one order for every caller: no deadlock between two
+    ]
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    added: set[int] = set()
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        statement = (
+            dialect.insert(WebhookEndpoint)
+            .values(rows[start : start + _INSERT_CHUNK])
+            .on_conflict_do_nothing(
+                index_elements=["task_pk", "url"],
+                index_where=and_(
+                    WebhookEndpoint.task_pk.is_not(None), WebhookEndpoint.removed_at.is_(None)
+                ),
             )
+            .returning(WebhookEndpoint.task_pk)
         )
-    session.flush()
-    return TaskSubscription(secret, frozenset(task_id for _, task_id in missing))
+        added.update(pk for pk in session.scalars(statement) if pk is not None)
+    if not added:
+        return TaskSubscription(None, frozenset())
+    return TaskSubscription(secret, frozenset(found[pk] for pk in added))
 
 
 def _endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
@@ -235,6 +249,10 @@ def remove_endpoint(
 def set_enabled(
     session: Session, endpoint_id: int, enabled: bool, *, now: datetime | None = None
 ) -> EndpointView:
+    """Disable an endpoint (its deliveries are held, not sent) or enable it again.
+
+    Enabling releases every delivery held for it: they fall due now, with their webhook-ids.
+    """
     now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
     row.enabled = enabled
@@ -242,8 +260,26 @@ def set_enabled(
     if enabled:
         row.failing_since = None
     row.updated_at = now
+    # The endpoint's row is written (and locked) first: a transition or a send that holds a
+    # delivery for it locks that row too, so its held rows are committed before this release
+    # reads them, or it sees the endpoint enabled and does not hold.
     session.flush()
+    if enabled:
+        _release_held(session, endpoint_id, now)
     return _endpoint_view(row)
+
+
+def _release_held(session: Session, endpoint_id: int, now: datetime) -> None:
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING.value,
+            WebhookDelivery.next_attempt_at.is_(None),
+        )
+        .values(next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def rotate_secret(

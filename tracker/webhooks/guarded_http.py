@@ -3,8 +3,10 @@
 `guarded_session` mounts an adapter whose urllib3 connections resolve the host themselves and
 connect only to an address `AddressPolicy` (`guard.py`) allows, after resolution, so a name
 that later resolves to an internal address (DNS rebinding) is still refused and nothing is
-sent. It leans on urllib3 2.x internals (`HTTPConnection._new_conn`, `_dns_host`), which is why
-pyproject pins urllib3's major version. Callers must pass ``allow_redirects=False``.
+sent. Its pools honour `tracker.http_deadline.attempt_deadline` (a bound on the whole attempt,
+body included) and its connects wait no longer than the time left. It leans on urllib3 2.x
+internals (`HTTPConnection._new_conn`, `_dns_host`), which is why pyproject pins urllib3's major
+version. Callers must pass ``allow_redirects=False``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from typing import Any, ClassVar
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.timeout import _DEFAULT_TIMEOUT, _TYPE_TIMEOUT
 
+from tracker.http_deadline import (
+    DeadlineHTTPConnectionPool,
+    DeadlineHTTPSConnectionPool,
+    clamp_timeout,
+    watch_socket,
+)
 from tracker.webhooks.guard import (
     SETTING,
     AddressPolicy,
@@ -74,12 +82,17 @@ def _connect(
     source_address: tuple[str, int] | None,
     socket_options: Sequence[tuple[int, int, int | bytes]] | None,
 ) -> socket.socket:
-    """One TCP connection to one address, set up as `urllib3.util.connection.create_connection`."""
+    """One TCP connection to one address, set up as `urllib3.util.connection.create_connection`.
+
+    Inside an attempt deadline (`tracker.http_deadline`) the socket is watched from its creation
+    and the connect waits no longer than the time left.
+    """
+    timeout = clamp_timeout(timeout)
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
     af, socktype, proto, _, sockaddr = socket.getaddrinfo(
         str(address), port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
     )[0]
-    sock = socket.socket(af, socktype, proto)
+    sock = watch_socket(socket.socket(af, socktype, proto))
     try:
         for option in socket_options or ():
             sock.setsockopt(*option)
@@ -182,10 +195,10 @@ def _pool_classes(guard: _Guard) -> dict[str, type[HTTPConnectionPool]]:
     GuardedHTTPConnection.guard = guard
     GuardedHTTPSConnection.guard = guard
 
-    class GuardedHTTPConnectionPool(HTTPConnectionPool):
+    class GuardedHTTPConnectionPool(DeadlineHTTPConnectionPool):
         ConnectionCls = GuardedHTTPConnection
 
-    class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    class GuardedHTTPSConnectionPool(DeadlineHTTPSConnectionPool):
         ConnectionCls = GuardedHTTPSConnection
 
     return {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}

@@ -27,14 +27,35 @@ def new_message_id() -> str:
 def enqueue_deliveries(
     session: Session, *, task_pk: int, old_status: TaskStatus, new_status: TaskStatus, at: datetime
 ) -> int:
-    """Write one pending delivery per (subscribed endpoint, event) of this transition."""
+    """Write one pending delivery per (subscribed endpoint, event) of this transition.
+
+    A disabled endpoint (by the user, a 410 or failures) still gets its deliveries, held:
+    pending with no `next_attempt_at`, so no tick claims them until the endpoint is enabled
+    (`endpoints.set_enabled` releases them). Removed endpoints get nothing.
+    """
     endpoints = session.scalars(
         select(WebhookEndpoint).where(
-            WebhookEndpoint.enabled.is_(True),
             WebhookEndpoint.removed_at.is_(None),
             or_(WebhookEndpoint.task_pk.is_(None), WebhookEndpoint.task_pk == task_pk),
         )
     ).all()
+    enabled = {endpoint.id for endpoint in endpoints if endpoint.enabled}
+    disabled = sorted(endpoint.id for endpoint in endpoints if not endpoint.enabled)
+    if disabled:
+        # Read the disabled ones again under a share lock, which an enable's write waits for:
+        # either the enable committed first (send as usual; a removal: nothing), or it releases
+        # the held rows only after this transaction has committed them.
+        live: set[int] = set()
+        for endpoint_id, is_enabled in session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.enabled)
+            .where(WebhookEndpoint.id.in_(disabled), WebhookEndpoint.removed_at.is_(None))
+            .order_by(WebhookEndpoint.id)
+            .with_for_update(read=True)
+        ).all():
+            live.add(endpoint_id)
+            if is_enabled:
+                enabled.add(endpoint_id)
+        endpoints = [e for e in endpoints if e.id in enabled or e.id in live]
     wanted = [
         (endpoint, event)
         for event in events_for_transition(new_status)
@@ -77,7 +98,7 @@ def enqueue_deliveries(
                 "payload": bodies[event],
                 "status": DeliveryStatus.PENDING.value,
                 "attempt_count": 0,
-                "next_attempt_at": at,
+                "next_attempt_at": at if endpoint.id in enabled else None,  # None: held
                 "created_at": at,
                 "updated_at": at,
             }

@@ -4,6 +4,8 @@ Claims use the same leases as polls (`leasing.py`), so two ticks never send one 
 same moment; a worker killed between claim and send leaves the delivery to fall due again when
 its lease ends, with the same `webhook-id`. No transaction is open during a POST. Every attempt
 is written with its outcome, and the delivery and its endpoint are updated by `retry.py`'s rules.
+A delivery whose endpoint is disabled is not sent but held (pending, no due time) until the
+endpoint is enabled; one whose endpoint was removed fails without an attempt.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +25,9 @@ from sqlalchemy import Integer, Text, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import utc_now
-from tracker.db.leasing import Claim, lease_due_rows
+from tracker.db.leasing import Claim, GroupCap, lease_due_rows
 from tracker.db.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
+from tracker.http_deadline import DeadlineExceeded, attempt_deadline
 from tracker.retry_after import parse_retry_after
 from tracker.states import DeliveryStatus
 from tracker.webhooks.retry import AttemptResult, DeliveryDecision, decide_after_attempt
@@ -40,9 +43,21 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 def claim_due_deliveries(
-    session: Session, *, now: datetime, limit: int, lease_s: float, batch_size: int
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    batch_size: int,
+    endpoint_cap: int | None = None,
 ) -> list[Claim]:
-    """Lease up to `limit` due deliveries, in claims of `batch_size`."""
+    """Lease up to `limit` due deliveries, in claims of `batch_size`.
+
+    With `endpoint_cap` (TRACKER_WEBHOOK_ENDPOINT_CONCURRENCY), an endpoint gets at most that many
+    attempts in flight, those leased by earlier claims included, oldest due first, and each claim
+    holds one endpoint's deliveries: a slow endpoint delays only its own deliveries, and ties up
+    at most `endpoint_cap` attempts' worth of the webhook workers.
+    """
     return lease_due_rows(
         session,
         WebhookDelivery,
@@ -51,6 +66,9 @@ def claim_due_deliveries(
         limit=limit,
         lease_s=lease_s,
         batch_size=batch_size,
+        group_cap=None
+        if endpoint_cap is None
+        else GroupCap(WebhookDelivery.endpoint_id, endpoint_cap),
     )
 
 
@@ -63,7 +81,8 @@ class _Job:
     endpoint_id: int
     url: str
     secrets: tuple[str, ...]
-    refusal: str | None  # why the endpoint cannot receive (disabled, removed), if so
+    refusal: str | None  # why the endpoint can never receive it (removed), if so
+    held: bool = False  # the endpoint is disabled: not sent, kept until it is enabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +113,15 @@ def send_batch(
     rng = rng or random.Random()
     with session_scope() as session:
         jobs = _load_jobs(session, claim, now())
-    deadline = claim.lease_expires_at - timedelta(
-        seconds=timeout_s + min(CONNECT_TIMEOUT_S, timeout_s)
-    )
+    # `timeout_s` bounds a whole attempt (connect, send, answer, body: `_post`), so an attempt
+    # started before this ends before the lease does: the lease never runs out under a POST.
+    deadline = claim.lease_expires_at - timedelta(seconds=timeout_s)
 
     def attempt(job: _Job) -> _Sent | None:
         if job.refusal is not None:
             return _Sent(job, AttemptResult(None, job.refusal), now(), 0.0, None)
+        if job.held:
+            return _Sent(job, AttemptResult(None), now(), 0.0, None)  # nothing is sent
         if now() >= deadline:
             return None  # too close to the lease's end: it falls due again
         return _post(job, http=http, timeout_s=timeout_s, at=now())
@@ -116,23 +137,25 @@ def send_batch(
     done = [sent for sent in results if sent is not None]
     with session_scope() as session:
         # A few statements per batch, not a few per delivery (the round trips dominated a batch;
-        # see bench/webhooks.py): lock the rows still leased, write them in one executemany
-        # (pipelined by psycopg), insert the attempts in one statement, then lock and write each
-        # endpoint once.
-        held = _still_leased(session, claim, [sent.job.delivery_id for sent in done])
-        decided = [
-            (sent, _decide(sent, schedule_s=schedule_s, rng=rng))
-            for sent in done
-            if sent.job.delivery_id in held
-        ]
-        outcomes["lease_lost"] = len(done) - len(decided)
+        # see bench/webhooks.py): lock the rows still leased, then their endpoints (once each,
+        # fresh: one disabled or enabled meanwhile decides a held delivery's fate), write the
+        # deliveries in one executemany (pipelined by psycopg), insert the attempts in one
+        # statement, then write each endpoint once.
+        leased = _still_leased(session, claim, [sent.job.delivery_id for sent in done])
+        kept = [sent for sent in done if sent.job.delivery_id in leased]
+        outcomes["lease_lost"] = len(done) - len(kept)
+        locked = _lock_endpoints(session, {sent.job.endpoint_id for sent in kept})
+        kept, on_hold = _settle_holds(kept, locked)
+        outcomes["held"] = len(on_hold)
+        _write_holds(session, claim, on_hold)
+        decided = [(sent, _decide(sent, schedule_s=schedule_s, rng=rng)) for sent in kept]
         _write_deliveries(session, claim, decided)
         recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
         outcomes["endpoint_unavailable"] = len(decided) - len(recorded)
         for _, decision in recorded:
             outcomes[_label(decision)] += 1
         _insert_attempts(session, [sent for sent, _ in recorded])
-        _update_endpoints(session, recorded, disable_after_s)
+        _update_endpoints(session, recorded, locked, disable_after_s)
     outcomes = +outcomes  # drop the zero counts
     if outcomes:
         log.info("webhook deliveries: %s", dict(outcomes))
@@ -162,11 +185,7 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
             endpoint.previous_secret_expires_at is None or endpoint.previous_secret_expires_at > at
         ):
             secrets.append(endpoint.previous_secret)
-        refusal = None
-        if endpoint.removed_at is not None:
-            refusal = "the endpoint was removed"
-        elif not endpoint.enabled:
-            refusal = f"the endpoint is disabled: {endpoint.disabled_reason or 'by the user'}"
+        refusal = "the endpoint was removed" if endpoint.removed_at is not None else None
         jobs.append(
             _Job(
                 delivery_id=delivery.id,
@@ -177,6 +196,7 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
                 url=endpoint.url,
                 secrets=tuple(secrets),
                 refusal=refusal,
+                held=refusal is None and not endpoint.enabled,
             )
         )
     return jobs
@@ -189,14 +209,19 @@ def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) 
     started = time.monotonic()
     excerpt: str | None = None
     try:
-        with http.post(
-            job.url,
-            data=job.payload.encode("utf-8"),
-            headers=headers,
-            timeout=(min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
+        # The deadline bounds the whole attempt, the excerpt's read included: `requests`'
+        # timeouts bound each socket read, and a receiver trickling its answer never trips them.
+        with (
+            attempt_deadline(timeout_s),
+            http.post(
+                job.url,
+                data=job.payload.encode("utf-8"),
+                headers=headers,
+                timeout=(min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
+                allow_redirects=False,
+                stream=True,
+            ) as response,
+        ):
             raw = response.raw.read(RESPONSE_EXCERPT_BYTES, decode_content=True) or b""
             excerpt = raw.decode("utf-8", errors="replace")
             result = AttemptResult(
@@ -210,6 +235,9 @@ def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) 
                     response.status_code,
                     f"HTTP {response.status_code} redirect to {location[:200]!r} (not followed)",
                 )
+    except DeadlineExceeded as cut:
+        excerpt = None  # whatever was read before the cut is not an answer
+        result = AttemptResult(None, str(cut))
     except requests.Timeout:
         result = AttemptResult(None, f"no answer within {timeout_s:g} s")
     except requests.RequestException as error:
@@ -233,6 +261,81 @@ def _still_leased(session: Session, claim: Claim, ids: Sequence[int]) -> set[int
             )
             .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
         )
+    )
+
+
+def _lock_endpoints(session: Session, ids: set[int]) -> dict[int, WebhookEndpoint]:
+    """The endpoints of a batch, fresh and locked (in id order) until the transaction ends.
+
+    The lock is the one an enable's write takes: a delivery held below is committed before the
+    enable releases held deliveries, or the enable came first and this sees it enabled.
+    """
+    if not ids:
+        return {}
+    return {
+        endpoint.id: endpoint
+        for endpoint in session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_(sorted(ids)))
+            .order_by(WebhookEndpoint.id)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
+            .execution_options(populate_existing=True)
+        )
+    }
+
+
+def _settle_holds(
+    sent: Sequence[_Sent], endpoints: Mapping[int, WebhookEndpoint]
+) -> tuple[list[_Sent], list[tuple[_Sent, datetime | None]]]:
+    """Split off the held jobs, each with its due time: None (still held) or now (enabled
+    meanwhile). A held job whose endpoint was removed meanwhile becomes a refusal."""
+    rest: list[_Sent] = []
+    on_hold: list[tuple[_Sent, datetime | None]] = []
+    for item in sent:
+        endpoint = endpoints.get(item.job.endpoint_id)
+        if not item.job.held:
+            rest.append(item)
+        elif endpoint is None or endpoint.removed_at is not None:
+            refusal = "the endpoint was removed"
+            job = replace(item.job, held=False, refusal=refusal)
+            rest.append(replace(item, job=job, result=AttemptResult(None, refusal)))
+        else:
+            on_hold.append((item, item.attempted_at if endpoint.enabled else None))
+    return rest, on_hold
+
+
+_HOLD_DELIVERY = (
+    update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == bindparam("b_id"),
+        WebhookDelivery.lease_token == bindparam("b_token"),
+    )
+    .values(
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        lease_token=None,
+        lease_expires_at=None,
+        updated_at=bindparam("b_at", type_=UTCDateTime()),
+    )
+)
+
+
+def _write_holds(
+    session: Session, claim: Claim, on_hold: Sequence[tuple[_Sent, datetime | None]]
+) -> None:
+    """Held deliveries stay pending, unleased, with no due time (or due now, if enabled)."""
+    if not on_hold:
+        return
+    session.connection().execute(
+        _HOLD_DELIVERY,
+        [
+            {
+                "b_id": sent.job.delivery_id,
+                "b_token": claim.lease_token,
+                "b_next": due,
+                "b_at": sent.attempted_at,
+            }
+            for sent, due in on_hold
+        ],
     )
 
 
@@ -326,22 +429,14 @@ def _insert_attempts(session: Session, sent: Sequence[_Sent]) -> None:
 
 
 def _update_endpoints(
-    session: Session, recorded: Sequence[tuple[_Sent, DeliveryDecision]], disable_after_s: float
+    session: Session,
+    recorded: Sequence[tuple[_Sent, DeliveryDecision]],
+    endpoints: Mapping[int, WebhookEndpoint],
+    disable_after_s: float,
 ) -> None:
-    """Apply each attempt, in order, to its endpoint: locked once (in id order), written once."""
-    ids = sorted({sent.job.endpoint_id for sent, _ in recorded})
-    if not ids:
+    """Apply each attempt, in order, to its endpoint (locked by `_lock_endpoints`), written once."""
+    if not recorded:
         return
-    endpoints = {
-        endpoint.id: endpoint
-        for endpoint in session.scalars(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.id.in_(ids))
-            .order_by(WebhookEndpoint.id)
-            .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
-            .execution_options(populate_existing=True)
-        )
-    }
     for sent, decision in recorded:
         endpoint = endpoints.get(sent.job.endpoint_id)
         if endpoint is not None:

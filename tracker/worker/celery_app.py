@@ -7,10 +7,12 @@ Celery's own testing guide says a task "is much like a web view": the logic live
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from celery import Celery
@@ -20,10 +22,12 @@ from celery.signals import (
     worker_process_init,
     worker_shutting_down,
 )
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from tracker import db, metrics
 from tracker.db.clock import database_now
 from tracker.db.leasing import Claim
+from tracker.errors import BrokerUnavailable, DatabaseUnavailable
 from tracker.settings import get_settings
 from tracker.tasks import polling
 from tracker.tasks.schedule import PollPolicy
@@ -113,7 +117,9 @@ def enqueue_due_deliveries() -> int:
     """Claim due webhook deliveries, send one message per batch; returns how many."""
     settings = get_settings()
     return _claim_and_send(
-        sender.claim_due_deliveries,
+        functools.partial(
+            sender.claim_due_deliveries, endpoint_cap=settings.webhook_endpoint_concurrency
+        ),
         deliver,
         lease_s=settings.webhook_lease_s,
         batch_size=settings.webhook_batch_size,
@@ -134,24 +140,70 @@ def _claim_and_send(
         )
     for batch in claims:
         # A message that outlives its lease is useless: the rows are due again by then.
-        task.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
+        try:
+            task.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
+        except (KombuOperationalError, OSError) as error:
+            # The rows stay leased until the lease ends, then fall due again: nothing is lost.
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
+            where = app.connection_for_write().as_uri()  # masks the password
+            raise BrokerUnavailable(f"cannot send to the broker at {where}: {reason}") from None
     return sum(len(batch.row_ids) for batch in claims)
+
+
+_T = TypeVar("_T")
+
+
+class _Outage:
+    """Logs a task that keeps failing because the database or the broker is down: one WARNING
+    line per failed run naming the cause (those messages never hold secrets), the traceback at
+    DEBUG, and one INFO line when a run works again. Raising instead would have Celery log
+    tracebacks several times a second for as long as the outage lasts."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[], _T], *, fallback: _T) -> _T:
+        try:
+            result = work()
+        except (DatabaseUnavailable, BrokerUnavailable) as error:
+            with self._lock:
+                self.failures += 1
+            log.warning("%s failed: %s", self.what, error)
+            log.debug("%s failed", self.what, exc_info=True)
+            return fallback
+        with self._lock:
+            failures, self.failures = self.failures, 0
+        if failures:
+            log.info("%s works again (after %d failed runs)", self.what, failures)
+        return result
+
+
+_outages = {name: _Outage(name) for name in ("tick", "poll", "deliver")}
 
 
 @app.task(name="tracker.tick", ignore_result=True)
 def tick() -> int:
-    return enqueue_due_tasks()
+    return _outages["tick"].run(enqueue_due_tasks, fallback=0)
 
 
 @app.task(name="tracker.poll", ignore_result=True)
 def poll(message: dict[str, Any]) -> dict[str, Any]:
+    return _outages["poll"].run(lambda: _poll(message), fallback={})
+
+
+def _poll(message: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     summary = polling.poll_batch(
         Claim.from_message(message),
         provider=_provider(),
         session_scope=db.session_scope,
+        read_scope=db.read_scope,
         policy=PollPolicy.from_settings(settings),
-        fetch_margin_s=settings.tensorslab_connect_timeout_s + settings.tensorslab_read_timeout_s,
+        # A poll's whole attempt is bounded by this deadline (tracker.http_deadline), so a poll
+        # started this long before the lease ends is over before it does.
+        fetch_margin_s=settings.poll_attempt_deadline_s,
         concurrency=settings.poll_concurrency,
     )
     metrics.record_polls(summary.outcomes)
@@ -163,12 +215,17 @@ def poll(message: dict[str, Any]) -> dict[str, Any]:
         "polled": summary.polled,
         "skipped": summary.skipped,
         "ended": summary.ended,
+        "released": summary.released,
         "outcomes": summary.outcomes,
     }
 
 
 @app.task(name="tracker.deliver", ignore_result=True)
 def deliver(message: dict[str, Any]) -> dict[str, int]:
+    return _outages["deliver"].run(lambda: _deliver(message), fallback={})
+
+
+def _deliver(message: dict[str, Any]) -> dict[str, int]:
     settings = get_settings()
     outcomes = sender.send_batch(
         Claim.from_message(message),
@@ -180,4 +237,9 @@ def deliver(message: dict[str, Any]) -> dict[str, int]:
         concurrency=settings.webhook_concurrency,
     )
     metrics.record_deliveries(outcomes)
+    if outcomes:
+        # This batch's endpoint has free room now (TRACKER_WEBHOOK_ENDPOINT_CONCURRENCY): claim
+        # what is due rather than wait for the next tick, or an endpoint could get no more than
+        # its cap per tick however fast it answers.
+        enqueue_due_deliveries()
     return outcomes

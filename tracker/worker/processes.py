@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
+from tracker.db.engine import make_private_folder
 from tracker.errors import PortUnavailable
 from tracker.health import check_api_key, check_broker, check_database
 from tracker.settings import Settings
 
-__all__ = ["check_port_free", "preflight", "run_api", "run_beat", "run_worker"]
+__all__ = [
+    "QUEUE_KINDS",
+    "check_port_free",
+    "preflight",
+    "queue_names",
+    "run_api",
+    "run_beat",
+    "run_worker",
+]
+
+# What a worker may consume (`tracker worker --queues`): ticks and poll batches, and webhook
+# deliveries. Each is a broker queue of its own (celeryconfig.py's task_routes).
+QUEUE_KINDS = ("polls", "webhooks")
 
 # Celery logs every task it receives and finishes, and beat every tick it sends: three INFO
 # lines a second doing nothing. tracker logs what its tasks did (claims, polls, sends) itself,
@@ -30,7 +44,7 @@ def _quiet_celery(loglevel: str) -> None:
 
 
 def preflight(settings: Settings, *, needs_api_key: bool) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
+    make_private_folder(settings.data_dir)  # 0700; beat keeps its schedule file there
     if needs_api_key:
         check_api_key(settings)
     check_database()
@@ -40,21 +54,47 @@ def preflight(settings: Settings, *, needs_api_key: bool) -> None:
 # --- tracker worker, beat, api ---------------------------------------------------------------
 
 
+def queue_names(settings: Settings, kinds: Sequence[str]) -> list[str]:
+    """The broker queues of `kinds` ("polls", "webhooks"), in that order."""
+    unknown = sorted(set(kinds) - set(QUEUE_KINDS))
+    if unknown or not kinds:
+        raise ValueError(
+            f"unknown queue kind {', '.join(map(repr, unknown))}; choose from "
+            f"{', '.join(QUEUE_KINDS)}"
+            if unknown
+            else "no queue to consume"
+        )
+    names = {"polls": settings.poll_queue, "webhooks": settings.webhook_queue}
+    return [names[kind] for kind in QUEUE_KINDS if kind in kinds]
+
+
 def run_worker(
     settings: Settings,
     *,
     concurrency: int,
     loglevel: str,
     with_beat: bool = False,
+    queues: Sequence[str] = QUEUE_KINDS,
 ) -> None:
-    """Run a Celery worker in this process (with beat embedded for `tracker up`)."""
+    """Run a Celery worker in this process (with beat embedded for `tracker up`), consuming
+    the queues of `queues` (both by default: one worker does everything)."""
     from tracker import metrics
 
+    names = queue_names(settings, queues)
     metrics.enable_worker_metrics(settings)  # before anything imports prometheus_client
-    preflight(settings, needs_api_key=True)
+    # Sending webhooks needs no upstream key; polling does.
+    preflight(settings, needs_api_key="polls" in queues)
     from tracker.worker.celery_app import app
 
-    argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--concurrency={concurrency}",
+        f"--queues={','.join(names)}",
+    ]
+    if len(names) == 1:
+        # A node name per kind (polls@host, webhooks@host): `tracker up` runs both on one host.
+        argv.append(f"--hostname={queues[0]}@%h")
     if with_beat:
         argv += ["--beat", f"--schedule={settings.data_dir.resolve() / 'celerybeat-schedule'}"]
     if settings.uses_embedded_broker:
@@ -80,31 +120,28 @@ def check_port_free(host: str, port: int) -> None:
 def run_api(
     settings: Settings, *, host: str | None = None, port: int | None = None, log_level: str
 ) -> None:
-    """Serve the HTTP API with uvicorn in this process, after checking the database."""
+    """Serve the HTTP API with uvicorn in this process, after checking the database.
+
+    uvicorn's options, and the time limit on reading each request, are `tracker.api.server`'s.
+    """
     import uvicorn
 
     from tracker.api import create_app
+    from tracker.api.server import server_options
 
     check_database()
     host = host or settings.api_host
     port = port or settings.api_port
     check_port_free(host, port)
     uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level,
-        server_header=False,
-        proxy_headers=False,  # behind a proxy, set it up there; never trust X-Forwarded-* here
-        # Requests still running after the grace period are cut; `up` kills it then anyway.
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
+        create_app(settings), host=host, port=port, log_level=log_level, **server_options(settings)
     )
 
 
 def run_beat(settings: Settings, *, loglevel: str, schedule_file: Path | None = None) -> None:
     """Run Celery beat (the ticker) in this process."""
     schedule_file = schedule_file or settings.data_dir.resolve() / "celerybeat-schedule"
-    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    make_private_folder(schedule_file.parent)
     preflight(settings, needs_api_key=False)
     from tracker.worker.celery_app import app
 

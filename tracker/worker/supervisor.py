@@ -1,4 +1,8 @@
-"""`tracker up`: a small supervisor of the worker (beat embedded) and the API.
+"""`tracker up`: a small supervisor of the workers (beat embedded in the poll worker) and the API.
+
+Two workers, so that webhooks cannot starve polling: "worker" consumes ticks and poll batches
+(`-c` processes, beat embedded), "webhooks" consumes deliveries (TRACKER_WEBHOOK_WORKERS
+processes). A receiver that answers slowly then holds webhook processes only.
 
 A Celery worker running in the process that systemd or `docker stop` signals had two ways to
 outlive its stop: SIGTERM to the whole process group reaches the prefork pool's children at the
@@ -43,7 +47,8 @@ POLL_S = 0.05  # how often the supervisor looks at its children
 
 
 def run_up(settings: Settings, *, concurrency: int, loglevel: str, with_api: bool) -> int:
-    """Run `tracker up`: the worker (beat embedded) and the API as supervised child processes.
+    """Run `tracker up`: the poll worker (beat embedded), the webhook worker and the API as
+    supervised child processes.
 
     Checks everything first, so that a missing key, database, broker or port is one line
     before anything starts. Returns the exit code: 0 after a stop that every child completed
@@ -58,8 +63,18 @@ def run_up(settings: Settings, *, concurrency: int, loglevel: str, with_api: boo
     db.dispose_engine()  # the children open their own; this process keeps no connection
     children = {
         "worker": _tracker_command(
-            "worker", "--beat", f"--concurrency={concurrency}", f"--loglevel={loglevel}"
-        )
+            "worker",
+            "--beat",
+            "--queues=polls",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+        ),
+        "webhooks": _tracker_command(
+            "worker",
+            "--queues=webhooks",
+            f"--concurrency={settings.webhook_workers}",
+            f"--loglevel={loglevel}",
+        ),
     }
     if with_api:
         children["api"] = _tracker_command("api", "--loglevel", loglevel.lower())

@@ -1,10 +1,13 @@
 """Operations routes, outside `/v1` and without a token: `/healthz`, `/readyz`, `/metrics`.
 
-None of them returns stored data beyond counts, and none names a secret.
+None of them returns stored data beyond counts, and none names a secret. `/readyz` says only
+which check failed, with a fixed reason: the error itself (which names the database's user,
+host and database, or the broker's address) goes to the API's log at WARNING.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from fastapi import APIRouter, Response
@@ -20,7 +23,15 @@ from tracker.errors import TrackerError
 
 __all__ = ["router"]
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["operations"])
+
+# What /readyz answers for a failed check; the error itself is only logged.
+UNAVAILABLE = {
+    "database": "unavailable: cannot use the database (the API's log says why)",
+    "broker": "unavailable: cannot reach the broker (the API's log says why)",
+}
 
 
 @router.get(
@@ -32,11 +43,12 @@ def healthz() -> HealthPublic:
     return HealthPublic(status="ok")
 
 
-def _check(check: Callable[[], None]) -> str:
+def _check(name: str, check: Callable[[], None]) -> str:
     try:
         check()
     except TrackerError as error:
-        return f"unavailable: {error}"
+        log.warning("readyz: the %s check failed: %s", name, error)
+        return UNAVAILABLE[name]
     return "ok"
 
 
@@ -48,9 +60,11 @@ def _check(check: Callable[[], None]) -> str:
 )
 async def readyz(settings: SettingsDep, database: DatabaseDep) -> JSONResponse:
     checks = {
-        "database": await run_in_threadpool(_check, lambda: health.check_database(database.url)),
+        "database": await run_in_threadpool(
+            _check, "database", lambda: health.check_database(database.url)
+        ),
         "broker": await run_in_threadpool(
-            _check, lambda: health.check_broker(settings, timeout_s=3.0)
+            _check, "broker", lambda: health.check_broker(settings, timeout_s=3.0)
         ),
     }
     ready = all(value == "ok" for value in checks.values())

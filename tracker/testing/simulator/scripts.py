@@ -134,6 +134,8 @@ class Faults:
     """How the fake API misbehaves. Rates are probabilities; `*_next` count down, one per query.
 
     `code` alone forces every answer to that error code; with `code_next` only the next N answers.
+    `trickle_s` sends every answer (status line, headers and body) one byte every that many
+    seconds, like an upstream that never lets a socket read time out; 0 sends it in one write.
     """
 
     latency_ms: float = 0.0
@@ -146,11 +148,13 @@ class Faults:
     throttle_next: int = 0
     malformed_next: int = 0
     code_next: int = 0
+    trickle_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "throttle_rate", "malformed_rate"):
             _number(getattr(self, name), f"faults {name}", high=1.0)
         _number(self.latency_ms, "faults latency_ms")
+        _number(self.trickle_s, "faults trickle_s", high=3600.0)
         for name in ("retry_after_s", "error_next", "throttle_next", "malformed_next", "code_next"):
             _number(getattr(self, name), f"faults {name}", integer=True)
         if self.code is not None and (_number(self.code, "faults code", integer=True) == 1000):

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import collections
 import hmac
+import io
 import json
 import random
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote
 
 from tracker.testing.loopback import LoopbackHandler, LoopbackServer
 from tracker.testing.simulator.scripts import Fault, Faults, ScriptError, TaskRun, TaskScript
+from tracker.testing.trickle import trickle
 
 __all__ = ["API_PATH", "Simulator", "serve"]
 
@@ -29,12 +31,13 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # room for a bulk create of many thousands of
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One HTTP answer, written to the socket in a single write."""
+    """One HTTP answer, written to the socket in a single write (or one byte every `trickle_s`)."""
 
     status: int
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    trickle_s: float = 0.0
 
 
 def json_reply(status: int, obj: object, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
@@ -91,8 +94,19 @@ class Simulator(LoopbackServer):
         self._by_outcome: collections.Counter[str] = collections.Counter()
         self._malformed_count = 0
         self._started_at = time.time()
+        self._stopping = threading.Event()  # set by stop(): ends trickled answers at once
 
     # -- lifecycle: start(), stop(), `with` from LoopbackServer -------------------------------
+    def start(self) -> Self:
+        if self._server is None:
+            self._stopping.clear()
+        return super().start()
+
+    def stop(self) -> None:
+        """Stop serving; returns promptly, ending trickled answers and open connections."""
+        self._stopping.set()
+        super().stop()
+
     @property
     def base_url(self) -> str:
         """What TENSORSLAB_BASE_URL should be: `http://host:port` (raises before `start()`)."""
@@ -175,19 +189,31 @@ class Simulator(LoopbackServer):
             self._by_outcome[outcome] += 1
         return reply
 
-    def query(self, authorization: str | None, body: bytes) -> Reply:
-        """Answer one `infobytaskid` request as TensorsLab would, faults included."""
+    def query(
+        self, authorization: str | None, body: bytes, send: Callable[[Reply], None] | None = None
+    ) -> Reply:
+        """Answer one `infobytaskid` request as TensorsLab would, faults included.
+
+        With `send`, the reply is also sent through it while the query still counts as being
+        answered (a trickled answer takes long).
+        """
         task_id, more_info, problem = _parse_query(body)
         run = self._tasks.get(task_id) if task_id else None  # lock-free read
         if run is None:
-            return self._query(authorization, task_id, more_info, problem, None)
+            reply = self._query(authorization, task_id, more_info, problem, None)
+            if send is not None:
+                send(reply)
+            return reply
         # Count overlapping queries per task: a client that polls one task twice at the same
         # moment shows up as max_concurrent_queries > 1.
         with self._lock:
             run.in_flight += 1
             run.max_in_flight = max(run.max_in_flight, run.in_flight)
         try:
-            return self._query(authorization, task_id, more_info, problem, run)
+            reply = self._query(authorization, task_id, more_info, problem, run)
+            if send is not None:
+                send(reply)
+            return reply
         finally:
             with self._lock:
                 run.in_flight -= 1
@@ -203,6 +229,12 @@ class Simulator(LoopbackServer):
         faults = run.faults if run is not None and run.faults is not None else self._faults
         if faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000)
+        reply = self._answer(authorization, task_id, more_info, problem)
+        return replace(reply, trickle_s=faults.trickle_s) if faults.trickle_s else reply
+
+    def _answer(
+        self, authorization: str | None, task_id: str | None, more_info: bool, problem: str | None
+    ) -> Reply:
         if not self._authorized(authorization):
             return self._count(_api_error(401, "invalid api key"), "unauthorized")
         if problem or task_id is None:
@@ -325,7 +357,8 @@ class _Handler(LoopbackHandler[Simulator]):
                 raise ValueError(f"bad Content-Length {length}")
             body = self.rfile.read(length) if length else b""
             if path == API_PATH and method == "POST":
-                reply = self.sim.query(self.headers.get("Authorization"), body)
+                self.sim.query(self.headers.get("Authorization"), body, send=self._send)
+                return
             elif path.startswith("/_sim/"):
                 reply = self.sim.admin(method, path, body)
             elif path == API_PATH:
@@ -338,11 +371,29 @@ class _Handler(LoopbackHandler[Simulator]):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
-        self.send_whole(
-            reply.status, reply.body, content_type=reply.content_type, headers=reply.headers
-        )
+        if reply.trickle_s:
+            self._trickle(reply)
+        else:
+            self.send_whole(
+                reply.status, reply.body, content_type=reply.content_type, headers=reply.headers
+            )
         if self.sim.verbose:
             self.log_request(reply.status, len(reply.body))
+
+    def _trickle(self, reply: Reply) -> None:
+        """The whole answer one byte every `reply.trickle_s` seconds (each after a wait); the
+        connection closes after it. Ends early when the client goes away or stop() is called."""
+        self.close_connection = True
+        real, self.wfile = self.wfile, io.BytesIO()
+        try:
+            self.send_whole(
+                reply.status, reply.body, content_type=reply.content_type, headers=reply.headers
+            )
+            whole = self.wfile.getvalue()
+        finally:
+            self.wfile = real
+        stop = self.sim._stopping
+        trickle(self.wfile, self.connection, whole, every_s=reply.trickle_s, stop=stop)
 
 
 def serve(
