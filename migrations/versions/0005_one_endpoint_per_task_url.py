@@ -39,6 +39,12 @@ deliveries = sa.table(
     "webhook_deliveries",
     sa.column("id", sa.BigInteger()),
     sa.column("endpoint_id", sa.BigInteger()),
+    sa.column("status", sa.String()),
+    sa.column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.column("lease_token", sa.String()),
+    sa.column("lease_expires_at", sa.DateTime(timezone=True)),
+    sa.column("last_error", sa.Text()),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
 )
 
 
@@ -60,6 +66,21 @@ def _merge_duplicates() -> None:
             .where(live, endpoints.c.task_pk == task_pk, endpoints.c.url == url)
             .order_by(endpoints.c.id)
         ).all()
+        # Each duplicate got its own copy of every event: the keeper's pending copies will be
+        # sent, so the duplicates' pending copies would be the same message under another
+        # webhook-id. They fail, unsent; finished ones move to the keeper, for the record.
+        bind.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.endpoint_id.in_(others), deliveries.c.status == "pending")
+            .values(
+                status="failed",
+                next_attempt_at=None,
+                lease_token=None,
+                lease_expires_at=None,
+                last_error=f"a duplicate of a delivery of endpoint {keeper} (merged, not sent)",
+                updated_at=now,
+            )
+        )
         bind.execute(
             sa.update(deliveries)
             .where(deliveries.c.endpoint_id.in_(others))

@@ -113,6 +113,7 @@ def test_duplicates_are_merged_into_the_oldest_and_then_refused(empty_url: str) 
     with engine.connect() as c:
         rows = {r.id: r for r in c.execute(sa.select(ends))}
         owner = {i: e for i, e in c.execute(sa.select(dels.c.id, dels.c.endpoint_id)).all()}
+        status = {i: s for i, s in c.execute(sa.select(dels.c.id, dels.c.status)).all()}
         attempts = c.scalar(sa.select(sa.func.count()).select_from(tries))
     live = sorted(i for i, r in rows.items() if r.removed_at is None)
     assert live == [1, 4, 6]
@@ -122,6 +123,10 @@ def test_duplicates_are_merged_into_the_oldest_and_then_refused(empty_url: str) 
     assert rows[5].disabled_reason is None  # removed before: left as it was
     assert len(owner) == 12 and attempts == 12  # nothing lost
     assert {i for i, e in owner.items() if e == 1} == {10, 11, 20, 21, 30, 31}
+    # The duplicates' pending copies of the keeper's pending message are never sent: the
+    # receiver gets each event once, under one webhook-id.
+    assert (status[10], status[20], status[30]) == ("pending", "failed", "failed")
+    assert (status[11], status[21], status[31]) == ("delivered", "delivered", "delivered")
     assert {owner[50], owner[51], owner[40], owner[60]} == {5, 4, 6}
 
     with pytest.raises(IntegrityError), engine.begin() as c:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tracker.states import TaskStatus
+from tracker.testing.receiver import Answer, WebhookReceiver
 from tracker.testing.simulator import Faults, Simulator, Step, TaskScript
 from tracker.upstream.base import (
     ContractViolation,
@@ -368,3 +369,16 @@ def test_the_connection_check_notices_when_connections_are_not_kept(
         assert isinstance(client.fetch("ka-close"), TaskReport)
 
     assert wire.local_ports == [None, None, None]
+
+
+def test_an_answer_too_deeply_nested_to_parse_is_a_contract_violation_not_a_crash() -> None:
+    # json.loads raises RecursionError, not ValueError, on this: it must not escape fetch()
+    # (it would lose the poll's whole batch) but be recorded like any answer off the contract.
+    with WebhookReceiver() as peer:
+        peer.script(default=Answer(200, body="[" * 200_000))
+        client = TensorsLabClient(base_url=peer.url, api_key="key")
+        try:
+            result = client.fetch("20251129_9f3c2a7e")
+        finally:
+            client.close()
+    assert isinstance(result, ContractViolation)

@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from tests.conftest import SIM_API_KEY
 from tests.support import poll_until_terminal
 from tracker import db
-from tracker.db.clock import utc_now
+from tracker.db import clock
+from tracker.db.clock import database_now, utc_now
 from tracker.db.models import WebhookDelivery, WebhookEndpoint
 from tracker.errors import InvalidInput
 from tracker.tasks import queries, register, untrack
@@ -471,3 +472,42 @@ def test_two_claims_at_once_never_share_a_delivery(
 
     first, second = claimed
     assert set(first).isdisjoint(second) and len(first) + len(second) == 60
+
+
+@pytest.mark.postgres
+def test_sends_and_retries_follow_the_database_clock_not_the_host_clock(
+    clean_postgres_url: str,
+    simulator: Simulator,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = clean_postgres_url
+    _add_endpoint(url, receiver)
+    receiver.script(Answer(503))
+    _finish_task(url, simulator, "video-1")
+    with db.session_scope(url) as session:
+        claims = sender.claim_due_deliveries(
+            session, now=database_now(session), limit=10, lease_s=60, batch_size=10
+        )
+    # This worker's host clock runs an hour ahead of the database's (and of beat's host).
+    monkeypatch.setattr(clock, "utc_now", lambda: datetime.now(UTC) + timedelta(hours=1))
+    http = guarded_session(LOOPBACK)
+    try:
+        [claim] = claims
+        outcomes = sender.send_batch(
+            claim,
+            session_scope=lambda: db.session_scope(url),
+            http=http,
+            timeout_s=5.0,
+            schedule_s=(5.0,),
+            disable_after_s=86400,
+        )
+    finally:
+        http.close()
+    # With the host's clock the lease would look an hour over, and nothing would be sent.
+    assert outcomes == {"retry": 1} and len(receiver.received) == 1
+    [waiting] = _deliveries(url)
+    with db.read_scope(url) as session:
+        database_time = database_now(session)
+    assert waiting.next_attempt_at is not None
+    assert waiting.next_attempt_at - database_time < timedelta(minutes=5)

@@ -15,7 +15,7 @@ from tests.webhooks.test_delivery import _add_endpoint, _deliveries, _send_due, 
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import DeliveryAttempt, WebhookDelivery
-from tracker.errors import DeliveryPending
+from tracker.errors import DeliveryPending, InvalidInput
 from tracker.tasks import register, untrack
 from tracker.testing.receiver import Answer, WebhookReceiver
 from tracker.webhooks import deliveries, endpoints
@@ -221,3 +221,38 @@ def test_a_held_delivery_whose_endpoint_is_removed_fails_without_an_attempt(
     assert receiver.received == [] and _attempts(database_url) == 0
     with db.read_scope(database_url) as session:
         assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+
+
+def test_removing_an_endpoint_fails_what_it_was_holding_at_once(
+    database_url: str, receiver: WebhookReceiver
+) -> None:
+    created = _add_endpoint(database_url, receiver, "task.cancelled")
+    _register(database_url, "video-1")
+    _set_enabled(database_url, created.endpoint.id, False)
+    _cancel(database_url, "video-1")
+    [held] = _deliveries(database_url)
+    _assert_held(held)
+
+    with db.session_scope(database_url) as session:
+        endpoints.remove_endpoint(session, created.endpoint.id)
+
+    [failed] = _deliveries(database_url)
+    assert (failed.status, failed.last_error) == ("failed", "the endpoint was removed")
+    assert (
+        _send_due(database_url) == {} and receiver.received == [] and _attempts(database_url) == 0
+    )
+
+
+def test_a_per_task_webhook_cannot_be_moved_onto_a_url_its_task_already_uses(
+    database_url: str, receiver: WebhookReceiver
+) -> None:
+    _register(database_url, "video-1")
+    with db.session_scope(database_url) as session:
+        for path in ("/a", "/b"):
+            endpoints.subscribe_tasks(session, ["video-1"], receiver.url + path, policy=LOOPBACK)
+        second = endpoints.list_endpoints(session, include_per_task=True)[-1]
+    with pytest.raises(InvalidInput, match="already sends to"), db.session_scope(database_url) as s:
+        endpoints.update_endpoint(s, second.id, url=receiver.url + "/a", policy=LOOPBACK)
+    with db.read_scope(database_url) as session:
+        urls = sorted(e.url for e in endpoints.list_endpoints(session, include_per_task=True))
+    assert urls == [receiver.url + "/a", receiver.url + "/b"]

@@ -17,7 +17,7 @@ from tracker import db
 from tracker.cli import tables
 from tracker.cli.output import JsonFlag, friendly_errors, out
 from tracker.cli.parsing import parse_since
-from tracker.db.clock import utc_now
+from tracker.db.clock import database_now
 from tracker.errors import InvalidInput
 from tracker.settings import get_settings
 from tracker.webhooks import deliveries as deliveries_use_case
@@ -258,12 +258,12 @@ def redeliver(
     ] = None,
 ) -> None:
     """Send deliveries again, with the same webhook-id, through a fresh retry schedule."""
-    now = utc_now()
     if (ref is None) == (not failed):
         raise InvalidInput("give either a delivery ID or --failed --since TIME")
     if failed and since is None:
         raise InvalidInput("--failed needs --since TIME (e.g. --since 1d)")
     with db.session_scope() as session:
+        now = database_now(session)
         if ref is not None:
             view = deliveries_use_case.redeliver(session, ref, now=now)
             out.print(

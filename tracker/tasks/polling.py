@@ -148,7 +148,7 @@ def poll_batch(
     like the lease's end that beat stamped.
     """
     rng = rng or random.Random()
-    with session_scope() as session:
+    with (read_scope or session_scope)() as session:  # only reads: no write lock on SQLite
         leased = _load_leased(session, claim)
         if now is None:
             now = DatabaseClock.read(session)

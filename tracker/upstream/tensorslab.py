@@ -88,12 +88,18 @@ class TensorsLabClient:
             return Unavailable(f"connection failed: {_first_line(error)}")
         except requests.RequestException as error:
             return Unavailable(f"request failed: {_first_line(error)}")
-        return parse_response(
-            task_id,
-            status_code=response.status_code,
-            headers=response.headers,
-            text=response.text,
-        )
+        except Exception as error:  # urllib3 protocol errors can escape requests' wrapping
+            return Unavailable(f"request failed: {_first_line(error)}")
+        try:
+            return parse_response(
+                task_id,
+                status_code=response.status_code,
+                headers=response.headers,
+                text=response.text,
+            )
+        except Exception as error:  # e.g. RecursionError on a deeply nested body: one task's
+            # strange answer must not lose its whole batch; it is a contract violation.
+            return ContractViolation(f"unreadable answer: {type(error).__name__}")
 
     def close(self) -> None:
         self._session.close()

@@ -207,7 +207,13 @@ def update_endpoint(
     now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
     if url is not None:
-        row.url = _checked_url(url, policy, resolve)
+        checked = _checked_url(url, policy, resolve)
+        if row.task_pk is not None and checked != row.url and _task_sends_to(session, row, checked):
+            raise InvalidInput(
+                f"the task of webhook {row.id} already sends to {checked}; "
+                "remove one of the two instead"
+            )
+        row.url = checked
     if events is not None:
         try:
             row.events = list(parse_events(events))
@@ -218,6 +224,21 @@ def update_endpoint(
     row.updated_at = now
     session.flush()
     return get_endpoint(session, endpoint_id)
+
+
+def _task_sends_to(session: Session, row: WebhookEndpoint, url: str) -> bool:
+    """Whether another live endpoint of `row`'s task has `url` (one per task and URL)."""
+    return (
+        session.scalar(
+            select(WebhookEndpoint.id).where(
+                WebhookEndpoint.task_pk == row.task_pk,
+                WebhookEndpoint.url == url,
+                WebhookEndpoint.removed_at.is_(None),
+                WebhookEndpoint.id != row.id,
+            )
+        )
+        is not None
+    )
 
 
 def list_endpoints(session: Session, *, include_per_task: bool = False) -> list[EndpointView]:
@@ -235,13 +256,30 @@ def list_endpoints(session: Session, *, include_per_task: bool = False) -> list[
 def remove_endpoint(
     session: Session, endpoint_id: int, *, now: datetime | None = None
 ) -> EndpointView:
-    """Stop sending to an endpoint. Its deliveries and attempts stay, for the record."""
+    """Stop sending to an endpoint. Its deliveries and attempts stay, for the record; the ones
+    held while it was disabled will never be sent, so they fail now, without an attempt."""
     now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
     row.removed_at = now
     row.enabled = False
     row.disabled_reason = "removed"
     row.updated_at = now
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at.is_(None),
+        )
+        .values(
+            status=DeliveryStatus.FAILED,
+            last_error="the endpoint was removed",
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
     session.flush()
     return _endpoint_view(row)
 

@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import Integer, Text, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from tracker.db.clock import utc_now
+from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, GroupCap, lease_due_rows
 from tracker.db.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline
@@ -106,13 +106,20 @@ def send_batch(
     schedule_s: Sequence[float],
     disable_after_s: float,
     concurrency: int = 1,
-    now: Callable[[], datetime] = utc_now,
+    now: Callable[[], datetime] | None = None,
     rng: random.Random | None = None,
 ) -> dict[str, int]:
-    """Send the claimed deliveries that are still leased; returns outcome counts."""
+    """Send the claimed deliveries that are still leased; returns outcome counts.
+
+    Times are the database's (`now` defaults to a `DatabaseClock` read with the jobs), like the
+    lease's end that the tick stamped, so a host whose clock is off neither sends past its
+    lease nor schedules retries early.
+    """
     rng = rng or random.Random()
     with session_scope() as session:
-        jobs = _load_jobs(session, claim, now())
+        clock = now or DatabaseClock.read(session)
+        jobs = _load_jobs(session, claim, clock())
+    now = clock
     # `timeout_s` bounds a whole attempt (connect, send, answer, body: `_post`), so an attempt
     # started before this ends before the lease does: the lease never runs out under a POST.
     deadline = claim.lease_expires_at - timedelta(seconds=timeout_s)

@@ -209,8 +209,9 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
     metrics.record_polls(summary.outcomes)
     if summary.ended:
         # The webhooks of what just ended are in the outbox, committed: send them now rather
-        # than at the next tick. The claim's lease keeps the tick from sending them twice.
-        enqueue_due_deliveries()
+        # than at the next tick. The claim's lease keeps the tick from sending them twice. The
+        # polls are written: a broker or database outage here only delays the webhooks.
+        _outages["deliver"].run(enqueue_due_deliveries, fallback=0)
     return {
         "polled": summary.polled,
         "skipped": summary.skipped,
