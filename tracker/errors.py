@@ -47,7 +47,14 @@ __all__ = [
     "UnknownEndpoint",
     "UnknownTask",
     "UnknownToken",
+    "one_line",
 ]
+
+
+def one_line(error: BaseException, *, limit: int = 300) -> str:
+    """`error`'s text folded onto one line and cut to `limit` (its type's name when empty): how
+    a library's error (a driver, kombu, urllib3) is quoted inside one of ours."""
+    return " ".join(str(error).split())[:limit] or type(error).__name__
 
 
 class TrackerError(Exception):

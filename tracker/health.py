@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from tracker import db
-from tracker.errors import BrokerUnavailable
+from tracker.errors import BrokerUnavailable, one_line
 from tracker.settings import Settings
 from tracker.upstream import make_provider
 
@@ -34,8 +34,7 @@ def check_broker(settings: Settings, *, timeout_s: float = 5.0) -> None:
     try:
         connection.ensure_connection(max_retries=1, timeout=timeout_s)
     except Exception as error:  # kombu raises several unrelated types for "cannot connect"
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
         where = connection.as_uri()  # masks the password
-        raise BrokerUnavailable(f"cannot reach the broker at {where}: {reason}") from None
+        raise BrokerUnavailable(f"cannot reach the broker at {where}: {one_line(error)}") from None
     finally:
         connection.release()

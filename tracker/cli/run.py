@@ -58,10 +58,10 @@ def db_upgrade(
         migrate.upgrade(settings.database_url, revision)
         after = migrate.current_revision(settings.database_url)
     except Exception as error:  # alembic wraps driver errors in several ways
-        from tracker.errors import DatabaseUnavailable
+        from tracker.errors import DatabaseUnavailable, one_line
 
-        reason = " ".join(str(getattr(error, "orig", error)).split())[:300]
-        raise DatabaseUnavailable(f"migration failed: {reason}") from None
+        cause = getattr(error, "orig", None) or error
+        raise DatabaseUnavailable(f"migration failed: {one_line(cause)}") from None
     where = escape(db.describe_url(settings.database_url))
     if before == after:
         out.print(f"database at [bold]{where}[/bold] was already at revision {after}")

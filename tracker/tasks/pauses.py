@@ -8,13 +8,12 @@ or, when it exists, moved to the later of the two ends (a shorter pause never cu
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import case, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tracker.db.models import ProviderPauseRow
+from tracker.db.upsert import insert_for
 from tracker.tasks.decide import ProviderPause
 
 __all__ = ["pause_provider"]
@@ -23,8 +22,7 @@ __all__ = ["pause_provider"]
 def pause_provider(session: Session, provider: str, pause: ProviderPause, *, at: datetime) -> None:
     """Pause polling of `provider` until `pause.until`, unless a longer pause already holds."""
     dialect_name = session.get_bind().dialect.name
-    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
-    statement = dialect.insert(ProviderPauseRow).values(
+    statement = insert_for(session, ProviderPauseRow).values(
         provider=provider, paused_until=pause.until, reason=pause.reason, updated_at=at
     )
     current, proposed = ProviderPauseRow.__table__.c, statement.excluded

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import database_now
 from tracker.db.models import TrackedTask
+from tracker.db.upsert import insert_for
 from tracker.errors import InvalidMetadata, InvalidTaskId
 from tracker.states import TaskStatus
 from tracker.tasks.ids import DEFAULT_PROVIDER, validate_provider, validate_task_id
@@ -147,11 +147,10 @@ def _insert_new(
         }
         for task_id in task_ids
     ]
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     created: set[str] = set()
     for chunk in chunked(rows, 500):
         statement = (
-            dialect.insert(TrackedTask)
+            insert_for(session, TrackedTask)
             .values(chunk)
             .on_conflict_do_nothing(index_elements=["provider", "task_id"])
             .returning(TrackedTask.task_id)

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import database_now
 from tracker.db.models import TrackedTask, WebhookDelivery, WebhookEndpoint
+from tracker.db.upsert import insert_for
 from tracker.errors import InvalidInput, InvalidWebhookURL, UnknownEndpoint
 from tracker.states import DeliveryStatus
 from tracker.upstream.names import DEFAULT_PROVIDER
@@ -157,11 +156,10 @@ def subscribe_tasks(
         }
         for task_pk in sorted(found)  # one order for every caller: no deadlock between two
     ]
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     added: set[int] = set()
     for start in range(0, len(rows), _INSERT_CHUNK):
         statement = (
-            dialect.insert(WebhookEndpoint)
+            insert_for(session, WebhookEndpoint)
             .values(rows[start : start + _INSERT_CHUNK])
             .on_conflict_do_nothing(
                 index_elements=["task_pk", "url"],

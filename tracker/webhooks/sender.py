@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, GroupCap, lease_due_rows
 from tracker.db.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
+from tracker.errors import one_line
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline
 from tracker.retry_after import parse_retry_after
 from tracker.states import DeliveryStatus
@@ -478,7 +479,7 @@ def _apply_attempt(
 
 
 def _describe(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = one_line(error, limit=10_000)
     if "refused address" in text.lower():
         marker = text.lower().index("refused address")
         return text[marker:][:300]

@@ -27,7 +27,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from tracker import db, metrics
 from tracker.db.clock import database_now
 from tracker.db.leasing import Claim
-from tracker.errors import BrokerUnavailable, DatabaseUnavailable
+from tracker.errors import BrokerUnavailable, DatabaseUnavailable, one_line
 from tracker.settings import get_settings
 from tracker.tasks import polling
 from tracker.tasks.schedule import PollPolicy
@@ -144,9 +144,10 @@ def _claim_and_send(
             task.apply_async(args=[batch.to_message()], expires=batch.lease_expires_at)
         except (KombuOperationalError, OSError) as error:
             # The rows stay leased until the lease ends, then fall due again: nothing is lost.
-            reason = " ".join(str(error).split())[:300] or type(error).__name__
             where = app.connection_for_write().as_uri()  # masks the password
-            raise BrokerUnavailable(f"cannot send to the broker at {where}: {reason}") from None
+            raise BrokerUnavailable(
+                f"cannot send to the broker at {where}: {one_line(error)}"
+            ) from None
     return sum(len(batch.row_ids) for batch in claims)
 
 
