@@ -333,6 +333,7 @@ def test_at_send_time_a_refused_address_is_a_failed_attempt_and_nothing_is_sent(
     [attempt] = sent.attempts
     assert attempt.status_code is None and attempt.error is not None
     assert "refused address" in attempt.error.lower()
+    assert attempt.error.endswith("TRACKER_WEBHOOK_ALLOWED_NETWORKS"), attempt.error
     assert receiver.received == []
 
 

@@ -190,7 +190,7 @@ def deliveries(
         return
     with db.read_scope() as session:
         views = deliveries_use_case.page_deliveries(
-            session, task_id=task_id, status=status, limit=limit
+            session, task_id=task_id, status=status, limit=limit, with_attempts=json_output
         ).deliveries
     if json_output:
         out.print_json(tables.to_json(views))

@@ -481,6 +481,8 @@ def _apply_attempt(
 def _describe(error: BaseException) -> str:
     text = one_line(error, limit=10_000)
     if "refused address" in text.lower():
+        # urllib3 quotes the refusal inside its own wrapper: "...(Caused by X('...: refused
+        # address: ...'))". Keep the refusal, without the wrapper's closing quote and brackets.
         marker = text.lower().index("refused address")
-        return text[marker:][:300]
+        return text[marker:].rstrip("')\"")[:300]
     return text[:300]
