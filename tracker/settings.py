@@ -120,7 +120,10 @@ class Settings(BaseSettings):
     webhook_batch_size: int = Field(default=20, ge=1, le=1000)
     webhook_concurrency: int = Field(default=8, ge=1, le=64)
     # Attempts in flight (leased, lease not ended) per endpoint: a slow endpoint slows itself.
-    webhook_endpoint_concurrency: int = Field(default=4, ge=1, le=1000)
+    # 16 fits in one batch (20), so a slow endpoint holds at most one webhook process; at 4, one
+    # busy endpoint could not keep up with 10,000 tasks ending within 150 s (bench/detection.py:
+    # poll-to-webhook p99 35 s, against 0.9 s at 16).
+    webhook_endpoint_concurrency: int = Field(default=16, ge=1, le=1000)
     # Processes of a worker that consumes only deliveries (`tracker up` starts one).
     webhook_workers: int = Field(default=2, ge=1, le=64)
 
