@@ -209,6 +209,7 @@ def run_tracker(
             register.register(
                 session, list(durations), now=utc_now(), first_poll_delay_s=first_delay_s
             )
+        assert created.secret is not None
         receiver.set_secrets([created.secret])
         env = {
             **settings,

@@ -31,6 +31,7 @@ TABLES = (
     "api_tokens",
     "delivery_attempts",
     "webhook_deliveries",
+    "webhook_subscriptions",
     "webhook_endpoints",
     "task_transitions",
     "provider_pauses",

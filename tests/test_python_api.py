@@ -45,7 +45,7 @@ def test_list_pages_with_a_cursor(tracker: Tracker) -> None:
 
 def test_webhooks_from_python(tracker: Tracker) -> None:
     created = tracker.add_webhook("http://127.0.0.1:9/all", events=["task.completed"])
-    assert created.secret.startswith("whsec_")
+    assert created.secret is not None and created.secret.startswith("whsec_")
     assert [w.url for w in tracker.webhooks()] == ["http://127.0.0.1:9/all"]
     changed = tracker.update_webhook(created.endpoint.id, enabled=False)
     assert changed.enabled is False

@@ -39,6 +39,7 @@ class Registered:
 
     tasks: list[Registration]
     webhook_secret: str | None  # the signing secret of `webhook_url`, this once; else None
+    webhook_id: int | None = None  # the endpoint of `webhook_url`, which signs for these tasks
 
 
 class Tracker:
@@ -76,7 +77,10 @@ class Tracker:
                 policy=self._policy(),
             )
         secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
-        return Registered(registrations, secret)
+        endpoint_id = next(
+            (item.webhook_endpoint_id for item in registrations if item.webhook_endpoint_id), None
+        )
+        return Registered(registrations, secret, endpoint_id)
 
     def get(self, task_id: str) -> TaskView:
         with self.database.read() as session:
@@ -115,7 +119,8 @@ class Tracker:
     # --- webhooks ----------------------------------------------------------------------
 
     def add_webhook(self, url: str, *, events: Sequence[str] = ()) -> CreatedEndpoint:
-        """An endpoint for every task; `.secret` is its signing secret, returned this once."""
+        """The URL's endpoint, for every task; `.secret` is its signing secret when this call
+        made it (returned this once), None when the URL had one (`.created` False)."""
         with self.database.write() as session:
             return endpoints.add_endpoint(session, url, events=events, policy=self._policy())
 

@@ -14,6 +14,7 @@ into a clear message, an exit code and a status code.
       Conflict                   well-formed, but the current state forbids it   4      409
         TaskAlreadyEnded         untracking a task that completed, failed, expired...
         DeliveryPending          redelivering a delivery that is still pending
+        EndpointURLTaken         moving a webhook to a URL another endpoint has
       Unavailable                a service tracker needs does not answer     1      503
         DatabaseUnavailable      unreachable, locked, read-only, full, or without the schema
         BrokerUnavailable        the Celery broker does not accept a connection
@@ -21,6 +22,7 @@ into a clear message, an exit code and a status code.
       ConfigError                the settings cannot be used                 1      500
         SettingsError            a variable is invalid or misspelled (tracker.settings)
         MissingAPIKey            polling was asked for without TENSORSLAB_API_KEY
+        UnreadableSecret         a stored webhook secret no configured key decrypts
 
 Every message is one line written for the person who caused it, and never holds a secret.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "Conflict",
     "DatabaseUnavailable",
     "DeliveryPending",
+    "EndpointURLTaken",
     "InvalidInput",
     "InvalidMetadata",
     "InvalidTaskId",
@@ -47,6 +50,7 @@ __all__ = [
     "UnknownEndpoint",
     "UnknownTask",
     "UnknownToken",
+    "UnreadableSecret",
     "one_line",
 ]
 
@@ -112,6 +116,10 @@ class DeliveryPending(Conflict):
     pass
 
 
+class EndpointURLTaken(Conflict):
+    pass
+
+
 class Unavailable(TrackerError):
     """A service tracker needs does not answer (or not usefully); trying again may work."""
 
@@ -134,3 +142,14 @@ class ConfigError(TrackerError):
 
 class MissingAPIKey(ConfigError):
     pass
+
+
+class UnreadableSecret(ConfigError):
+    """A webhook endpoint's stored secret cannot be decrypted: nothing is signed without it."""
+
+    def __init__(self, endpoint_id: int, why: str) -> None:
+        super().__init__(
+            f"the signing secret of webhook endpoint {endpoint_id} cannot be decrypted: {why} "
+            "(TRACKER_SECRET_KEY must list the key it was encrypted with)"
+        )
+        self.endpoint_id = endpoint_id

@@ -15,6 +15,7 @@ EXPECTED_TABLES = {
     "task_transitions",
     "provider_pauses",
     "webhook_endpoints",
+    "webhook_subscriptions",
     "webhook_deliveries",
     "delivery_attempts",
     "api_tokens",

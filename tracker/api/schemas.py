@@ -163,10 +163,16 @@ class TaskPublic(_Output):
 class RegisteredTask(_Output):
     created: bool = Field(description="False: it was already tracked and nothing changed.")
     task: TaskPublic
+    webhook_id: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("webhook_id", "webhook_endpoint_id"),
+        description="The endpoint of `webhook_url`, which signs this task's webhooks (one "
+        "endpoint and one secret per URL); None when no URL was given.",
+    )
     webhook_secret: str | None = Field(
         default=None,
-        description="The signing secret of `webhook_url`, shown only in this response; None "
-        "when no URL was given or the task already sent to it.",
+        description="The signing secret of `webhook_url`, shown only in the response that made "
+        "its endpoint; None when no URL was given or the URL already had an endpoint.",
     )
 
 
@@ -222,17 +228,24 @@ class WebhookPublic(_Output):
     events: list[str]
     enabled: bool
     disabled_reason: str | None
-    task_id: str | None = Field(description="Set for a per-task webhook given at registration.")
+    all_tasks: bool = Field(
+        description="True: it hears every task. False: only the tasks registered with its URL."
+    )
+    task_count: int = Field(description="How many tasks it hears, when not all_tasks; else 0.")
     failing_since: datetime | None
     created_at: datetime
     rotating_until: datetime | None = Field(
-        description="The previous secret also signs until then, after a rotation."
+        description="Rotated-out secrets also sign until then (after a rotation or a merge)."
     )
 
 
 class WebhookCreated(_Output):
     webhook: WebhookPublic
-    secret: str = Field(description="The signing secret: shown in this response only.")
+    secret: str | None = Field(
+        description="The signing secret: shown in this response only; null when the URL "
+        "already had this endpoint (its secret was shown when it was made)."
+    )
+    created: bool = Field(default=True, description="False: the URL's endpoint existed.")
 
 
 class WebhookList(_Output):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli import observe, run, tasks, tokens, webhooks
+from tracker.cli import observe, run, secrets, tasks, tokens, webhooks
 from tracker.cli.output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -47,6 +47,7 @@ app.add_typer(webhooks.webhooks_app, name="webhooks", rich_help_panel=WEBHOOKS)
 app.add_typer(webhooks.deliveries_app, name="deliveries", rich_help_panel=WEBHOOKS)
 app.command("redeliver", rich_help_panel=WEBHOOKS)(friendly_errors(webhooks.redeliver))
 app.add_typer(tokens.tokens_app, name="tokens", rich_help_panel=WEBHOOKS)
+app.add_typer(secrets.secrets_app, name="secrets", rich_help_panel=WEBHOOKS)
 
 
 def main() -> None:

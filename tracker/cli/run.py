@@ -67,6 +67,19 @@ def db_upgrade(
         out.print(f"database at [bold]{where}[/bold] was already at revision {after}")
     else:
         out.print(f"database at [bold]{where}[/bold] upgraded from {before or 'empty'} to {after}")
+    if revision == "head":
+        _encrypt_plain_secrets()
+
+
+def _encrypt_plain_secrets() -> None:
+    """Webhook secrets stored before they were encrypted at rest are encrypted now, once."""
+    from tracker.webhooks.rekey import encrypt_secrets
+    from tracker.webhooks.vault import get_vault
+
+    with db.session_scope() as session:
+        done = encrypt_secrets(session, get_vault(create=True), plain_only=True)
+    if done.secrets:
+        out.print(f"encrypted {done.secrets} webhook secrets stored in plain text", highlight=False)
 
 
 def _queue_kinds(value: str) -> str:

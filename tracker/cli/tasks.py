@@ -35,7 +35,8 @@ def register(
         str | None,
         typer.Option(
             help="Also POST how these tasks end (completed, failed, not_found, expired, "
-            "cancelled) to this URL, signed with a secret printed once."
+            "cancelled) to this URL, signed by the URL's one endpoint (made, and its secret "
+            "printed once, if the URL has none)."
         ),
     ] = None,
     json_output: JsonFlag = False,
@@ -56,14 +57,25 @@ def register(
             policy=AddressPolicy.from_settings(settings),
         )
     secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
+    endpoint_id = next(
+        (item.webhook_endpoint_id for item in registrations if item.webhook_endpoint_id), None
+    )
     if json_output:
         tasks = [{"created": item.created, "task": item.task} for item in registrations]
-        out.print_json(tables.to_json({"tasks": tasks, "webhook_secret": secret}))
+        out.print_json(
+            tables.to_json({"tasks": tasks, "webhook_id": endpoint_id, "webhook_secret": secret})
+        )
         return
     if secret is not None:
         out.print(
-            f"webhook {escape(str(webhook))} signing secret (shown once, keep it): "
-            f"[bold]{secret}[/bold]",
+            f"webhook {escape(str(webhook))}: new endpoint {endpoint_id}, signing secret "
+            f"(shown once, keep it): [bold]{secret}[/bold]",
+            highlight=False,
+        )
+    elif endpoint_id is not None:
+        out.print(
+            f"webhook {escape(str(webhook))}: signed by endpoint {endpoint_id} "
+            "(secret shown when it was created)",
             highlight=False,
         )
     for item in registrations:

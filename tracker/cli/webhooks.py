@@ -45,7 +45,9 @@ def _endpoint_table(views: list[endpoints.EndpointView]) -> Table:
             state = f"failing since {view.failing_since:%Y-%m-%d %H:%M} UTC"
         table.add_row(
             str(view.id),
-            Text(view.url + (f"\n(task {view.task_id})" if view.task_id else "")),
+            Text(
+                view.url + ("" if view.all_tasks else f"\n(for {_count(view.task_count, 'task')})")
+            ),
             "\n".join(view.events),
             Text(state),
             f"{view.created_at:%Y-%m-%d %H:%M}",
@@ -70,13 +72,29 @@ def webhooks_add(
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Add an endpoint. Its signing secret is printed now and never again."""
+    """Add an endpoint for every task. Its signing secret is printed now and never again.
+
+    A URL has one endpoint: adding it again prints that endpoint (no secret), which now hears
+    every task and these events too.
+    """
     with db.session_scope() as session:
         created = endpoints.add_endpoint(
             session, url, events=events or (), policy=AddressPolicy.from_settings(get_settings())
         )
     if json_output:
-        out.print_json(tables.to_json({"endpoint": created.endpoint, "secret": created.secret}))
+        out.print_json(
+            tables.to_json(
+                {"endpoint": created.endpoint, "secret": created.secret, "created": created.created}
+            )
+        )
+        return
+    if not created.created:
+        out.print(
+            f"webhook endpoint [bold]{created.endpoint.id}[/bold] already sends to "
+            f"{escape(created.endpoint.url)} (its secret was shown when it was created); "
+            f"it hears every task; events: {', '.join(created.endpoint.events)}",
+            highlight=False,
+        )
         return
     out.print(
         f"added webhook endpoint [bold]{created.endpoint.id}[/bold]: "
@@ -91,7 +109,10 @@ def webhooks_add(
 @friendly_errors
 def webhooks_list(
     all_endpoints: Annotated[
-        bool, typer.Option("--all", help="Include per-task endpoints from `register --webhook`.")
+        bool,
+        typer.Option(
+            "--all", help="Include endpoints for the tasks registered with them (--webhook)."
+        ),
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:

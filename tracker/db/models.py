@@ -37,6 +37,7 @@ __all__ = [
     "UTCDateTime",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WebhookSubscription",
 ]
 
 NAMING_CONVENTION = {
@@ -147,9 +148,11 @@ class ProviderPauseRow(Base):
 
 
 class WebhookEndpoint(Base):
-    """Where webhooks go: a URL, the events it wants, and the secret that signs them.
+    """Where webhooks go: a URL (one live endpoint per URL), the events it wants, the secret.
 
-    `task_pk` set: a per-task endpoint given at registration (`register --webhook URL`).
+    `all_tasks` false: it hears only the tasks subscribed to it (`WebhookSubscription`), those
+    registered with its URL (`register --webhook URL`). Secrets are stored encrypted
+    (`webhooks.vault`); `previous_secrets` are rotated-out ones, each signing until its time.
     """
 
     __tablename__ = "webhook_endpoints"
@@ -157,31 +160,42 @@ class WebhookEndpoint(Base):
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[list[str]] = mapped_column(JSONType)
-    secret: Mapped[str] = mapped_column(Text)  # signs; never shown after creation
-    previous_secret: Mapped[str | None] = mapped_column(Text)  # also signs until it expires
-    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    secret: Mapped[str] = mapped_column(Text)  # encrypted; signs; never shown after creation
+    # [{"secret": encrypted, "until": ISO 8601 UTC}, ...]: they also sign until then
+    previous_secrets: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    all_tasks: Mapped[bool] = mapped_column(Boolean, default=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    task_pk: Mapped[int | None] = mapped_column(
-        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
-    )
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # kept for history
 
     __table_args__ = (
-        # One live per-task endpoint per (task, URL): two registrations racing to add the same
-        # webhook to a task insert one row (`subscribe_tasks` inserts ON CONFLICT DO NOTHING).
+        # One live endpoint per URL: two callers adding the same URL at once insert one row
+        # (`add_endpoint` and `subscribe_tasks` insert ON CONFLICT DO NOTHING).
         Index(
-            "uq_webhook_endpoints_task_pk_url",
-            "task_pk",
+            "uq_webhook_endpoints_url",
             "url",
             unique=True,
-            postgresql_where="task_pk IS NOT NULL AND removed_at IS NULL",
-            sqlite_where="task_pk IS NOT NULL AND removed_at IS NULL",
+            postgresql_where="removed_at IS NULL",
+            sqlite_where="removed_at IS NULL",
         ),
     )
+
+
+class WebhookSubscription(Base):
+    """A task that an endpoint not for all tasks hears about (given at registration)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    endpoint_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_pk: Mapped[int] = mapped_column(
+        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WebhookDelivery(Base):

@@ -93,6 +93,7 @@ class Registration:
     created: bool  # False: it was already tracked; its status and metadata are as they were
     webhook_added: bool = False  # it now also sends how it ends to the URL given with it
     webhook_secret: str | None = None  # that URL's new signing secret: returned this once
+    webhook_endpoint_id: int | None = None  # the endpoint of the URL given with it: it signs
 
 
 @dataclass(frozen=True, slots=True)

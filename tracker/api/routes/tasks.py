@@ -51,7 +51,8 @@ TaskIdPath = Annotated[
         '(`{"tasks": [...]}`, at most TRACKER_API_MAX_BATCH). All are stored or, if any is '
         "invalid, none. Registering an ID that is already tracked changes nothing and returns "
         "it with `created: false`. The status is 201 when something new was registered, else "
-        "200. A `webhook_url` gets the task's end signed with a secret returned only here."
+        "200. A `webhook_url` gets the task's end, signed by that URL's one endpoint "
+        "(`webhook_id`); its secret is returned only in the response that made the endpoint."
     ),
     status_code=201,
     response_model=RegisteredTask | RegisteredTasks,

@@ -41,14 +41,19 @@ DeliveryIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The delivery'
     "",
     summary="Add a webhook endpoint for every task",
     description="The URL must be http(s) and must not point into a refused network (loopback, "
-    "private, link-local... unless TRACKER_WEBHOOK_ALLOWED_NETWORKS allows it). The signing "
-    "secret is in this response only.",
+    "private, link-local... unless TRACKER_WEBHOOK_ALLOWED_NETWORKS allows it). 201: a new "
+    "endpoint, its signing secret in this response only. A URL has one endpoint: if it has "
+    "one, 200 with that endpoint (`created: false`, no secret), which now hears every task "
+    "and the given events too.",
     status_code=201,
     response_model=WebhookCreated,
-    responses=documented_errors(400, 413, 422),
+    responses={
+        200: {"model": WebhookCreated, "description": "The URL's existing endpoint."},
+        **documented_errors(400, 413, 422),
+    },
 )
 def add_webhook(
-    body: WebhookCreate, settings: SettingsDep, database: DatabaseDep
+    body: WebhookCreate, response: Response, settings: SettingsDep, database: DatabaseDep
 ) -> WebhookCreated:
     with database.write() as session:
         created = endpoints.add_endpoint(
@@ -57,8 +62,11 @@ def add_webhook(
             events=body.events,
             policy=AddressPolicy.from_settings(settings),
         )
+    response.status_code = 201 if created.created else 200
     return WebhookCreated(
-        webhook=WebhookPublic.model_validate(created.endpoint), secret=created.secret
+        webhook=WebhookPublic.model_validate(created.endpoint),
+        secret=created.secret,
+        created=created.created,
     )
 
 
@@ -71,7 +79,8 @@ def add_webhook(
 def list_webhooks(
     database: DatabaseDep,
     include_per_task: Annotated[
-        bool, Query(description="Also list the per-task webhooks given at registration.")
+        bool,
+        Query(description="Also list the webhooks for the tasks registered with their URL."),
     ] = False,
 ) -> WebhookList:
     with database.read() as session:
@@ -93,8 +102,9 @@ def get_webhook(webhook_id: WebhookIdPath, database: DatabaseDep) -> WebhookPubl
 @webhooks_router.patch(
     "/{webhook_id}",
     summary="Change a webhook's URL, events, or enable/disable it",
+    description="A URL has one endpoint: moving one onto another's URL is 409, naming it.",
     response_model=WebhookPublic,
-    responses=documented_errors(400, 404, 413, 422),
+    responses=documented_errors(400, 404, 409, 413, 422),
 )
 def update_webhook(
     webhook_id: WebhookIdPath, body: WebhookUpdate, settings: SettingsDep, database: DatabaseDep
