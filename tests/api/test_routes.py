@@ -185,15 +185,19 @@ def test_a_per_task_webhook_secret_is_shown_once(client: TestClient) -> None:
     again = client.post("/v1/tasks", json={"task_id": "hooked", "webhook_url": RECEIVER_URL})
     assert again.json()["webhook_secret"] is None
     listed = client.get("/v1/webhooks", params={"include_per_task": True})
-    assert [(w["url"], w["task_id"]) for w in listed.json()["webhooks"]] == [
-        (RECEIVER_URL, "hooked")
+    assert [(w["url"], w["all_tasks"], w["task_count"]) for w in listed.json()["webhooks"]] == [
+        (RECEIVER_URL, False, 1)
     ]
     assert secret not in listed.text
+    assert client.get("/v1/webhooks").json()["webhooks"] == []  # not one for every task
 
 
-def test_a_new_secret_is_shown_only_for_the_tasks_it_signs_for(client: TestClient) -> None:
+def test_registrations_with_one_url_share_one_endpoint_and_one_secret(
+    client: TestClient,
+) -> None:
     first = client.post("/v1/tasks", json={"task_id": "a", "webhook_url": RECEIVER_URL})
-    old_secret = first.json()["webhook_secret"]
+    endpoint_id = first.json()["webhook_id"]
+    assert first.json()["webhook_secret"].startswith("whsec_")
 
     batch = client.post(
         "/v1/tasks",
@@ -204,9 +208,41 @@ def test_a_new_secret_is_shown_only_for_the_tasks_it_signs_for(client: TestClien
             ]
         },
     )
-    secrets = [item["webhook_secret"] for item in batch.json()["tasks"]]
-    assert secrets[0] is None  # "a" keeps signing with the secret it was given before
-    assert secrets[1] and secrets[1] != old_secret
+    tasks = batch.json()["tasks"]
+    assert [item["webhook_secret"] for item in tasks] == [None, None]  # no new secret
+    assert [item["webhook_id"] for item in tasks] == [endpoint_id, endpoint_id]
+    listed = client.get("/v1/webhooks", params={"include_per_task": True}).json()["webhooks"]
+    assert [(w["id"], w["task_count"]) for w in listed] == [(endpoint_id, 2)]
+
+
+def test_adding_a_url_twice_returns_its_one_endpoint(client: TestClient) -> None:
+    first = client.post("/v1/webhooks", json={"url": RECEIVER_URL})
+    assert first.status_code == 201 and first.json()["secret"].startswith("whsec_")
+
+    again = client.post("/v1/webhooks", json={"url": RECEIVER_URL, "events": ["task.expired"]})
+    assert again.status_code == 200
+    body = again.json()
+    assert body["created"] is False and body["secret"] is None
+    assert body["webhook"]["id"] == first.json()["webhook"]["id"]
+    assert body["webhook"]["events"] == ["task.completed", "task.failed", "task.expired"]
+    assert len(client.get("/v1/webhooks").json()["webhooks"]) == 1
+
+
+def test_adding_the_url_of_a_per_task_endpoint_makes_it_hear_every_task(
+    client: TestClient,
+) -> None:
+    registered = client.post("/v1/tasks", json={"task_id": "a", "webhook_url": RECEIVER_URL})
+    added = client.post("/v1/webhooks", json={"url": RECEIVER_URL})
+    assert added.status_code == 200 and added.json()["secret"] is None
+    webhook = added.json()["webhook"]
+    assert webhook["id"] == registered.json()["webhook_id"]
+    assert (webhook["all_tasks"], webhook["task_count"]) == (True, 0)
+    moved = client.post("/v1/webhooks", json={"url": RECEIVER_URL + "/other"})
+    taken = client.patch(
+        f"/v1/webhooks/{moved.json()['webhook']['id']}", json={"url": RECEIVER_URL}
+    )
+    assert taken.status_code == 409
+    assert f"webhook endpoint {webhook['id']} already sends to" in taken.json()["error"]["message"]
 
 
 def test_get_a_task_its_transitions_and_untrack_it(client: TestClient) -> None:
