@@ -378,6 +378,8 @@ def _split_subscriptions() -> None:
                     previous_secret=values.get("previous_secret"),
                     previous_secret_expires_at=values.get("previous_secret_expires_at"),
                     task_pk=task_pk,
+                    all_tasks=False,  # both columns are dropped next
+                    previous_secrets=[],
                     enabled=row.enabled,
                     disabled_reason=row.disabled_reason,
                     failing_since=row.failing_since,
