@@ -75,7 +75,7 @@ def race(url: str, rounds: int = ROUNDS) -> dict[int, list[Reported]]:
     try:
         for _ in range(2 * rounds):
             round_number, *reported = results.get(timeout=120)
-            secrets.setdefault(round_number, []).append(tuple(reported))  # type: ignore[arg-type]
+            secrets.setdefault(round_number, []).append(tuple(reported))
     except queue_module.Empty:
         raise AssertionError(f"the callers stopped answering; got {secrets}") from None
     finally:

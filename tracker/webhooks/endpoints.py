@@ -96,12 +96,20 @@ def _checked_url(url: str, policy: AddressPolicy, resolve: Resolver) -> str:
 
 
 def _claim_url(
-    session: Session, url: str, *, events: Sequence[str], all_tasks: bool, now: datetime
+    session: Session,
+    url: str,
+    *,
+    events: Sequence[str],
+    all_tasks: bool,
+    now: datetime,
+    to_change: bool = False,
 ) -> tuple[WebhookEndpoint, str | None]:
     """The live endpoint of `url`, and its new secret if this call made it (else None).
 
     The insert and the unique index decide: of two callers adding one URL at once, one inserts,
-    the other (on PostgreSQL, after the first commits) reads the row the first made.
+    the other (on PostgreSQL, after the first commits) reads the row the first made. An
+    existing row is locked: for update if the caller will change it (`to_change`: two such
+    callers then queue instead of deadlocking), else shared, so a removal waits.
     """
     secret = generate_secret()
     stored = get_vault(create=True).encrypt(secret)
@@ -128,7 +136,7 @@ def _claim_url(
         existing = session.scalar(
             select(WebhookEndpoint)
             .where(WebhookEndpoint.url == url, WebhookEndpoint.removed_at.is_(None))
-            .with_for_update(read=True)  # a removal waits, or we see it and insert again
+            .with_for_update(read=not to_change)  # a removal waits, or we see it and try again
             .execution_options(populate_existing=True)
         )
         if existing is not None:
@@ -163,7 +171,9 @@ def add_endpoint(
         event_names = parse_events(events)
     except ValueError as error:
         raise InvalidInput(str(error)) from None
-    row, secret = _claim_url(session, checked, events=event_names, all_tasks=True, now=now)
+    row, secret = _claim_url(
+        session, checked, events=event_names, all_tasks=True, now=now, to_change=True
+    )
     if secret is not None:
         return CreatedEndpoint(_endpoint_view(row), secret)
     wanted = list(dict.fromkeys([*row.events, *event_names]))
