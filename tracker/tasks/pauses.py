@@ -12,6 +12,7 @@ A shorter pause never cuts a longer one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,15 +22,15 @@ from sqlalchemy.orm import Session
 
 from tracker.db.models import ProviderFailureRow, ProviderPauseRow, TrackedTask
 from tracker.db.upsert import insert_for
-from tracker.errors import Conflict
+from tracker.errors import ProviderNotPaused
 from tracker.tasks.decide import PauseCause, ProviderPause
 from tracker.tasks.ids import validate_provider
-from tracker.tasks.views import ProviderPauseView
+from tracker.tasks.views import ProviderPauseView, TaskView
 
 __all__ = [
-    "ProviderNotPaused",
     "Resumed",
     "active_pauses",
+    "annotate",
     "blocked_condition",
     "lift_expired_pause",
     "longest",
@@ -42,10 +43,6 @@ __all__ = [
 ]
 
 PROBING_CAUSES = tuple(cause.value for cause in PauseCause if cause.needs_probe)
-
-
-class ProviderNotPaused(Conflict):
-    """`resume` of a provider whose polling is not paused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +223,19 @@ def active_pauses(session: Session, *, now: datetime) -> list[ProviderPauseView]
         .order_by(ProviderPauseRow.provider)
     )
     return [ProviderPauseView.of(row) for row in rows]
+
+
+def annotate(session: Session, tasks: list[TaskView], *, now: datetime) -> list[TaskView]:
+    """`tasks` with `paused` set on each live one whose provider is paused (one query)."""
+    if not any(not task.status.is_terminal for task in tasks):
+        return tasks
+    by_provider = {pause.provider: pause for pause in active_pauses(session, now=now)}
+    return [
+        dataclasses.replace(task, paused=by_provider[task.provider])
+        if task.provider in by_provider and not task.status.is_terminal
+        else task
+        for task in tasks
+    ]
 
 
 def resume(session: Session, provider: str, *, now: datetime) -> Resumed:

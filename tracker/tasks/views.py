@@ -44,6 +44,8 @@ class TaskView:
     next_poll_at: datetime | None
     poll_count: int
     error_count: int
+    # Its provider's pause, while the task is live and polling is paused (`pauses.annotate`).
+    paused: ProviderPauseView | None = None
 
     @classmethod
     def of(cls, row: TrackedTask) -> TaskView:
