@@ -354,7 +354,7 @@ def _record_pauses(
     answered_at = max(at for _, _, at in done)
     lifted = pauses.lift_expired_pause(session, provider_name, at=answered_at)
     if lifted is not None and lifted != PauseCause.RATE_LIMITED:
-        log.warning(
+        log.info(
             "polling of %s resumed: upstream answered again (the %s pause is lifted)",
             provider_name,
             lifted,
