@@ -60,6 +60,7 @@ def resume(
         f"resumed polling of [bold]{escape(resumed.provider)}[/bold] (was paused: "
         f"{escape(resumed.cause)}); {resumed.tasks_due} held-back tasks are due now",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -109,6 +110,7 @@ def prune(
         f"{report.kept_pending} tasks kept for a pending delivery"
         + ("; nothing changed (--dry-run)" if dry_run else ""),
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -129,4 +131,5 @@ def forget(
         f"forgot [bold]{escape(task_id)}[/bold] ({forgotten.status.value}): erased it with "
         f"{_counts(forgotten.erased)}",
         highlight=False,
+        soft_wrap=True,
     )
