@@ -15,6 +15,7 @@ from tests.tasks.history import counts, ended_task
 from tracker import db, tokens
 from tracker.api import create_app
 from tracker.db.clock import utc_now
+from tracker.tasks import retention
 from tracker.tasks.decide import PauseCause, ProviderPause
 from tracker.tasks.pauses import pause_provider
 
@@ -108,3 +109,14 @@ def test_cancel_stops_tracking_and_delete_erases_only_an_ended_task(client: Test
         "endpoints": before["endpoints"] - 1,
     }
     assert client.get("/v1/deliveries", params={"task_id": "old"}).json()["deliveries"] == []
+
+
+def test_metrics_count_the_tasks_pruned_in_all(client: TestClient) -> None:
+    assert "tracker_pruned_tasks_total 0.0" in client.get("/metrics").text
+    now = utc_now()
+    with db.session_scope() as session:
+        ended_task(session, "a", ended_at=now - timedelta(days=200))
+        ended_task(session, "b", ended_at=now - timedelta(days=200))
+    retention.prune(db.session_scope, cutoff=now - timedelta(days=90), now=now)
+    retention.prune(db.session_scope, cutoff=now - timedelta(days=90), now=now)  # nothing more
+    assert "tracker_pruned_tasks_total 2.0" in client.get("/metrics").text
