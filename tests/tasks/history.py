@@ -13,6 +13,7 @@ from tracker.db.models import (
     TrackedTask,
     Transition,
     WebhookDelivery,
+    WebhookEndpoint,
     WebhookSubscription,
 )
 from tracker.tasks import register, untrack
@@ -79,7 +80,13 @@ def ended_task(
         values.update(next_attempt_at=None)
         session.execute(
             update(WebhookEndpoint)
-            .where(WebhookEndpoint.task_pk == task_pk)
+            .where(
+                WebhookEndpoint.id.in_(
+                    select(WebhookSubscription.endpoint_id).where(
+                        WebhookSubscription.task_pk == task_pk
+                    )
+                )
+            )
             .values(enabled=False, disabled_reason="disabled by the user")
         )
     session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(values))

@@ -60,7 +60,13 @@ def test_prune_removes_exactly_what_ended_before_the_cutoff(database_url: str) -
     with db.read_scope(url) as session:
         after = counts(session)
         pending = session.scalars(select(WebhookDelivery.status)).all()
-    assert after == {"tasks": 3, "transitions": 2, "deliveries": 2, "attempts": 2, "subscriptions": 2}
+    assert after == {
+        "tasks": 3,
+        "transitions": 2,
+        "deliveries": 2,
+        "attempts": 2,
+        "subscriptions": 2,
+    }
     assert sorted(pending) == ["delivered", "pending"]  # recent's, and old-pending's retry
     assert report.erased == Erased(3, 3, 3, 3, 3)
     assert (report.erased.tasks, report.held_failed, report.kept_pending) == (3, 1, 1)

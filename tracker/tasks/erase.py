@@ -1,5 +1,6 @@
 """Erasing tasks with their whole history: transitions, webhook deliveries and their attempts,
-and the tasks' webhook subscriptions (the endpoints stay: other tasks may use them). Shared by `forget` (one task, on request) and `prune`
+and the tasks' webhook subscriptions (the endpoints stay: other tasks may use them). Shared by
+`forget` (one task, on request) and `prune`
 (retention). The caller decides which tasks may go; this only removes them, children first,
 inside the caller's transaction, and counts what went.
 """

@@ -38,6 +38,7 @@ from tracker.db.models import (
     Transition,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookSubscription,
 )
 from tracker.db.upsert import insert_for
 from tracker.errors import InvalidInput
