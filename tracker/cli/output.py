@@ -117,5 +117,6 @@ def print_table(table: Table, *, header: bool = True) -> None:
         lines.append("\t".join(plain_cell(column.header) for column in table.columns))
     rows = zip(*(list(column.cells) for column in table.columns), strict=True)
     lines.extend("\t".join(plain_cell(cell) for cell in row) for row in rows)
-    for line in lines:
-        out.print(Text(line), soft_wrap=True, highlight=False)
+    # Written as they are: rich would turn the tabs into spaces.
+    out.file.write("".join(f"{line}\n" for line in lines))
+    out.file.flush()
