@@ -101,7 +101,7 @@ def run_worker(
             role=role,
             loglevel=loglevel,
             log_file=log_file,
-            concurrency=f"{concurrency} processes",
+            concurrency=startup.processes(concurrency),
         )
         startup.print_summary(lines, log_file=log_file)
     argv = [

@@ -29,6 +29,7 @@ __all__ = [
     "hand_celery_logging_to_tracker",
     "mask_url",
     "print_summary",
+    "processes",
     "summary_lines",
 ]
 
@@ -50,6 +51,10 @@ def mask_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def processes(count: int) -> str:
+    return f"{count} process" if count == 1 else f"{count} processes"
 
 
 def _broker(settings: Settings) -> str:

@@ -81,7 +81,10 @@ def run_up(
         role="up: a poll worker with beat, a webhook worker" + (", the API" if with_api else ""),
         loglevel=loglevel,
         log_file=log_file,
-        concurrency=f"{concurrency} poll processes, {settings.webhook_workers} webhook processes",
+        concurrency=(
+            f"{startup.processes(concurrency)} polling, "
+            f"{startup.processes(settings.webhook_workers)} sending webhooks"
+        ),
         api_address=f"http://{settings.api_host}:{settings.api_port}" if with_api else None,
     )
     startup.print_summary(lines, log_file=log_file)
