@@ -221,6 +221,9 @@ def test_piped_output_keeps_long_ids_and_urls_whole_on_one_line(database_url: st
     result = _tracker(url, "register", long_id)
     assert f"already tracked {long_id} (status registered); nothing changed" in result.stdout
 
+    result = _tracker(url, "untrack", long_id)  # a message, not a table: as wide as it is
+    assert result.stdout == f"untracked {long_id}: now cancelled\n"
+
 
 def test_version(database_url: str) -> None:
     for flag in ("--version", "-V"):
