@@ -8,8 +8,11 @@ kind (`output.EXIT_CODES`: 2 bad input, 3 not found, 4 conflict, 1 unavailable o
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from tracker import __version__
 from tracker.cli import observe, operate, run, secrets, tasks, tokens, webhooks
 from tracker.cli.output import friendly_errors
 
@@ -28,6 +31,29 @@ app = typer.Typer(
     add_completion=False,
 )
 TASKS, RUN, WEBHOOKS = "Tasks", "Running tracker", "Webhooks and API access"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tracker {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print tracker's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 app.command("register", rich_help_panel=TASKS)(tasks.register)
 app.command("status", rich_help_panel=TASKS)(tasks.status)

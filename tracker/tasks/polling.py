@@ -297,6 +297,9 @@ def _write_outcomes(
     unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for item, result, answered_at in done:
         outcome = decide(item.snapshot, result, now=answered_at, policy=policy, rng=rng)
+        log.debug(
+            "task %s: polled, %s", item.task_id, _label(result), extra={"task_id": item.task_id}
+        )
         if held.get(item.task_pk) != item.snapshot.status.value:
             labels["lease_lost"] += 1
         elif outcome.new_status is None:
@@ -492,6 +495,7 @@ def _write_outcome(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     if outcome.new_status is not None:
+        note = _transition_note(outcome)
         record_transition(
             session,
             task_pk=item.task_pk,
@@ -499,7 +503,15 @@ def _write_outcome(
             to_status=outcome.new_status,
             at=at,
             payload=outcome.payload,
-            note=_transition_note(outcome),
+            note=note,
+        )
+        log.info(
+            "task %s: %s -> %s%s",
+            item.task_id,
+            item.snapshot.status.value,
+            outcome.new_status.value,
+            f" ({note[:200]})" if note else "",
+            extra={"task_id": item.task_id},
         )
     return True
 

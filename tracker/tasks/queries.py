@@ -28,6 +28,7 @@ from tracker.tasks.views import ProviderPauseView, TaskPage, TaskView, Transitio
 
 __all__ = [
     "count_by_status",
+    "count_tasks",
     "get_row",
     "get_task",
     "history",
@@ -152,6 +153,19 @@ def _task_rows_page(
         )
     rows = list(session.scalars(query.limit(limit)))
     return [TaskView.of(row) for row in rows], [(row.created_at, row.id) for row in rows]
+
+
+def count_tasks(
+    session: Session, *, status: TaskStatus | None = None, provider: str | None = None
+) -> int:
+    """How many tracked tasks match the filters of `page_tasks` (the "of 5,002" of a page)."""
+    query = select(func.count()).select_from(TrackedTask)
+    if status is not None:
+        query = query.where(TrackedTask.status == status.value)
+    if provider is not None:
+        validate_provider(provider)
+        query = query.where(TrackedTask.provider == provider)
+    return int(session.scalar(query) or 0)
 
 
 def count_by_status(session: Session) -> dict[TaskStatus, int]:
