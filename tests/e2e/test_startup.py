@@ -95,6 +95,7 @@ def test_up_with_a_log_file_sends_every_process_there_with_task_ids(
                 policy=AddressPolicy.from_setting("127.0.0.0/8"),
             )
             register.register(session, ["log-task-1"], now=utc_now(), first_poll_delay_s=0)
+        assert created.secret is not None  # a new endpoint: its secret, shown once
         receiver.set_secrets([created.secret])
         group.start("up", "up", "--no-api", "--concurrency", "1", "--log-file", str(log_file))
         receiver.wait_for(1, timeout_s=DEADLINE_S)
