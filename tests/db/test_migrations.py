@@ -18,6 +18,7 @@ EXPECTED_TABLES = {
     "webhook_deliveries",
     "delivery_attempts",
     "api_tokens",
+    "process_heartbeats",
 }
 
 

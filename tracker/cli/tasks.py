@@ -16,6 +16,7 @@ from tracker.cli import tables
 from tracker.cli.output import JsonFlag, err, friendly_errors, out
 from tracker.cli.parsing import read_task_ids
 from tracker.db.clock import database_now
+from tracker.ops import overdue
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import queries
@@ -85,10 +86,13 @@ def status(
     """Show one task: status, result URLs, messages, poll counts and times."""
     with db.read_scope() as session:
         task = queries.get_task(session, task_id)
+        note = overdue.task_note(session, task, now=database_now(session), settings=get_settings())
     if json_output:
         out.print_json(tables.to_json(task))
     else:
         out.print(tables.task_table(task))
+    if note is not None:
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
 
 
 @friendly_errors
@@ -115,7 +119,9 @@ def list_(
     """List tracked tasks, newest first."""
     with db.read_scope() as session:
         tasks = queries.list_tasks(session, status=status_filter, limit=limit)
-        pauses = queries.provider_pauses(session, now=database_now(session))
+        now = database_now(session)
+        pauses = queries.provider_pauses(session, now=now)
+        note = overdue.list_note(session, now=now, settings=get_settings())
     if json_output:
         out.print_json(tables.to_json(tasks))
         return
@@ -126,6 +132,8 @@ def list_(
             f"{pause.paused_until:%H:%M:%S} UTC:[/yellow] {escape(pause.reason)}",
             highlight=False,
         )
+    if note is not None:
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
 
 
 @friendly_errors

@@ -19,7 +19,10 @@ from tracker.api.deps import DatabaseDep, SettingsDep
 from tracker.api.errors import ERROR_RESPONSES
 from tracker.api.schemas import HealthPublic, ReadinessPublic
 from tracker.db.clock import database_now
+from tracker.db.engine import Database
 from tracker.errors import TrackerError
+from tracker.ops import overdue
+from tracker.settings import Settings
 
 __all__ = ["router"]
 
@@ -52,9 +55,23 @@ def _check(name: str, check: Callable[[], None]) -> str:
     return "ok"
 
 
+def _progress(settings: Settings, database: Database) -> tuple[dict[str, str], bool]:
+    """beat, workers and overdue (tracker.ops.overdue.readiness); only overdue fails."""
+    try:
+        with database.read() as session:
+            return overdue.readiness(session, now=database_now(session), settings=settings)
+    except TrackerError as error:
+        log.warning("readyz: the heartbeat checks failed: %s", error)
+        return {"overdue": UNAVAILABLE["database"]}, False
+
+
 @router.get(
     "/readyz",
-    summary="The database and the broker answer",
+    summary="The database and the broker answer, and no task is overdue",
+    description="`beat` and `workers` say `ok`, `none seen yet` or `gone: last seen ...`; they "
+    "are reported, but only `database`, `broker` and `overdue` (due tasks that waited more "
+    "than a few ticks, with the likely cause) make the answer 503: an installation with "
+    "nothing due is ready.",
     response_model=ReadinessPublic,
     responses={503: {"model": ReadinessPublic, "description": "Something does not answer."}},
 )
@@ -68,6 +85,10 @@ async def readyz(settings: SettingsDep, database: DatabaseDep) -> JSONResponse:
         ),
     }
     ready = all(value == "ok" for value in checks.values())
+    if checks["database"] == "ok":
+        progress, moving = await run_in_threadpool(_progress, settings, database)
+        checks |= progress
+        ready = ready and moving
     body = ReadinessPublic(status="ok" if ready else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
