@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli import observe, run, tasks, tokens, webhooks
+from tracker.cli import doctor, observe, run, tasks, tokens, webhooks
 from tracker.cli.output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -40,6 +40,7 @@ app.command("worker", rich_help_panel=RUN)(run.worker)
 app.command("beat", rich_help_panel=RUN)(run.beat)
 app.command("up", rich_help_panel=RUN)(run.up)
 app.command("api", rich_help_panel=RUN)(run.serve_api)
+app.command("doctor", rich_help_panel=RUN)(doctor.doctor)
 app.command("simulate", rich_help_panel=RUN)(run.simulate)
 app.command("demo", rich_help_panel=RUN)(run.demo)
 app.add_typer(run.db_app, name="db", rich_help_panel=RUN)

@@ -10,6 +10,7 @@ list`, `/readyz` and `tracker doctor` all say it the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -152,7 +153,7 @@ def find_overdue(
 ) -> Overdue | None:
     """Every overdue task, with the likely cause; None when none is overdue."""
     cutoff = now - timedelta(seconds=overdue_after_s(settings))
-    rows: list[tuple[str, int, datetime | None]] = (
+    rows: Sequence[tuple[str, int, datetime | None]] = (
         session.execute(
             select(TrackedTask.provider, func.count(), func.min(TrackedTask.next_poll_at))
             .where(TrackedTask.next_poll_at < cutoff)
@@ -160,7 +161,7 @@ def find_overdue(
         )
         .tuples()
         .all()
-    )  # type: ignore[assignment]
+    )
     if not rows:
         return None
     count = sum(n for _, n, _ in rows)
