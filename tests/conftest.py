@@ -35,6 +35,7 @@ TABLES = (
     "task_transitions",
     "provider_pauses",
     "tracked_tasks",
+    "process_heartbeats",
 )
 
 

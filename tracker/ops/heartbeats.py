@@ -111,7 +111,7 @@ def record(
     if batch is not None:
         values |= {"last_batch_at": moment, "last_batch": dict(batch)}
     statement = insert_for(session, ProcessHeartbeat).values(
-        host=host, pid=pid, kind=kind, started_at=started_at, queue=queue, **values
+        host=host, pid=pid, kind=kind, started_at=started_at, **({"queue": queue} | values)
     )
     session.execute(
         statement.on_conflict_do_update(index_elements=["host", "pid", "kind"], set_=values)

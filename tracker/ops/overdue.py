@@ -10,7 +10,6 @@ list`, `/readyz` and `tracker doctor` all say it the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -153,15 +152,11 @@ def find_overdue(
 ) -> Overdue | None:
     """Every overdue task, with the likely cause; None when none is overdue."""
     cutoff = now - timedelta(seconds=overdue_after_s(settings))
-    rows: Sequence[tuple[str, int, datetime | None]] = (
-        session.execute(
-            select(TrackedTask.provider, func.count(), func.min(TrackedTask.next_poll_at))
-            .where(TrackedTask.next_poll_at < cutoff)
-            .group_by(TrackedTask.provider)
-        )
-        .tuples()
-        .all()
-    )
+    rows = session.execute(
+        select(TrackedTask.provider, func.count(), func.min(TrackedTask.next_poll_at))
+        .where(TrackedTask.next_poll_at < cutoff)
+        .group_by(TrackedTask.provider)
+    ).all()
     if not rows:
         return None
     count = sum(n for _, n, _ in rows)
@@ -197,8 +192,10 @@ def task_note(session: Session, task: TaskView, *, now: datetime, settings: Sett
 def list_note(session: Session, *, now: datetime, settings: Settings) -> str | None:
     """`3 tasks overdue (the oldest by 32s): <cause>`; None when none is."""
     overdue = find_overdue(session, now=now, settings=settings)
-    if overdue is None:
-        return None
+    return None if overdue is None else _summary(overdue)
+
+
+def _summary(overdue: Overdue) -> str:
     tasks = "1 task" if overdue.count == 1 else f"{overdue.count} tasks"
     return f"{tasks} overdue (the oldest by {format_seconds(overdue.oldest_s)}): {overdue.cause}"
 
@@ -222,9 +219,6 @@ def readiness(
     checks = {
         "beat": seen(liveness.beat_alive, liveness.beat_last_seen),
         "workers": seen(liveness.poll_workers_alive > 0, liveness.poll_worker_last_seen),
-        "overdue": "ok"
-        if overdue is None
-        else f"{overdue.count} tasks overdue (the oldest by {format_seconds(overdue.oldest_s)}): "
-        f"{overdue.cause}",
+        "overdue": "ok" if overdue is None else _summary(overdue),
     }
     return checks, overdue is None
