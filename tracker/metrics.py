@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracker.db.engine import make_private_folder
-from tracker.db.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
+from tracker.db.models import (
+    DeliveryAttempt,
+    ProcessHeartbeat,
+    TrackedTask,
+    Transition,
+    WebhookDelivery,
+)
 from tracker.settings import Settings
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks import queries
@@ -159,6 +165,8 @@ class DatabaseFigures:
     transitions_by_status: dict[str, int]
     deliveries_by_status: dict[str, int]
     attempts_by_outcome: dict[str, int]
+    # Seconds since the most recently seen process of each kind (beat, polls...) was seen.
+    heartbeat_age_s: dict[str, float] = field(default_factory=dict)
 
 
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
@@ -169,6 +177,11 @@ def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures
         )
     ).one()
     attempts = _grouped(session, DeliveryAttempt.succeeded)
+    last_seen = session.execute(
+        select(ProcessHeartbeat.kind, func.max(ProcessHeartbeat.last_seen_at)).group_by(
+            ProcessHeartbeat.kind
+        )
+    ).all()
     return DatabaseFigures(
         tasks_by_status={status.value: counts.get(status, 0) for status in TaskStatus},
         due_tasks=due_tasks,
@@ -178,6 +191,9 @@ def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures
         attempts_by_outcome={
             "succeeded": attempts.get(True, 0),
             "failed": attempts.get(False, 0),
+        },
+        heartbeat_age_s={
+            kind: max(0.0, (now - seen).total_seconds()) for kind, seen in last_seen if seen
         },
     )
 
@@ -225,6 +241,15 @@ class _DatabaseCollector:
         for outcome, count in figures.attempts_by_outcome.items():
             attempts.add_metric([outcome], count)
         yield attempts
+        ages = GaugeMetricFamily(
+            "tracker_heartbeat_age_seconds",
+            "Seconds since the most recently seen process of each kind (beat, polls, webhooks, "
+            "worker) recorded its heartbeat; no sample for a kind never seen.",
+            labels=["kind"],
+        )
+        for kind, age_s in sorted(figures.heartbeat_age_s.items()):
+            ages.add_metric([kind], age_s)
+        yield ages
 
 
 class _WorkerFilesCollector:
