@@ -158,9 +158,9 @@ class HeartbeatRecorder:
     """One process's heartbeat, written at most every `every_s` seconds.
 
     `beat()` may be called as often as wanted (on every tick, every batch): it writes only when
-    the last write is `every_s` old, or when a batch is waiting and the process is idle long
-    enough for the next call to be late. Writes never raise: a database that is down costs a
-    heartbeat (logged at DEBUG; the process's own work reports the outage).
+    the last write is `every_s` old (a batch that comes sooner waits for the next write). Writes
+    never raise: a failed one costs a heartbeat and one WARNING line. `after_write` runs after
+    every attempt (a worker's main process closes its connections there: see celery_app).
     """
 
     def __init__(
@@ -172,11 +172,13 @@ class HeartbeatRecorder:
         queue: str | None = None,
         pid: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        after_write: Callable[[], None] | None = None,
     ) -> None:
         self.kind, self.queue, self.every_s = kind, queue, every_s
         self.host = socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
         self._session_scope = session_scope
+        self._after_write = after_write
         self._clock = clock
         self._lock = threading.Lock()
         self._last_write: float | None = None
@@ -215,13 +217,23 @@ class HeartbeatRecorder:
                 )
                 if forget:
                     forget_long_gone(session, now=moment)
-        except TrackerError as error:
-            log.debug("could not record the %s heartbeat: %s", self.kind, error)
+        except Exception as error:  # a heartbeat is never worth the process's real work
+            self._failed(error)
             with self._lock:
                 if pending is not None and self._pending_batch is None:
                     self._pending_batch = pending
             return False
+        finally:
+            if self._after_write is not None:
+                self._after_write()
         if forget:
             with self._lock:
                 self._last_forget = now
         return True
+
+    def _failed(self, error: Exception) -> None:
+        # tracker's own errors are one line without secrets; anything else is shown by type
+        # only (a driver's message may hold statement parameters), its traceback at DEBUG.
+        shown = str(error) if isinstance(error, TrackerError) else type(error).__name__
+        log.warning("could not record the %s heartbeat: %s", self.kind, shown)
+        log.debug("could not record the %s heartbeat", self.kind, exc_info=True)

@@ -112,9 +112,14 @@ def _worker_kind() -> tuple[str, str]:
     return "worker", ",".join(consumed) or f"{settings.poll_queue},{settings.webhook_queue}"
 
 
-def _heartbeat(kind: str | None = None) -> HeartbeatRecorder:
+def _heartbeat(kind: str | None = None, *, keep_no_connection: bool = False) -> HeartbeatRecorder:
     """This process's recorder for `kind` (default: this worker's kind). A pool child writes
-    the row of its worker's main process, so a worker is one row however many children."""
+    the row of its worker's main process, so a worker is one row however many children.
+
+    `keep_no_connection`: close the connection after each write. The worker's main process
+    forks pool children (to replace one) at any time, and a child that inherits an open SQLite
+    connection fails with "locking protocol".
+    """
     with _recorders_lock:
         key = (os.getpid(), kind or "")
         recorder = _recorders.get(key)
@@ -128,6 +133,7 @@ def _heartbeat(kind: str | None = None) -> HeartbeatRecorder:
                 every_s=get_settings().heartbeat_interval_s,
                 session_scope=db.session_scope,
                 pid=os.getpid() if kind == BEAT else (_worker_pid or os.getpid()),
+                after_write=db.dispose_engine if keep_no_connection else None,
             )
         return recorder
 
@@ -142,7 +148,7 @@ def _beat_records_its_tick(sender: str | None = None, **_: Any) -> None:
 @worker_ready.connect
 def _start_worker_heartbeat(**_: Any) -> None:
     # A worker with nothing to do runs no task, yet it is alive: a thread says so.
-    recorder = _heartbeat()
+    recorder = _heartbeat(keep_no_connection=True)
     recorder.beat(force=True)
 
     def keep_beating() -> None:
