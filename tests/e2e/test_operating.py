@@ -176,3 +176,38 @@ def test_doctor_passes_on_a_healthy_stack_and_names_a_broker_that_is_down(
     assert [line.split(":")[0] for line in failed] == ["FAIL  beat", "FAIL  workers"]
     assert "no beat has ticked since" in failed[0] and "start `tracker beat`" in failed[0]
     assert "start `tracker worker`" in failed[1]
+
+
+@pytest.fixture(params=["sqlite+filesystem", "postgres+redis"])
+def stack(request: pytest.FixtureRequest, sqlite_url: str) -> tuple[str, str]:
+    if request.param == "sqlite+filesystem":
+        return sqlite_url, "filesystem://"
+    postgres = request.getfixturevalue("clean_postgres_url")
+    return str(postgres), str(request.getfixturevalue("redis_url"))
+
+
+def test_a_worker_with_beat_inside_records_both_heartbeats_and_polls(
+    stack: tuple[str, str], simulator: Simulator, processes: Callable[..., Processes]
+) -> None:
+    # `tracker up` runs beat inside the poll worker, as a process forked from it: one that
+    # inherited the worker's open SQLite connection failed every write ("locking protocol").
+    database_url, broker_url = stack
+    simulator.add_task(TaskScript("ops-up", (Step(1, polls=1), Step(3)), urls=("https://x/3",)))
+    group = processes(
+        database_url=database_url, broker_url=broker_url, simulator=simulator, **FAST_HEARTBEATS
+    )
+    worker = group.start("worker", "worker", "--beat", "--queues", "polls", "-c", "1")
+    assert _tracker(group, "register", "ops-up").returncode == 0
+
+    def both() -> dict[str, heartbeats.ProcessView]:
+        alive = {p.kind: p for p in _processes(database_url) if p.alive}
+        polled = (alive.get("polls") and alive["polls"].last_batch) or {}
+        return alive if "beat" in alive and polled.get("ended") else {}
+
+    rows = _until(both, group, "beat's and the poll worker's heartbeats, and a batch")
+    assert isinstance(rows, dict) and set(rows) == {"beat", "polls"}
+    assert rows["polls"].pid == worker.pid and rows["polls"].queue == group.env["TRACKER_QUEUE"]
+    assert rows["beat"].pid != worker.pid  # its own process
+    assert "completed" in _tracker(group, "status", "ops-up").stdout
+    assert "locking protocol" not in group.log("worker", tail=100_000)
+    assert "could not record" not in group.log("worker", tail=100_000)
