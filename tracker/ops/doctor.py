@@ -221,7 +221,7 @@ def _check_stored(session: Session, settings: Settings) -> Iterator[CheckResult]
         yield CheckResult(
             name="overdue",
             status=FAIL,
-            detail=f"{late.count} tasks overdue, the oldest by "
+            detail=f"{late.count} task{'s' if late.count != 1 else ''} overdue, the oldest by "
             f"{overdue.format_seconds(late.oldest_s)}",
             fix=late.cause,
         )
@@ -255,7 +255,7 @@ def _check_beat(liveness: overdue.Liveness) -> CheckResult:
         status=FAIL,
         detail="no beat has ever ticked"
         if last is None
-        else f"no beat has ticked since {last:%Y-%m-%d %H:%M:%S} UTC",
+        else f"no beat has ticked since {overdue.format_moment(last, liveness.now)}",
         fix="start `tracker beat` (or `tracker up`, which runs one); run only one",
     )
 

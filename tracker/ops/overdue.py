@@ -26,6 +26,7 @@ __all__ = [
     "Liveness",
     "Overdue",
     "find_overdue",
+    "format_moment",
     "format_seconds",
     "likely_cause",
     "list_note",
@@ -78,7 +79,8 @@ def format_seconds(seconds: float) -> str:
     return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
 
 
-def _clock(moment: datetime, now: datetime) -> str:
+def format_moment(moment: datetime, now: datetime) -> str:
+    """`20:01:05 UTC` today, `2026-12-01 20:01:05 UTC` another day."""
     moment = moment.astimezone(UTC)
     same_day = moment.date() == now.astimezone(UTC).date()
     return moment.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S") + " UTC"
@@ -94,12 +96,13 @@ def likely_cause(
     now = liveness.now
     if pause is not None:
         why = f" ({pause.reason})" if reason else ""
-        return f"polling of {pause.provider} is paused until {_clock(pause.paused_until, now)}{why}"
+        until = format_moment(pause.paused_until, now)
+        return f"polling of {pause.provider} is paused until {until}{why}"
     if not liveness.beat_alive:
         if liveness.beat_last_seen is None:
             return "no beat has ticked yet: is `tracker beat` running?"
         return (
-            f"no beat has ticked since {_clock(liveness.beat_last_seen, now)}: "
+            f"no beat has ticked since {format_moment(liveness.beat_last_seen, now)}: "
             "is `tracker beat` running?"
         )
     if liveness.poll_workers_alive == 0:
@@ -107,7 +110,7 @@ def likely_cause(
             return "beat ticks, but no poll worker has been seen: is `tracker worker` running?"
         return (
             "beat ticks, but no poll worker has been seen since "
-            f"{_clock(liveness.poll_worker_last_seen, now)}: is `tracker worker` running?"
+            f"{format_moment(liveness.poll_worker_last_seen, now)}: is `tracker worker` running?"
         )
     workers = liveness.poll_workers_alive
     return (
@@ -213,7 +216,7 @@ def readiness(
     def seen(alive: bool, last: datetime | None) -> str:
         if alive:
             return "ok"
-        return "none seen yet" if last is None else f"gone: last seen {_clock(last, now)}"
+        return "none seen yet" if last is None else f"gone: last seen {format_moment(last, now)}"
 
     overdue = find_overdue(session, now=now, settings=settings, reason=False)
     checks = {
