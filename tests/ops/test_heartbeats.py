@@ -3,11 +3,15 @@ gone after the threshold, long-gone rows forgotten; and the overdue notes that r
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, update
 
 from tracker import db
+from tracker.db import migrate
 from tracker.db.clock import utc_now
 from tracker.db.models import ProcessHeartbeat, TrackedTask
 from tracker.ops import heartbeats, overdue
@@ -93,9 +97,30 @@ def test_rows_not_seen_for_a_day_are_dropped_when_a_process_records(database_url
     assert sorted(row.pid for row in _rows(database_url)) == [8, 9]  # 7 was forgotten
 
 
-def test_a_database_that_is_down_costs_a_heartbeat_not_the_process(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'no-schema.db'}"  # no tables: every write fails
-    assert _recorder(url, FakeClock()).beat(batch={"polled": 1}) is False
+def test_a_database_that_is_down_costs_a_heartbeat_and_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'later.db'}"  # no tables yet: every write fails
+    clock = FakeClock()
+    recorder = _recorder(url, clock)
+    caplog.set_level(logging.INFO, logger="tracker.ops.heartbeats")
+
+    for _ in range(3):
+        assert recorder.beat(batch={"polled": 1}) is False
+        clock.now += 5.0
+    migrate.upgrade(url)
+    assert recorder.beat() is True
+
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"could not record the polls heartbeat: {url} has no tracker tables yet: run "
+            "`tracker db upgrade` first",
+        ),
+        ("INFO", "recording the polls heartbeat works again"),
+    ]
+    [row] = _rows(url)
+    assert row.last_batch == {"polled": 1}  # the batch that could not be written waited
 
 
 def test_an_overdue_task_says_so_and_names_the_beat_that_stopped(database_url: str) -> None:

@@ -157,10 +157,11 @@ def list_processes(
 class HeartbeatRecorder:
     """One process's heartbeat, written at most every `every_s` seconds.
 
-    `beat()` may be called as often as wanted (on every tick, every batch): it writes only when
-    the last write is `every_s` old (a batch that comes sooner waits for the next write). Writes
-    never raise: a failed one costs a heartbeat and one WARNING line. `after_write` runs after
-    every attempt (a worker's main process closes its connections there: see celery_app).
+        `beat()` may be called as often as wanted (on every tick, every batch): it writes only when
+        the last write is `every_s` old (a batch that comes sooner waits for the next write). Writes
+        never raise: a failed one costs a heartbeat; the first of a run of failures logs a WARNING,
+    the rest DEBUG, and one INFO line says when writes work again. `after_write` runs after
+        every attempt (a worker's main process closes its connections there: see celery_app).
     """
 
     def __init__(
@@ -185,6 +186,7 @@ class HeartbeatRecorder:
         self._last_forget: float | None = None
         self._pending_batch: Mapping[str, Any] | None = None
         self._started_at: datetime | None = None
+        self._failing = False  # the last write failed: say so once, and once when it works
 
     def beat(self, *, batch: Mapping[str, Any] | None = None, force: bool = False) -> bool:
         """Record that the process is alive (and `batch`, its latest batch's counts).
@@ -229,11 +231,16 @@ class HeartbeatRecorder:
         if forget:
             with self._lock:
                 self._last_forget = now
+        if self._failing:
+            self._failing = False
+            log.info("recording the %s heartbeat works again", self.kind)
         return True
 
     def _failed(self, error: Exception) -> None:
         # tracker's own errors are one line without secrets; anything else is shown by type
         # only (a driver's message may hold statement parameters), its traceback at DEBUG.
         shown = str(error) if isinstance(error, TrackerError) else type(error).__name__
-        log.warning("could not record the %s heartbeat: %s", self.kind, shown)
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        log.log(level, "could not record the %s heartbeat: %s", self.kind, shown)
         log.debug("could not record the %s heartbeat", self.kind, exc_info=True)
