@@ -138,11 +138,31 @@ def _heartbeat(kind: str | None = None, *, keep_no_connection: bool = False) -> 
         return recorder
 
 
+_beat_ticked = threading.Event()
+_beat_recorder_pid: int | None = None  # the process whose thread records beat's ticks
+_beat_recorder_lock = threading.Lock()
+
+
 @before_task_publish.connect
 def _beat_records_its_tick(sender: str | None = None, **_: Any) -> None:
-    # Only beat sends ticks: each one it sends is its heartbeat (throttled in the recorder).
-    if sender == "tracker.tick":
-        _heartbeat(BEAT).beat()
+    # Only beat sends ticks: each one it sends is its heartbeat. A thread writes it (throttled
+    # in the recorder), so a database slow to lock never delays a tick.
+    global _beat_recorder_pid
+    if sender != "tracker.tick":
+        return
+    with _beat_recorder_lock:
+        if _beat_recorder_pid != os.getpid():
+            _beat_recorder_pid = os.getpid()
+            threading.Thread(target=_record_beat_ticks, name="beat-heartbeat", daemon=True).start()
+    _beat_ticked.set()
+
+
+def _record_beat_ticks() -> None:
+    recorder = _heartbeat(BEAT)
+    while True:
+        _beat_ticked.wait()
+        _beat_ticked.clear()
+        recorder.beat()
 
 
 @worker_ready.connect
