@@ -38,6 +38,7 @@ TABLES = (
     "provider_failures",
     "retention_runs",
     "tracked_tasks",
+    "process_heartbeats",
 )
 
 

@@ -25,7 +25,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracker.db.engine import make_private_folder
-from tracker.db.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
+from tracker.db.models import (
+    DeliveryAttempt,
+    ProcessHeartbeat,
+    TrackedTask,
+    Transition,
+    WebhookDelivery,
+)
 from tracker.settings import Settings
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks import pauses, queries, retention
@@ -161,6 +167,8 @@ class DatabaseFigures:
     attempts_by_outcome: dict[str, int]
     paused_providers: dict[str, str] = field(default_factory=dict)  # provider: cause
     pruned_tasks: int = 0  # removed by retention and `tracker prune`, in all
+    # Seconds since the most recently seen process of each kind (beat, polls...) was seen.
+    heartbeat_age_s: dict[str, float] = field(default_factory=dict)
 
 
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
@@ -171,6 +179,11 @@ def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures
         )
     ).one()
     attempts = _grouped(session, DeliveryAttempt.succeeded)
+    last_seen = session.execute(
+        select(ProcessHeartbeat.kind, func.max(ProcessHeartbeat.last_seen_at)).group_by(
+            ProcessHeartbeat.kind
+        )
+    ).all()
     return DatabaseFigures(
         tasks_by_status={status.value: counts.get(status, 0) for status in TaskStatus},
         due_tasks=due_tasks,
@@ -185,6 +198,9 @@ def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures
             pause.provider: pause.cause for pause in pauses.active_pauses(session, now=now)
         },
         pruned_tasks=retention.pruned_total(session),
+        heartbeat_age_s={
+            kind: max(0.0, (now - seen).total_seconds()) for kind, seen in last_seen if seen
+        },
     )
 
 
@@ -245,6 +261,15 @@ class _DatabaseCollector:
             "Ended tasks removed by retention (beat's daily prune) and `tracker prune`.",
             value=figures.pruned_tasks,
         )
+        ages = GaugeMetricFamily(
+            "tracker_heartbeat_age_seconds",
+            "Seconds since the most recently seen process of each kind (beat, polls, webhooks, "
+            "worker) recorded its heartbeat; no sample for a kind never seen.",
+            labels=["kind"],
+        )
+        for kind, age_s in sorted(figures.heartbeat_age_s.items()):
+            ages.add_metric([kind], age_s)
+        yield ages
 
 
 class _WorkerFilesCollector:

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     )
 
     tick_interval_s: Seconds = 1.0
+    # How often each process (beat, a worker) refreshes its heartbeat row, at most; one not seen
+    # for 3 intervals (or 10 ticks, if longer) is gone (tracker.ops.heartbeats).
+    heartbeat_interval_s: Seconds = Field(default=5.0, le=3600)
     poll_first_delay_s: float = Field(default=5.0, ge=0, le=30 * 24 * 3600)  # 0: right away
     poll_min_interval_s: Seconds = 5.0
     poll_max_interval_s: Seconds = 20.0

@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "webhook_deliveries",
     "delivery_attempts",
     "api_tokens",
+    "process_heartbeats",
 }
 
 

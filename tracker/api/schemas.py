@@ -326,7 +326,11 @@ class HealthPublic(BaseModel):
 
 class ReadinessPublic(BaseModel):
     status: str = Field(description="ok, or unavailable with the reasons in `checks`.")
-    checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
+    checks: dict[str, str] = Field(
+        examples=[
+            {"database": "ok", "broker": "ok", "beat": "ok", "workers": "ok", "overdue": "ok"}
+        ]
+    )
     paused: list[PausePublic] = Field(
         default_factory=list,
         description="Providers whose polling is paused (the API stays ready: 200).",

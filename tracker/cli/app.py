@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from tracker import __version__
-from tracker.cli import observe, operate, run, secrets, tasks, tokens, webhooks
+from tracker.cli import doctor, observe, operate, run, secrets, tasks, tokens, webhooks
 from tracker.cli.output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -67,6 +67,7 @@ app.command("worker", rich_help_panel=RUN)(run.worker)
 app.command("beat", rich_help_panel=RUN)(run.beat)
 app.command("up", rich_help_panel=RUN)(run.up)
 app.command("api", rich_help_panel=RUN)(run.serve_api)
+app.command("doctor", rich_help_panel=RUN)(doctor.doctor)
 app.command("simulate", rich_help_panel=RUN)(run.simulate)
 app.command("demo", rich_help_panel=RUN)(run.demo)
 app.add_typer(run.db_app, name="db", rich_help_panel=RUN)

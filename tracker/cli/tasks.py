@@ -16,6 +16,7 @@ from tracker.cli import listing, operate, tables
 from tracker.cli.output import JsonFlag, err, friendly_errors, out, print_table
 from tracker.cli.parsing import parse_metadata, read_task_ids
 from tracker.db.clock import database_now
+from tracker.ops import overdue
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import pauses, queries
@@ -140,10 +141,13 @@ def status(
         [task] = pauses.annotate(
             session, [queries.get_task(session, task_id)], now=database_now(session)
         )
+        note = overdue.task_note(session, task, now=database_now(session), settings=get_settings())
     if json_output:
         out.print_json(tables.to_json(task))
     else:
         print_table(tables.task_table(task))
+    if note is not None:
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
 
 
 @friendly_errors
@@ -183,7 +187,9 @@ def list_(
     """
     with db.read_scope() as session:
         total = queries.count_tasks(session, status=status_filter)
-        paused = queries.provider_pauses(session, now=database_now(session))
+        now = database_now(session)
+        paused = queries.provider_pauses(session, now=now)
+        note = overdue.list_note(session, now=now, settings=get_settings())
     if all_pages:
         _list_all(status_filter, cursor, total=total, json_output=json_output)
     else:
@@ -210,6 +216,8 @@ def list_(
             )
     for pause in paused:
         err.print(operate.pause_line(pause), highlight=False)
+    if note is not None:
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
 
 
 def _list_all(

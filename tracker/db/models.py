@@ -1,4 +1,5 @@
-"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, and the webhook outbox.
+"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, the webhook outbox, and the
+processes' heartbeats.
 
 The schema itself is created only by the Alembic migrations in `migrations/`; these classes
 describe it for queries. Times are stored in UTC and always come back timezone-aware.
@@ -31,6 +32,7 @@ __all__ = [
     "ApiToken",
     "Base",
     "DeliveryAttempt",
+    "ProcessHeartbeat",
     "ProviderFailureRow",
     "ProviderPauseRow",
     "RetentionRun",
@@ -294,3 +296,25 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProcessHeartbeat(Base):
+    """One running tracker process (beat, a worker): who it is and when it was last seen.
+
+    Upserted by the process itself at most every TRACKER_HEARTBEAT_INTERVAL_S
+    (`tracker.ops.heartbeats`); rows not seen for a day are dropped.
+    """
+
+    __tablename__ = "process_heartbeats"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # beat, polls, webhooks, worker (both)
+    queue: Mapped[str | None] = mapped_column(String(255))  # what a worker consumes
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_batch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_batch: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # counts of the batch
+
+    __table_args__ = (UniqueConstraint("host", "pid", "kind"),)

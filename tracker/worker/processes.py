@@ -12,6 +12,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from tracker import db
 from tracker.db.engine import make_private_folder
 from tracker.errors import PortUnavailable
 from tracker.health import check_api_key, check_broker, check_database
@@ -91,6 +92,9 @@ def run_worker(
     metrics.enable_worker_metrics(settings)  # before anything imports prometheus_client
     # Sending webhooks needs no upstream key; polling does.
     preflight(settings, needs_api_key="polls" in queues)
+    # No connection may be open when the worker forks its pool and its embedded beat: a child
+    # that inherits an open SQLite connection's locks fails with "locking protocol".
+    db.dispose_engine()
     from tracker.worker.celery_app import app
 
     startup.hand_celery_logging_to_tracker(loglevel, log_file)
