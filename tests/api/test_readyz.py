@@ -97,6 +97,7 @@ def test_a_fresh_installation_with_nothing_due_is_ready(
             "workers": "none seen yet",
             "overdue": "ok",
         },
+        "paused": [],
     }
 
 
