@@ -23,19 +23,21 @@ from tracker.api.errors import error_response
 __all__ = ["AllowedMethods", "allowed_methods"]
 
 
+# The methods a route may serve; each is tried against the routes, so the answer holds however
+# the routes are grouped (FastAPI wraps included routers in route objects of its own).
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
+
+
+def _served(routes: list[BaseRoute], scope: Scope) -> bool:
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+
 def allowed_methods(routes: list[BaseRoute], scope: Scope) -> tuple[bool, set[str]]:
-    """Whether a route takes this request as it is, and the methods of every route whose path
-    matches (`Match.PARTIAL` is a route of the path for another method)."""
-    methods: set[str] = set()
-    taken = False
-    for route in routes:
-        match, _child = route.matches(scope)
-        if match is Match.NONE:
-            continue
-        if match is Match.FULL:
-            taken = True
-        methods |= set(getattr(route, "methods", None) or ())
-    return taken, methods
+    """Whether a route takes this request as it is and, when none does, the methods some
+    route of the same path would take."""
+    if _served(routes, scope):
+        return True, set()
+    return False, {m for m in METHODS if _served(routes, {**scope, "method": m})}
 
 
 class AllowedMethods:
@@ -49,8 +51,8 @@ class AllowedMethods:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        taken, methods = allowed_methods(self.routes, scope)
-        if taken or not methods:
+        served, methods = allowed_methods(self.routes, scope)
+        if served or not methods:
             await self.app(scope, receive, send)
             return
         allow = ", ".join(sorted(methods | {"OPTIONS"}))

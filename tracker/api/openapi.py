@@ -3,6 +3,9 @@ added later, so no route has to be listed here.
 
 - Optional query parameters are stated as what they are on the wire, a string (or integer...)
   that may be left out, not `anyOf [..., null]`: a query string cannot carry a JSON null.
+- Models keep their examples whole: FastAPI drops every null from the document, examples
+  included, so an example with `"next_poll_at": null` would no longer fit its schema; the
+  examples are put back from the models of `tracker.api` (`json_schema_extra`).
 - Enumerations get an example (their first value), so every schema has one.
 - Links (`links` of each 2xx response), so a client or a stateful tester can follow what an
   operation returns: a response that holds a resource (a `...Public` schema, anywhere in the
@@ -13,12 +16,14 @@ added later, so no route has to be listed here.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 __all__ = ["install_openapi", "resource_pointers"]
 
@@ -49,6 +54,9 @@ def install_openapi(app: FastAPI) -> None:
 def finish(document: dict[str, Any]) -> None:
     """Apply every rule of the module to `document`, in place."""
     components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, examples in _model_examples().items():
+        if name in components:
+            components[name]["examples"] = copy.deepcopy(examples)
     for schema in components.values():
         if "enum" in schema and "examples" not in schema:
             schema["examples"] = [schema["enum"][0]]
@@ -57,6 +65,21 @@ def finish(document: dict[str, Any]) -> None:
             if parameter.get("in") == "query" and not parameter.get("required"):
                 parameter["schema"] = _without_null(parameter.get("schema", {}))
     _add_links(document, components)
+
+
+def _model_examples() -> dict[str, list[Any]]:
+    """The examples of every pydantic model defined in `tracker.api`, by model name."""
+    found: dict[str, list[Any]] = {}
+    pending: list[type[BaseModel]] = list(BaseModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        extra = model.model_config.get("json_schema_extra")
+        if model.__module__.startswith("tracker.api") and isinstance(extra, dict):
+            examples = extra.get("examples")
+            if isinstance(examples, list):
+                found[model.__name__] = examples
+    return found
 
 
 def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
