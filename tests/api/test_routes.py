@@ -329,6 +329,16 @@ def test_bad_list_parameters_are_422_naming_the_problem(
         assert next(iter(params)) in error["message"] or "cursor" in error["message"]
 
 
+def test_metadata_with_half_a_surrogate_pair_is_refused_and_nothing_stored(
+    client: TestClient,
+) -> None:
+    body = b'{"task_id": "x", "metadata": {"k": "\\ud800"}}'  # valid JSON, not Unicode
+    response = client.post("/v1/tasks", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "unpaired surrogate" in _error(response)["message"]
+    assert client.get("/v1/tasks/x").status_code == 404
+
+
 def test_a_time_without_a_timezone_is_refused_with_the_form_to_use(client: TestClient) -> None:
     response = client.get("/v1/tasks", params={"updated_since": "2026-12-02T10:00:00"})
     assert response.status_code == 422
@@ -384,6 +394,8 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("whitespace id", {"task_id": "a b"}, 422, "whitespace"),
     ("metadata not an object", {"task_id": "x", "metadata": [1, 2]}, 422, "JSON object"),
     ("metadata a string", {"task_id": "x", "metadata": "{}"}, 422, "JSON object"),
+    ("NUL in metadata", {"task_id": "x", "metadata": {"k": ["a\x00"]}}, 422, "NUL character"),
+    ("NUL in a metadata key", {"task_id": "x", "metadata": {"a\x00": 1}}, 422, "NUL character"),
     ("refused network", {"task_id": "x", "webhook_url": "http://10.1.2.3/h"}, 422, "private"),
     ("not a URL", {"task_id": "x", "webhook_url": "ftp://example.com"}, 422, "http"),
     ("too many ids", {"tasks": [{"task_id": f"t{n}"} for n in range(51)]}, 413, "limit is 50"),

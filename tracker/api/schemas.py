@@ -139,8 +139,8 @@ class TaskCreate(_Input):
     metadata: dict[str, Any] | None = Field(
         default=None,
         description="Your own JSON object, stored with the task and sent in its webhooks; "
-        f"at most {MAX_METADATA_BYTES} bytes (16 KiB) as compact UTF-8 JSON, or the request "
-        "gets 422 `invalid_input` and nothing is stored.",
+        f"at most {MAX_METADATA_BYTES} bytes (16 KiB) as compact UTF-8 JSON, with no NUL "
+        "character (`\\u0000`), or the request gets 422 `invalid_input` and nothing is stored.",
         examples=[{"order": 1042}],
     )
 

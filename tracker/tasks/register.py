@@ -166,6 +166,9 @@ def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
         raise InvalidMetadata(
             f"metadata of task {task_id!r} must be a JSON object, got {type(metadata).__name__}"
         )
+    problem = _unstorable_text(metadata)
+    if problem is not None:
+        raise InvalidMetadata(f"metadata of task {task_id!r} contains {problem}")
     size = _metadata_size(metadata, task_id)
     if size > MAX_METADATA_BYTES:
         raise InvalidMetadata(
@@ -173,6 +176,25 @@ def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
             f"{MAX_METADATA_BYTES} (16 KiB)"
         )
     return metadata
+
+
+def _unstorable_text(metadata: object) -> str | None:
+    """What in `metadata` (keys and strings, at any depth) no database can store as JSON text:
+    a NUL character (PostgreSQL's JSONB refuses it) or half of a surrogate pair (not Unicode)."""
+    pending = [metadata]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return "a NUL character (\\u0000), which cannot be stored"
+            if any("\ud800" <= char <= "\udfff" for char in value):
+                return "an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode"
+    return None
 
 
 def _metadata_size(metadata: dict[str, Any], task_id: str) -> int:
