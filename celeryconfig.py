@@ -66,6 +66,7 @@ task_routes = {
     "tracker.tick": {"queue": _settings.poll_queue},
     "tracker.poll": {"queue": _settings.poll_queue, "priority": 6},
     "tracker.deliver": {"queue": _settings.webhook_queue},
+    "tracker.prune": {"queue": _settings.poll_queue, "priority": 9},
 }
 
 beat_schedule = {
@@ -74,6 +75,9 @@ beat_schedule = {
         "schedule": _settings.tick_interval_s,
         # A tick that waited longer than a few intervals is stale; the next one does its job.
         "options": {"expires": max(_settings.tick_interval_s * 5, 5.0)},
-    }
+    },
+    # Retention (TRACKER_RETENTION_DAYS): checked hourly, run daily. The database records
+    # when the last prune began, so two beats or a restarted beat still prune once a day.
+    "prune": {"task": "tracker.prune", "schedule": 3600.0, "options": {"expires": 3000.0}},
 }
 beat_schedule_filename = str((_settings.data_dir / "celerybeat-schedule").resolve())

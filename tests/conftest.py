@@ -34,6 +34,8 @@ TABLES = (
     "webhook_endpoints",
     "task_transitions",
     "provider_pauses",
+    "provider_failures",
+    "retention_runs",
     "tracked_tasks",
 )
 

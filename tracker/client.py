@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tracker.db.clock import database_now
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 from tracker.states import DeliveryStatus, TaskStatus
-from tracker.tasks import queries, register, untrack
+from tracker.tasks import forget, pauses, queries, register, untrack
+from tracker.tasks.forget import Forgotten
+from tracker.tasks.ids import DEFAULT_PROVIDER
+from tracker.tasks.pauses import Resumed
 from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
 from tracker.webhooks import deliveries, endpoints
 from tracker.webhooks.deliveries import DeliveryView
@@ -111,6 +115,16 @@ class Tracker:
         """Stop tracking: the task becomes `cancelled`; `TaskAlreadyEnded` if it had ended."""
         with self.database.write() as session:
             return untrack.untrack(session, task_id)
+
+    def forget(self, task_id: str) -> Forgotten:
+        """Erase an ended task and its whole history; `TaskStillTracked` while it is live."""
+        with self.database.write() as session:
+            return forget.forget(session, task_id)
+
+    def resume(self, provider: str = DEFAULT_PROVIDER) -> Resumed:
+        """Lift a provider's pause now; `ProviderNotPaused` when it is not paused."""
+        with self.database.write() as session:
+            return pauses.resume(session, provider, now=database_now(session))
 
     # --- webhooks ----------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ into a clear message, an exit code and a status code.
       Conflict                   well-formed, but the current state forbids it   4      409
         TaskAlreadyEnded         untracking a task that completed, failed, expired...
         DeliveryPending          redelivering a delivery that is still pending
+        TaskStillTracked         forgetting a task that is still tracked (untrack it first)
+        ProviderNotPaused        resuming a provider whose polling is not paused
       Unavailable                a service tracker needs does not answer     1      503
         DatabaseUnavailable      unreachable, locked, read-only, full, or without the schema
         BrokerUnavailable        the Celery broker does not accept a connection
@@ -40,7 +42,9 @@ __all__ = [
     "MissingAPIKey",
     "NotFound",
     "PortUnavailable",
+    "ProviderNotPaused",
     "TaskAlreadyEnded",
+    "TaskStillTracked",
     "TrackerError",
     "Unavailable",
     "UnknownDelivery",
@@ -109,6 +113,14 @@ class TaskAlreadyEnded(Conflict):
 
 
 class DeliveryPending(Conflict):
+    pass
+
+
+class TaskStillTracked(Conflict):
+    pass
+
+
+class ProviderNotPaused(Conflict):
     pass
 
 

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     poll_quiet_until_s: float = Field(default=90.0, ge=0, le=86400)
     error_max_backoff_s: Seconds = 300.0
     no_credits_pause_s: Seconds = 600.0
+    auth_pause_s: Seconds = 300.0
+    unreachable_after_s: Seconds = 180.0
+    unreachable_pause_s: Seconds = 120.0
+    retention_days: int = Field(default=90, ge=0, le=36500)
     not_found_grace_s: Seconds = 300.0
     max_tracking_age_s: Seconds = 86400.0
     poll_lease_s: Seconds = 120.0

@@ -14,6 +14,8 @@ EXPECTED_TABLES = {
     "tracked_tasks",
     "task_transitions",
     "provider_pauses",
+    "provider_failures",
+    "retention_runs",
     "webhook_endpoints",
     "webhook_deliveries",
     "delivery_attempts",

@@ -29,9 +29,11 @@ __all__ = [
     "ErrorDetail",
     "ErrorResponse",
     "HealthPublic",
+    "PausePublic",
     "ReadinessPublic",
     "RegisteredTask",
     "RegisteredTasks",
+    "ResumedPublic",
     "TaskBatchCreate",
     "TaskCreate",
     "TaskList",
@@ -168,6 +170,46 @@ class TaskBatchCreate(_Input):
     )
 
 
+PAUSE_EXAMPLE: dict[str, Any] = {
+    "provider": "tensorslab",
+    "cause": "unauthorized",
+    "reason": "unauthorized: HTTP 401: API key refused",
+    "started_at": "2026-11-29T03:00:00Z",
+    "paused_until": "2026-11-29T03:10:00Z",
+}
+
+
+class PausePublic(_Output):
+    """Polling of the task's provider is paused: no poll before `paused_until`, then one
+    probe poll at a time until an answer lifts it (a `rate_limited` pause just ends)."""
+
+    provider: str
+    cause: str = Field(
+        description="no_credits, rate_limited, unauthorized or unreachable.",
+        examples=["unauthorized"],
+    )
+    reason: str = Field(
+        description="What upstream answered.", examples=["unauthorized: HTTP 401: API key refused"]
+    )
+    started_at: datetime | None = Field(description="When this pause began.")
+    paused_until: datetime = Field(description="No poll before then; then one probe poll.")
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [PAUSE_EXAMPLE]})
+
+
+class ResumedPublic(_Output):
+    provider: str
+    cause: str = Field(description="The cause of the pause that was lifted.")
+    tasks_due: int = Field(description="Tasks the pause had held back, due now.")
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [{"provider": "tensorslab", "cause": "unauthorized", "tasks_due": 12}]
+        },
+    )
+
+
 TASK_EXAMPLE: dict[str, Any] = {
     "task_id": EXAMPLE_TASK_ID,
     "provider": "tensorslab",
@@ -184,6 +226,7 @@ TASK_EXAMPLE: dict[str, Any] = {
     "next_poll_at": None,
     "poll_count": 9,
     "error_count": 0,
+    "paused": None,
 }
 
 
@@ -205,6 +248,10 @@ class TaskPublic(_Output):
     next_poll_at: datetime | None = Field(description="None once the task is terminal.")
     poll_count: int
     error_count: int
+    paused: PausePublic | None = Field(
+        default=None,
+        description="Set while the task is live and polling of its provider is paused.",
+    )
 
 
 class RegisteredTask(_Output):
@@ -466,5 +513,11 @@ class HealthPublic(BaseModel):
 class ReadinessPublic(BaseModel):
     status: str = Field(description="ok, or unavailable with the reasons in `checks`.")
     checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
+    paused: list[PausePublic] = Field(
+        default_factory=list,
+        description="Providers whose polling is paused (the API stays ready: 200).",
+    )
 
-    model_config = _example({"status": "ok", "checks": {"database": "ok", "broker": "ok"}})
+    model_config = _example(
+        {"status": "ok", "checks": {"database": "ok", "broker": "ok"}, "paused": []}
+    )

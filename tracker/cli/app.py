@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli import observe, run, tasks, tokens, webhooks
+from tracker.cli import observe, operate, run, tasks, tokens, webhooks
 from tracker.cli.output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -36,6 +36,7 @@ app.command("list", rich_help_panel=TASKS)(tasks.list_)
 app.command("untrack", rich_help_panel=TASKS)(tasks.untrack)
 app.command("watch", rich_help_panel=TASKS)(friendly_errors(observe.watch))
 app.command("stats", rich_help_panel=TASKS)(friendly_errors(observe.stats))
+app.command("forget", rich_help_panel=TASKS)(friendly_errors(operate.forget))
 app.command("worker", rich_help_panel=RUN)(run.worker)
 app.command("beat", rich_help_panel=RUN)(run.beat)
 app.command("up", rich_help_panel=RUN)(run.up)
@@ -43,6 +44,8 @@ app.command("api", rich_help_panel=RUN)(run.serve_api)
 app.command("simulate", rich_help_panel=RUN)(run.simulate)
 app.command("demo", rich_help_panel=RUN)(run.demo)
 app.add_typer(run.db_app, name="db", rich_help_panel=RUN)
+app.command("resume", rich_help_panel=RUN)(friendly_errors(operate.resume))
+app.command("prune", rich_help_panel=RUN)(friendly_errors(operate.prune))
 app.add_typer(webhooks.webhooks_app, name="webhooks", rich_help_panel=WEBHOOKS)
 app.add_typer(webhooks.deliveries_app, name="deliveries", rich_help_panel=WEBHOOKS)
 app.command("redeliver", rich_help_panel=WEBHOOKS)(friendly_errors(webhooks.redeliver))

@@ -12,13 +12,13 @@ import typer
 from rich.markup import escape
 
 from tracker import db
-from tracker.cli import tables
+from tracker.cli import operate, tables
 from tracker.cli.output import JsonFlag, err, friendly_errors, out
 from tracker.cli.parsing import read_task_ids
 from tracker.db.clock import database_now
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
-from tracker.tasks import queries
+from tracker.tasks import pauses, queries
 from tracker.tasks import register as register_use_case
 from tracker.tasks import untrack as untrack_use_case
 from tracker.webhooks.guard import AddressPolicy
@@ -84,7 +84,9 @@ def status(
 ) -> None:
     """Show one task: status, result URLs, messages, poll counts and times."""
     with db.read_scope() as session:
-        task = queries.get_task(session, task_id)
+        [task] = pauses.annotate(
+            session, [queries.get_task(session, task_id)], now=database_now(session)
+        )
     if json_output:
         out.print_json(tables.to_json(task))
     else:
@@ -115,17 +117,13 @@ def list_(
     """List tracked tasks, newest first."""
     with db.read_scope() as session:
         tasks = queries.list_tasks(session, status=status_filter, limit=limit)
-        pauses = queries.provider_pauses(session, now=database_now(session))
+        paused = queries.provider_pauses(session, now=database_now(session))
     if json_output:
         out.print_json(tables.to_json(tasks))
         return
     out.print(tables.tasks_table(tasks, title=f"{len(tasks)} tracked tasks (newest first)"))
-    for pause in pauses:
-        err.print(
-            f"[yellow]polling of {escape(pause.provider)} is paused until "
-            f"{pause.paused_until:%H:%M:%S} UTC:[/yellow] {escape(pause.reason)}",
-            highlight=False,
-        )
+    for pause in paused:
+        err.print(operate.pause_line(pause), highlight=False)
 
 
 @friendly_errors

@@ -31,7 +31,9 @@ __all__ = [
     "ApiToken",
     "Base",
     "DeliveryAttempt",
+    "ProviderFailureRow",
     "ProviderPauseRow",
+    "RetentionRun",
     "TrackedTask",
     "Transition",
     "UTCDateTime",
@@ -136,14 +138,41 @@ class Transition(Base):
 
 
 class ProviderPauseRow(Base):
-    """A provider-wide pause (no credits, throttled): no task of it is claimed before `until`."""
+    """A provider-wide pause (no credits, throttled, key refused, unreachable): no task of it is
+    claimed before `paused_until`; then one probe poll at a time until an answer lifts it."""
 
     __tablename__ = "provider_pauses"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     paused_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)  # for a human: the upstream answer
+    cause: Mapped[str] = mapped_column(String(32))  # a PauseCause value
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when this pause began
+    probe_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a probe is in flight
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProviderFailureRow(Base):
+    """Since when every request to a provider has failed to connect (no row: it answers)."""
+
+    __tablename__ = "provider_failures"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    unreachable_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RetentionRun(Base):
+    """One maintenance job (`prune`): its last run, and how many tasks it removed in all."""
+
+    __tablename__ = "retention_runs"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_removed: Mapped[int] = mapped_column(Integer, default=0)
+    removed_total: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class WebhookEndpoint(Base):

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from tracker.db.models import ProviderPauseRow, TrackedTask, Transition
+from tracker.db.models import TrackedTask, Transition
 from tracker.errors import InvalidInput, UnknownTask
 from tracker.states import TaskStatus
 from tracker.tasks.ids import DEFAULT_PROVIDER, validate_provider, validate_task_id
@@ -23,6 +23,7 @@ from tracker.tasks.pagination import (
     encode_cursor,
     in_utc,
 )
+from tracker.tasks.pauses import active_pauses
 from tracker.tasks.views import ProviderPauseView, TaskPage, TaskView, TransitionView
 
 __all__ = [
@@ -161,6 +162,5 @@ def count_by_status(session: Session) -> dict[TaskStatus, int]:
 
 
 def provider_pauses(session: Session, *, now: datetime) -> list[ProviderPauseView]:
-    """Providers whose polling is paused right now, and why."""
-    rows = session.scalars(select(ProviderPauseRow).where(ProviderPauseRow.paused_until > now))
-    return [ProviderPauseView.of(row) for row in rows]
+    """Providers whose polling is paused right now, and why (`pauses.active_pauses`)."""
+    return active_pauses(session, now=now)
