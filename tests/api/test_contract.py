@@ -270,3 +270,34 @@ def test_optional_query_parameters_are_plain_strings_on_the_wire(document: dict[
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "query":
                     assert "anyOf" not in parameter["schema"], parameter
+
+
+# --- what the schema refuses, the server refuses; what it accepts, the server accepts -------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/webhooks/7", {"enabled": 0}, "enabled"),  # not false
+        ("/v1/webhooks/7", {"enabled": "true"}, "enabled"),
+        ("/v1/webhooks", {"url": "https://example.com/", "events": "task.failed"}, "events"),
+    ],
+)
+def test_a_value_of_another_json_type_is_refused_not_converted(
+    client: TestClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    method = client.patch if path != "/v1/webhooks" else client.post
+    response = method(path, json=body)
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+
+
+def test_an_id_twice_in_one_batch_is_registered_once_with_its_first_metadata(
+    client: TestClient,
+) -> None:
+    batch = {"tasks": [{"task_id": "twice", "metadata": {"n": 1}}, {"task_id": "twice"}]}
+    response = client.post("/v1/tasks", json=batch)
+    assert response.status_code == 201, response.text
+    [only] = response.json()["tasks"]
+    assert only["created"] is True and only["task"]["metadata"] == {"n": 1}
+    assert client.get("/v1/tasks/twice").json()["metadata"] == {"n": 1}

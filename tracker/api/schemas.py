@@ -59,7 +59,9 @@ def _example(example: dict[str, Any]) -> ConfigDict:
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a value of another JSON type is refused, not converted (`"enabled": 0` is not
+    # false), so what the schema refuses the server refuses too.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Output(BaseModel):

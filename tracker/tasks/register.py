@@ -81,8 +81,9 @@ def register_tasks(
 
     Registering an ID that is already tracked changes nothing (its metadata included) and
     reports `created=False`, but a webhook URL it does not send to yet is added. The result
-    follows the order of `items`, without repeats; an ID given twice with different metadata
-    is refused. Each new webhook URL gets one secret, returned beside the tasks it signs for.
+    follows the order of `items`, without repeats: an ID given twice in one batch is
+    registered with its first metadata, the repeat changing nothing, as a second registration
+    would not. Each new webhook URL gets one secret, returned beside the tasks it signs for.
     `policy` (where webhooks may go) is required when any item has a webhook URL.
     """
     validate_provider(provider)
@@ -92,9 +93,7 @@ def register_tasks(
     urls: dict[str, list[str]] = {}
     for position, item in enumerate(items, start=1):
         task_id = validate_task_id(item.task_id, position=position)
-        metadata = _checked_metadata(item.metadata, task_id)
-        if metadata_by_id.setdefault(task_id, metadata) != metadata:
-            raise InvalidMetadata(f"task ID {task_id!r} is given twice with different metadata")
+        metadata_by_id.setdefault(task_id, _checked_metadata(item.metadata, task_id))
         if item.webhook_url is not None:
             urls.setdefault(item.webhook_url, []).append(task_id)
     if urls and policy is None:
