@@ -301,3 +301,22 @@ def test_an_id_twice_in_one_batch_is_registered_once_with_its_first_metadata(
     [only] = response.json()["tasks"]
     assert only["created"] is True and only["task"]["metadata"] == {"n": 1}
     assert client.get("/v1/tasks/twice").json()["metadata"] == {"n": 1}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "valid"),
+    [
+        ({"order": 1042, "tags": ["a", {"b": None}], "ok": True, "x": 1.5}, True),
+        ({"k": "a\x00"}, False),
+        ({"a\x00": 1}, False),
+        ({"k": [[{"deep": "\x00"}]]}, False),
+    ],
+)
+def test_the_metadata_schema_refuses_what_the_server_cannot_store(
+    client: TestClient, document: dict[str, Any], metadata: dict[str, Any], valid: bool
+) -> None:
+    schema = document["components"]["schemas"]["TaskCreate"]
+    validator = jsonschema_rs.validator_for(_resolved(document, schema))
+    assert validator.is_valid({"task_id": "m", "metadata": metadata}) is valid
+    response = client.post("/v1/tasks", json={"task_id": "m", "metadata": metadata})
+    assert response.status_code == (201 if valid else 422), response.text

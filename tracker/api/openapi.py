@@ -6,6 +6,8 @@ added later, so no route has to be listed here.
 - Models keep their examples whole: FastAPI drops every null from the document, examples
   included, so an example with `"next_poll_at": null` would no longer fit its schema; the
   examples are put back from the models of `tracker.api` (`json_schema_extra`).
+- Schemas no model stands for (`schemas.EXTRA_COMPONENTS`, such as the recursive
+  `MetadataValue`) are added to the components.
 - Enumerations get an example (their first value), so every schema has one.
 - Links (`links` of each 2xx response), so a client or a stateful tester can follow what an
   operation returns: a response that holds a resource (a `...Public` schema, anywhere in the
@@ -24,6 +26,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+
+from tracker.api.schemas import EXTRA_COMPONENTS
 
 __all__ = ["install_openapi", "resource_pointers"]
 
@@ -54,6 +58,8 @@ def install_openapi(app: FastAPI) -> None:
 def finish(document: dict[str, Any]) -> None:
     """Apply every rule of the module to `document`, in place."""
     components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in EXTRA_COMPONENTS.items():
+        components.setdefault(name, copy.deepcopy(schema))
     for name, examples in _model_examples().items():
         if name in components:
             components[name]["examples"] = copy.deepcopy(examples)

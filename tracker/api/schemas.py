@@ -52,6 +52,27 @@ EXAMPLE_TIME = "2026-11-29T03:12:09.521000Z"
 # An absolute http(s) URL; the server also refuses credentials, refused networks and more.
 URL_SCHEMA: dict[str, Any] = {"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
 EVENTS_SCHEMA: dict[str, Any] = {"items": {"enum": list(ALL_EVENTS)}}
+# Metadata is any JSON object whose keys and strings, at any depth, hold no NUL character
+# (PostgreSQL cannot store one; `register._unstorable_text` refuses it with a message).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+_METADATA_VALUE_REF = {"$ref": "#/components/schemas/MetadataValue"}
+METADATA_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"pattern": NO_NUL_PATTERN},
+    "additionalProperties": _METADATA_VALUE_REF,
+}
+# Schemas that no model stands for, added to the document's components (`openapi.finish`).
+EXTRA_COMPONENTS: dict[str, dict[str, Any]] = {
+    "MetadataValue": {
+        "description": "A JSON value of metadata: its strings and keys hold no NUL character.",
+        "anyOf": [
+            {"type": "string", "pattern": NO_NUL_PATTERN},
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": _METADATA_VALUE_REF},
+            {"type": "object", **METADATA_SCHEMA},
+        ],
+        "examples": [{"order": 1042, "tags": ["launch"]}],
+    }
+}
 
 
 def _example(example: dict[str, Any]) -> ConfigDict:
@@ -146,6 +167,7 @@ class TaskCreate(_Input):
         f"at most {MAX_METADATA_BYTES} bytes (16 KiB) as compact UTF-8 JSON, with no NUL "
         "character (`\\u0000`), or the request gets 422 `invalid_input` and nothing is stored.",
         examples=[{"order": 1042}],
+        json_schema_extra=METADATA_SCHEMA,
     )
 
     model_config = _example(
