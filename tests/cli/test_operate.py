@@ -133,6 +133,8 @@ def test_resume_lifts_a_pause_and_refuses_when_none(cli_db: str) -> None:
     assert "code 9000: no credits; `tracker resume` lifts it now" in err
     code, out, _ = run_cli("status", "waiting")
     assert "paused" in out and "no_credits" in out
+    code, out, _ = run_cli("list", "--json")
+    assert [task["paused"]["cause"] for task in json.loads(out)] == ["no_credits"]
 
     code, out, err = run_cli("resume", "tensorslab")
     assert code == 0, err

@@ -116,8 +116,11 @@ def list_(
 ) -> None:
     """List tracked tasks, newest first."""
     with db.read_scope() as session:
-        tasks = queries.list_tasks(session, status=status_filter, limit=limit)
-        paused = queries.provider_pauses(session, now=database_now(session))
+        now = database_now(session)
+        tasks = pauses.annotate(
+            session, queries.list_tasks(session, status=status_filter, limit=limit), now=now
+        )
+        paused = queries.provider_pauses(session, now=now)
     if json_output:
         out.print_json(tables.to_json(tasks))
         return
