@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -345,9 +346,15 @@ def _cursor(raw: str) -> str:
         ({"created_since": "2026-01-01T00:00:00"}, "created_since"),  # no timezone
         ({"provider": "runway"}, None),
         ({"cursor": "not-a-cursor"}, None),
-        ({"cursor": _cursor("2026-01-01T00:00:00+00:00|" + "9" * 30)}, None),  # past BIGINT
-        ({"created_since": "0001-01-01T00:00:00+05:00"}, None),  # before year 1 in UTC
-        ({"updated_since": "9999-12-31T23:59:59-12:00"}, None),  # after year 9999 in UTC
+        ({"cursor": _cursor("2026-01-01T00:00:00+00:00|" + "9" * 30)}, None),  # the old form
+        ({"cursor": "1764637616778009_" + "9" * 20}, None),  # past BIGINT
+        ({"cursor": ""}, None),
+        ({"updated_since": "0.5"}, "updated_since"),  # a number is not a date
+        ({"updated_since": "1764637616"}, "updated_since"),  # nor are epoch seconds
+        ({"updated_since": "2026-12-02"}, "updated_since"),  # a date alone
+        ({"updated_since": "2026-12-02T10:00:00+1:00"}, "updated_since"),
+        ({"updated_since": "2026-02-30T10:00:00Z"}, "updated_since"),  # no such day
+        ({"updated_since": "2026-12-02T10:00:00+24:00"}, "updated_since"),
     ],
 )
 def test_bad_list_parameters_are_422_naming_the_problem(
@@ -362,6 +369,59 @@ def test_bad_list_parameters_are_422_naming_the_problem(
         assert next(iter(params)) in error["message"] or "cursor" in error["message"]
 
 
+def test_metadata_with_half_a_surrogate_pair_is_refused_and_nothing_stored(
+    client: TestClient,
+) -> None:
+    body = b'{"task_id": "x", "metadata": {"k": "\\ud800"}}'  # valid JSON, not Unicode
+    response = client.post("/v1/tasks", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "unpaired surrogate" in _error(response)["message"]
+    assert client.get("/v1/tasks/x").status_code == 404
+
+
+def test_a_time_without_a_timezone_is_refused_with_the_form_to_use(client: TestClient) -> None:
+    response = client.get("/v1/tasks", params={"updated_since": "2026-12-02T10:00:00"})
+    assert response.status_code == 422
+    [detail] = _error(response)["details"]
+    assert detail["field"] == "updated_since"
+    assert "ISO 8601 with a timezone, e.g. 2026-12-02T10:00:00Z" in detail["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "found"),
+    [
+        ({"updated_since": "2026-11-30T10:00:00z"}, True),  # RFC 3339 allows lower case
+        ({"updated_since": "2026-11-30t10:00:00.123456789+01:00"}, True),  # > 6 digits
+        ({"created_since": "0001-01-01T00:00:00+05:00"}, True),  # before year 1 in UTC: all
+        ({"updated_since": "9999-12-31T23:59:59-12:00"}, False),  # after 9999 in UTC: none
+        ({"created_since": "2999-01-01T00:00:00Z"}, False),
+    ],
+)
+def test_every_rfc3339_time_is_a_valid_bound(
+    client: TestClient, params: dict[str, str], found: bool
+) -> None:
+    client.post("/v1/tasks", json={"task_id": "bound"})
+    response = client.get("/v1/tasks", params=params)
+    assert response.status_code == 200, response.text
+    assert bool(response.json()["tasks"]) is found
+
+
+def test_any_cursor_of_the_documented_form_is_a_position(client: TestClient) -> None:
+    for task_id in ("c1", "c2"):
+        client.post("/v1/tasks", json={"task_id": task_id})
+    first = client.get("/v1/tasks", params={"limit": 1}).json()
+    assert re.fullmatch(r"[0-9]+_[0-9]+", first["next_cursor"])
+    rest = client.get("/v1/tasks", params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    assert [t["task_id"] for t in first["tasks"] + rest["tasks"]] == ["c2", "c1"]
+    # A position the server did not hand out is still a position, even past every row ID.
+    end = client.get("/v1/tasks", params={"cursor": "99999999999999999_" + "9" * 19})
+    assert [t["task_id"] for t in end.json()["tasks"]] == ["c2", "c1"]
+    start = client.get("/v1/tasks", params={"cursor": "0_0"})
+    assert start.status_code == 200 and start.json()["tasks"] == []
+    deliveries = client.get("/v1/deliveries", params={"cursor": "9" * 19})
+    assert deliveries.status_code == 200, deliveries.text
+
+
 # --- bad input: a clear 4xx, nothing stored ------------------------------------------------
 
 
@@ -374,6 +434,8 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("whitespace id", {"task_id": "a b"}, 422, "whitespace"),
     ("metadata not an object", {"task_id": "x", "metadata": [1, 2]}, 422, "JSON object"),
     ("metadata a string", {"task_id": "x", "metadata": "{}"}, 422, "JSON object"),
+    ("NUL in metadata", {"task_id": "x", "metadata": {"k": ["a\x00"]}}, 422, "NUL character"),
+    ("NUL in a metadata key", {"task_id": "x", "metadata": {"a\x00": 1}}, 422, "NUL character"),
     ("refused network", {"task_id": "x", "webhook_url": "http://10.1.2.3/h"}, 422, "private"),
     ("not a URL", {"task_id": "x", "webhook_url": "ftp://example.com"}, 422, "http"),
     ("too many ids", {"tasks": [{"task_id": f"t{n}"} for n in range(51)]}, 413, "limit is 50"),

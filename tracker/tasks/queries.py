@@ -114,10 +114,10 @@ def page_tasks(
         session,
         status=status,
         provider=provider,
-        created_since=in_utc(created_since, "created_since"),
-        updated_since=in_utc(updated_since, "updated_since"),
+        created_since=in_utc(created_since),
+        updated_since=in_utc(updated_since),
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=None if cursor is None else decode_cursor(cursor),
     )
     if len(tasks) <= limit:
         return TaskPage(tasks, None)

@@ -11,6 +11,7 @@ from tracker.api.errors import documented_errors
 from tracker.api.schemas import ResumedPublic
 from tracker.db.clock import database_now
 from tracker.tasks import pauses
+from tracker.upstream.names import PROVIDERS
 
 __all__ = ["router"]
 
@@ -29,7 +30,10 @@ router = APIRouter(prefix="/v1/providers", tags=["providers"])
     responses=documented_errors(409, 422),
 )
 def resume_provider(
-    provider: Annotated[str, Path(max_length=32, examples=["tensorslab"])],
+    provider: Annotated[
+        str,
+        Path(max_length=32, examples=["tensorslab"], json_schema_extra={"enum": list(PROVIDERS)}),
+    ],
     database: DatabaseDep,
 ) -> ResumedPublic:
     with database.write() as session:

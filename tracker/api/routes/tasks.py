@@ -10,10 +10,10 @@ import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime
 
 from tracker.api.deps import DatabaseDep, SettingsDep
 from tracker.api.errors import ApiError, documented_errors
+from tracker.api.params import EXAMPLE_TASK_ID, TIMESTAMP_FORM, Timestamp, task_id_schema
 from tracker.api.schemas import (
     RegisteredTask,
     RegisteredTasks,
@@ -28,20 +28,23 @@ from tracker.db.clock import database_now
 from tracker.states import TaskStatus
 from tracker.tasks import forget, pauses, queries, register, untrack
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
-from tracker.tasks.pagination import MAX_PAGE_SIZE
+from tracker.tasks.pagination import MAX_PAGE_SIZE, TASK_CURSOR_PATTERN
+from tracker.upstream.names import PROVIDERS
 from tracker.webhooks.guard import AddressPolicy
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
+# The length and characters are checked by the use cases (`validate_task_id`), whose messages
+# say what is wrong; the schema states the same rule.
 TaskIdPath = Annotated[
     str,
     Path(
         min_length=1,
         max_length=MAX_TASK_ID_LENGTH,
-        description="The TensorsLab task ID.",
-        examples=["20251129_9f3c2a7e"],
+        examples=[EXAMPLE_TASK_ID],
+        json_schema_extra=task_id_schema(),
     ),
 ]
 
@@ -101,17 +104,33 @@ def register_tasks(
 def list_tasks(
     database: DatabaseDep,
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
-    provider: Annotated[str | None, Query(examples=["tensorslab"], max_length=32)] = None,
+    provider: Annotated[
+        str | None,
+        Query(examples=["tensorslab"], json_schema_extra={"enum": list(PROVIDERS)}),
+    ] = None,
     created_since: Annotated[
-        AwareDatetime | None,
-        Query(description="Registered at or after (ISO 8601 with a timezone)."),
+        Timestamp | None,
+        Query(
+            description=f"Registered at or after this time: {TIMESTAMP_FORM}.",
+            examples=["2026-12-02T10:00:00Z"],
+        ),
     ] = None,
     updated_since: Annotated[
-        AwareDatetime | None, Query(description="Changed at or after (ISO 8601 with a timezone).")
+        Timestamp | None,
+        Query(
+            description=f"Changed at or after this time: {TIMESTAMP_FORM}.",
+            examples=["2026-12-02T11:00:00+01:00"],
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page: `<microseconds since 1970 UTC>_<id>`"
+            ", the position after which the page starts (pass back what you were given).",
+            examples=["1764637616778009_42"],
+            json_schema_extra={"pattern": TASK_CURSOR_PATTERN},
+        ),
     ] = None,
 ) -> TaskList:
     with database.read() as session:

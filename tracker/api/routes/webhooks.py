@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from tracker.api.deps import DatabaseDep, SettingsDep
-from tracker.api.errors import ApiError, documented_errors
+from tracker.api.errors import documented_errors
+from tracker.api.params import EXAMPLE_TASK_ID, task_id_schema
 from tracker.api.schemas import (
     DeliveryList,
     DeliveryPublic,
@@ -22,8 +23,8 @@ from tracker.api.schemas import (
     WebhookUpdate,
 )
 from tracker.states import DeliveryStatus
-from tracker.tasks.ids import MAX_TASK_ID_LENGTH
-from tracker.tasks.pagination import MAX_PAGE_SIZE
+from tracker.tasks.ids import MAX_TASK_ID_LENGTH, validate_task_id
+from tracker.tasks.pagination import MAX_PAGE_SIZE, ROW_CURSOR_PATTERN, decode_row_cursor
 from tracker.webhooks import deliveries, endpoints
 from tracker.webhooks.guard import AddressPolicy
 
@@ -163,18 +164,30 @@ def remove_webhook(webhook_id: WebhookIdPath, database: DatabaseDep) -> Response
 )
 def list_deliveries(
     database: DatabaseDep,
-    task_id: Annotated[str | None, Query(min_length=1, max_length=MAX_TASK_ID_LENGTH)] = None,
+    task_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_TASK_ID_LENGTH,
+            examples=[EXAMPLE_TASK_ID],
+            json_schema_extra=task_id_schema(),
+        ),
+    ] = None,
     status: Annotated[DeliveryStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=20, description="`next_cursor` of the previous page.")
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page: a delivery ID; the page holds "
+            "the deliveries before it.",
+            examples=["12"],
+            json_schema_extra={"pattern": ROW_CURSOR_PATTERN},
+        ),
     ] = None,
 ) -> DeliveryList:
-    before_id = None
-    if cursor is not None:
-        if not cursor.isdigit() or not 0 < int(cursor) <= MAX_ID:
-            raise ApiError(422, f"invalid cursor {cursor!r}: pass back a next_cursor")
-        before_id = int(cursor)
+    if task_id is not None:
+        validate_task_id(task_id)
+    before_id = None if cursor is None else decode_row_cursor(cursor)
     with database.read() as session:
         page = deliveries.page_deliveries(
             session,
