@@ -405,7 +405,8 @@ WEBHOOK_EXAMPLE: dict[str, Any] = {
     "events": ["task.completed", "task.failed"],
     "enabled": True,
     "disabled_reason": None,
-    "task_id": None,
+    "all_tasks": True,
+    "task_count": 0,
     "failing_since": None,
     "created_at": "2026-11-28T10:00:00Z",
     "rotating_until": None,
@@ -438,7 +439,11 @@ class WebhookCreated(_Output):
         from_attributes=True,
         json_schema_extra={
             "examples": [
-                {"webhook": WEBHOOK_EXAMPLE, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+                {
+                    "webhook": WEBHOOK_EXAMPLE,
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "created": True,
+                }
             ]
         },
     )
