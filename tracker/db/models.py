@@ -161,6 +161,8 @@ class WebhookEndpoint(Base):
     previous_secret: Mapped[str | None] = mapped_column(Text)  # also signs until it expires
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The endpoint's own headers ({name: value}), sent with every attempt (webhooks.headers).
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     task_pk: Mapped[int | None] = mapped_column(
         BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
@@ -194,7 +196,8 @@ class WebhookDelivery(Base):
     endpoint_id: Mapped[int] = mapped_column(
         BigID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
     )
-    task_pk: Mapped[int] = mapped_column(
+    # None for an event about no task (`webhook.test`).
+    task_pk: Mapped[int | None] = mapped_column(
         BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
     )
     event_type: Mapped[str] = mapped_column(String(32))
