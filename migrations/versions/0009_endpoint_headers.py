@@ -6,8 +6,8 @@ no task.
 
 On SQLite the nullability change rebuilds `webhook_deliveries` (batch mode), and tracker's
 connections enforce foreign keys (which a transaction cannot turn off), so dropping the old
-table would cascade into `delivery_attempts`. The attempts are set aside in a temporary table and put back, and the
-partial due index is recreated with its condition, so nothing is lost.
+table would cascade into `delivery_attempts`. The attempts are set aside in a temporary table
+and put back, and the partial due index is recreated with its condition, so nothing is lost.
 
 Revision ID: 0009
 Revises: 0008

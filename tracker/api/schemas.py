@@ -168,6 +168,11 @@ class RegisteredTask(_Output):
         description="The signing secret of `webhook_url`, shown only in this response; None "
         "when no URL was given or the task already sent to it.",
     )
+    webhook_warning: str | None = Field(
+        default=None,
+        description="Set when the host of `webhook_url` does not resolve right now: the "
+        "webhook is kept, and its deliveries fail (recorded, retried) until it resolves.",
+    )
 
 
 class RegisteredTasks(_Output):
@@ -199,6 +204,14 @@ class TransitionList(_Output):
 # --- webhooks ------------------------------------------------------------------------------
 
 
+HEADERS_DESCRIPTION = (
+    "Headers sent with every attempt, `{name: value}`: at most 20, names HTTP tokens, values "
+    "printable ASCII (no CR, LF or other control characters). webhook-id, webhook-signature, "
+    "webhook-timestamp, Host, Content-Length, Content-Type, Transfer-Encoding and Connection "
+    "are tracker's and refused (422). Values are never returned: they may be credentials."
+)
+
+
 class WebhookCreate(_Input):
     url: str = Field(
         min_length=1, max_length=2048, examples=["https://example.com/hooks/tensorslab"]
@@ -208,12 +221,22 @@ class WebhookCreate(_Input):
         description="Event types to send; empty means task.completed and task.failed.",
         examples=[["task.completed", "task.failed"]],
     )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=HEADERS_DESCRIPTION,
+        examples=[{"X-Env": "prod"}],
+    )
 
 
 class WebhookUpdate(_Input):
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     events: list[str] | None = None
     enabled: bool | None = Field(default=None, examples=[False])
+    headers: dict[str, str] | None = Field(
+        default=None,
+        description="Replaces every custom header (`{}` removes them). " + HEADERS_DESCRIPTION,
+        examples=[{"X-Env": "staging"}],
+    )
 
 
 class WebhookPublic(_Output):
@@ -228,11 +251,26 @@ class WebhookPublic(_Output):
     rotating_until: datetime | None = Field(
         description="The previous secret also signs until then, after a rotation."
     )
+    header_names: list[str] = Field(
+        default_factory=list,
+        description="The names of its custom headers; their values are never returned.",
+        examples=[["X-Env"]],
+    )
+    warning: str | None = Field(
+        default=None,
+        description="Only in the response that set the URL: its host does not resolve right "
+        "now; the webhook is kept, and deliveries fail (recorded, retried) until it resolves.",
+    )
 
 
 class WebhookCreated(_Output):
     webhook: WebhookPublic
     secret: str = Field(description="The signing secret: shown in this response only.")
+    warning: str | None = Field(
+        default=None,
+        description="Set when the URL's host does not resolve right now: the webhook is "
+        "added, and deliveries fail (recorded, retried) until it resolves.",
+    )
 
 
 class WebhookList(_Output):
@@ -253,7 +291,7 @@ class DeliveryPublic(_Output):
     message_id: str = Field(description="The `webhook-id` header, the same on every retry.")
     webhook_id: int = Field(validation_alias=AliasChoices("webhook_id", "endpoint_id"))
     url: str
-    task_id: str
+    task_id: str | None = Field(description="None for a `webhook.test` event.")
     event_type: str
     status: DeliveryStatus = Field(description="pending, delivered or failed (dead).")
     attempt_count: int = Field(

@@ -22,6 +22,7 @@ from tracker.tasks import queries
 from tracker.tasks import register as register_use_case
 from tracker.tasks import untrack as untrack_use_case
 from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.vetting import vet_webhook_url
 
 __all__ = ["history", "list_", "register", "status", "untrack"]
 
@@ -47,18 +48,25 @@ def register(
     """
     ids = list(read_task_ids(task_ids))
     settings = get_settings()
+    policy = AddressPolicy.from_settings(settings)
+    vetted = None if webhook is None else vet_webhook_url(webhook, policy)  # before the session
+    if vetted is not None and vetted.warning:
+        err.print(f"[yellow]warning:[/yellow] {escape(vetted.warning)}", highlight=False)
     with db.session_scope() as session:
         registrations = register_use_case.register(
             session,
             ids,
             first_poll_delay_s=settings.poll_first_delay_s,
-            webhook_url=webhook,
-            policy=AddressPolicy.from_settings(settings),
+            webhook_url=vetted,
+            policy=policy,
         )
     secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
     if json_output:
         tasks = [{"created": item.created, "task": item.task} for item in registrations]
-        out.print_json(tables.to_json({"tasks": tasks, "webhook_secret": secret}))
+        warning = vetted.warning if vetted is not None else None
+        out.print_json(
+            tables.to_json({"tasks": tasks, "webhook_secret": secret, "webhook_warning": warning})
+        )
         return
     if secret is not None:
         out.print(

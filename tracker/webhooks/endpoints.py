@@ -1,12 +1,16 @@
 """Webhook endpoint use cases shared by every edge: add, list, change, rotate, remove.
 
 Secrets are returned only by the calls that create them (`add_endpoint`, `rotate_secret`,
-`add_task_webhook`); every view of an endpoint leaves them out.
+`add_task_webhook`); every view of an endpoint leaves them out, and shows only the names of
+its custom headers (their values may be credentials).
+
+A URL may come as a `VettedURL` (checked by `guard.vet_url` before the caller's transaction
+opened, as the edges do, so no DNS lookup runs inside it) or as a string (checked here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,7 +24,15 @@ from tracker.errors import InvalidInput, InvalidWebhookURL, UnknownEndpoint
 from tracker.states import DeliveryStatus
 from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.webhooks.events import PER_TASK_EVENTS, parse_events
-from tracker.webhooks.guard import AddressPolicy, RefusedURL, Resolver, check_url, system_resolver
+from tracker.webhooks.guard import (
+    AddressPolicy,
+    RefusedURL,
+    Resolver,
+    VettedURL,
+    check_url,
+    system_resolver,
+)
+from tracker.webhooks.headers import validate_headers
 from tracker.webhooks.signing import generate_secret
 
 __all__ = [
@@ -51,6 +63,7 @@ class EndpointView:
     failing_since: datetime | None
     created_at: datetime
     rotating_until: datetime | None  # the previous secret still signs until then
+    header_names: tuple[str, ...] = ()  # its custom headers; the values are never shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +83,13 @@ def _endpoint_view(row: WebhookEndpoint, task_id: str | None = None) -> Endpoint
         failing_since=row.failing_since,
         created_at=row.created_at,
         rotating_until=row.previous_secret_expires_at if row.previous_secret else None,
+        header_names=tuple(row.headers or {}),
     )
 
 
-def _checked_url(url: str, policy: AddressPolicy, resolve: Resolver) -> str:
+def _checked_url(url: str | VettedURL, policy: AddressPolicy, resolve: Resolver) -> str:
+    if isinstance(url, VettedURL):
+        return url.url
     try:
         return check_url(url, policy, resolve=resolve)
     except RefusedURL as error:
@@ -82,25 +98,30 @@ def _checked_url(url: str, policy: AddressPolicy, resolve: Resolver) -> str:
 
 def add_endpoint(
     session: Session,
-    url: str,
+    url: str | VettedURL,
     *,
     events: Sequence[str] = (),
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
     now: datetime | None = None,
     policy: AddressPolicy,
     resolve: Resolver = system_resolver,
 ) -> CreatedEndpoint:
-    """Add a webhook endpoint for every task; its secret is in the result, and only there."""
-    now = now or database_now(session)
+    """Add a webhook endpoint for every task; its secret is in the result, and only there.
+
+    `headers` are sent with every attempt (`webhooks.headers` says which are refused)."""
     checked = _checked_url(url, policy, resolve)
+    custom = validate_headers(headers)
     try:
         event_names = parse_events(events)
     except ValueError as error:
         raise InvalidInput(str(error)) from None
+    now = now or database_now(session)
     secret = generate_secret()
     row = WebhookEndpoint(
         url=checked,
         events=list(event_names),
         secret=secret,
+        headers=custom,
         enabled=True,
         created_at=now,
         updated_at=now,
@@ -119,7 +140,7 @@ class TaskSubscription:
 def subscribe_tasks(
     session: Session,
     task_ids: Sequence[str],
-    url: str,
+    url: str | VettedURL,
     *,
     now: datetime | None = None,
     policy: AddressPolicy,
@@ -196,14 +217,19 @@ def update_endpoint(
     *,
     now: datetime | None = None,
     policy: AddressPolicy,
-    url: str | None = None,
+    url: str | VettedURL | None = None,
     events: Sequence[str] | None = None,
     enabled: bool | None = None,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     resolve: Resolver = system_resolver,
 ) -> EndpointView:
-    """Change an endpoint's URL, events or enabled state; what is not given stays."""
+    """Change an endpoint's URL, events, custom headers (the whole set: `{}` removes them) or
+    enabled state; what is not given stays."""
+    custom = None if headers is None else validate_headers(headers)
     now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
+    if custom is not None:
+        row.headers = custom
     if url is not None:
         checked = _checked_url(url, policy, resolve)
         if row.task_pk is not None and checked != row.url and _task_sends_to(session, row, checked):

@@ -21,8 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy import Integer, Text, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
+from urllib3.exceptions import NameResolutionError
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, GroupCap, lease_due_rows
@@ -84,6 +86,7 @@ class _Job:
     secrets: tuple[str, ...]
     refusal: str | None  # why the endpoint can never receive it (removed), if so
     held: bool = False  # the endpoint is disabled: not sent, kept until it is enabled
+    headers: tuple[tuple[str, str], ...] = ()  # the endpoint's own (`webhooks.headers`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,15 +208,21 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
                 secrets=tuple(secrets),
                 refusal=refusal,
                 held=refusal is None and not endpoint.enabled,
+                headers=tuple((endpoint.headers or {}).items()),
             )
         )
     return jobs
 
 
 def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) -> _Sent:
-    headers = sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"user-agent": USER_AGENT})
+    # The endpoint's own headers first: the signature and framing ones always win (and adding
+    # an endpoint refuses those names anyway).
+    headers.update(job.headers)
+    headers.update(
+        sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    )
     headers["content-type"] = "application/json"
-    headers["user-agent"] = USER_AGENT
     started = time.monotonic()
     excerpt: str | None = None
     try:
@@ -479,6 +488,10 @@ def _apply_attempt(
 
 
 def _describe(error: BaseException) -> str:
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    if isinstance(reason, NameResolutionError):
+        # "<HTTPConnection object at 0x...>: Failed to resolve 'host' (...)": keep the sentence.
+        return "the host does not resolve: " + one_line(reason).split(">: ", 1)[-1][:250]
     text = one_line(error, limit=10_000)
     if "refused address" in text.lower():
         # urllib3 quotes the refusal inside its own wrapper: "...(Caused by X('...: refused
