@@ -462,12 +462,15 @@ def test_deliveries_are_listed_with_attempts_and_redelivered(client: TestClient)
     assert [d["event_type"] for d in by_task] == ["task.cancelled"]
 
     pending = by_task[0]
-    conflict = client.post(f"/v1/deliveries/{pending['id']}/redeliver")
-    assert conflict.status_code == 409
-    assert "still pending" in _error(conflict)["message"]
-    assert client.get(f"/v1/deliveries/{pending['id']}").json()["status"] == "pending"
+    due = client.post(f"/v1/deliveries/{pending['message_id']}/redeliver")  # due now: no change
+    assert due.status_code == 202
+    assert due.json()["id"] == pending["id"] and due.json()["status"] == "pending"
+    assert client.get(f"/v1/deliveries/{pending['message_id']}").json()["id"] == pending["id"]
     assert client.get("/v1/deliveries/999999").status_code == 404
+    assert client.get("/v1/deliveries/msg_0123").status_code == 404
     assert client.post("/v1/deliveries/999999/redeliver").status_code == 404
+    for bad in ("0", "-1", "12a", "msg_", "9" * 20):
+        assert client.get(f"/v1/deliveries/{bad}").status_code == 422, bad
 
 
 def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -> None:
@@ -478,7 +481,7 @@ def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -
         for method in item
         if method in ("get", "post", "patch", "delete")
     }
-    assert len(operations) == 17
+    assert len(operations) == 18
     for path, item in document["paths"].items():
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)

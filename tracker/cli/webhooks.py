@@ -42,17 +42,20 @@ deliveries_app = typer.Typer(
 
 def _endpoint_table(views: list[endpoints.EndpointView]) -> Table:
     table = Table(header_style="bold", title=f"{len(views)} webhook endpoints")
-    for column in ("id", "url", "events", "headers", "state", "since"):
+    with_headers = any(view.header_names for view in views)  # else no column for them
+    for column in ("id", "url", "events", *(["headers"] if with_headers else []), "state", "since"):
         table.add_column(column, overflow="fold")
     for view in views:
         state = "enabled" if view.enabled else f"disabled: {view.disabled_reason}"
         if view.enabled and view.failing_since:
             state = f"failing since {view.failing_since:%Y-%m-%d %H:%M} UTC"
+        # Header values may be credentials: only their names are shown.
+        headers = [Text("\n".join(f"{name}: ***" for name in view.header_names))]
         table.add_row(
             str(view.id),
             Text(view.url + (f"\n(task {view.task_id})" if view.task_id else "")),
             "\n".join(view.events),
-            Text("\n".join(f"{name}: ***" for name in view.header_names)),  # values may be secret
+            *(headers if with_headers else []),
             Text(state),
             f"{view.created_at:%Y-%m-%d %H:%M}",
         )
