@@ -168,6 +168,7 @@ def webhooks_test(
         out.print(
             f"{view.event_type} to {escape(view.url)}: delivery {view.id} ({view.message_id})",
             highlight=False,
+            soft_wrap=True,
         )
         for attempt in view.attempts:
             answer = f"HTTP {attempt.status_code}" if attempt.status_code else "no answer"
@@ -176,7 +177,7 @@ def webhooks_test(
                 line += f": {attempt.error}"
             if attempt.response_excerpt:
                 line += f"; response: {attempt.response_excerpt[:200]!r}"
-            out.print(Text(("ok: " if attempt.succeeded else "failed: ") + line))
+            out.print(Text(("ok: " if attempt.succeeded else "failed: ") + line), soft_wrap=True)
         if not view.attempts:  # e.g. the endpoint was disabled while the test was on its way
             out.print(Text(f"not sent: {view.status}, {view.last_error or 'held'}"))
     if view.status != "delivered":
@@ -368,6 +369,7 @@ def redeliver(
             out.print(
                 f"delivery {view.id} ({view.message_id}) is due now: the next tick sends it",
                 highlight=False,
+                soft_wrap=True,
             )
         elif ref is not None:
             view = deliveries_use_case.redeliver(session, ref, now=moment)

@@ -83,7 +83,7 @@ def _endpoint_view(row: WebhookEndpoint, task_id: str | None = None) -> Endpoint
         failing_since=row.failing_since,
         created_at=row.created_at,
         rotating_until=row.previous_secret_expires_at if row.previous_secret else None,
-        header_names=tuple(row.headers or {}),
+        header_names=tuple(sorted(row.headers or {}, key=str.lower)),  # JSONB keeps no order
     )
 
 
