@@ -330,8 +330,9 @@ def test_an_unresolvable_host_is_accepted_and_its_attempts_fail_with_a_clear_err
     assert view.status == "failed" and len(view.attempts) == 2
     for attempt in view.attempts:
         assert attempt.status_code is None and attempt.error is not None
-        assert attempt.error.startswith("the host does not resolve: ")
-        assert "hooks.tracker-test.invalid" in attempt.error
+        assert attempt.error.startswith(
+            "the host does not resolve: Failed to resolve 'hooks.tracker-test.invalid'"
+        ), attempt.error
 
 
 def test_a_name_that_starts_resolving_is_delivered_to(

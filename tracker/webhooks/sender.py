@@ -490,8 +490,9 @@ def _apply_attempt(
 def _describe(error: BaseException) -> str:
     reason = getattr(error.args[0], "reason", None) if error.args else None
     if isinstance(reason, NameResolutionError):
-        # "<HTTPConnection object at 0x...>: Failed to resolve 'host' (...)": keep the sentence.
-        return "the host does not resolve: " + one_line(reason).split(">: ", 1)[-1][:250]
+        # "HTTPConnection(host=...): Failed to resolve 'host' (...)": keep the sentence.
+        text = one_line(reason)
+        return "the host does not resolve: " + text[max(text.find("Failed to resolve"), 0) :][:250]
     text = one_line(error, limit=10_000)
     if "refused address" in text.lower():
         # urllib3 quotes the refusal inside its own wrapper: "...(Caused by X('...: refused
