@@ -75,6 +75,17 @@ def test_header_values_are_stored_but_never_shown(receiver: WebhookReceiver) -> 
     assert listed["header_names"] == ["Auth", "X-Env"] and "tok-123" not in str(listed)
 
 
+def test_webhooks_headers_replaces_the_whole_set(receiver: WebhookReceiver) -> None:
+    _add(receiver, "--header", "X-Env: prod")
+    code, out, err = run_cli("webhooks", "headers", "1", "-H", "X-Team: video", "-H", "X-A: 1")
+    assert code == 0 and "webhook endpoint 1 headers: X-A, X-Team" in out, err
+    code, _, err = run_cli("webhooks", "headers", "1", "-H", "Host: evil.example")
+    assert code == 2 and "set by tracker itself" in err
+    assert _endpoints()[0]["header_names"] == ["X-A", "X-Team"]
+    code, out, _ = run_cli("webhooks", "headers", "1")
+    assert code == 0 and "headers: none" in out and _endpoints()[0]["header_names"] == []
+
+
 def test_webhooks_test_sends_a_signed_event_with_the_headers_and_shows_the_attempt(
     receiver: WebhookReceiver,
 ) -> None:

@@ -385,6 +385,27 @@ def _send_with(url: str, http: requests.Session, expected: dict[str, int]) -> No
     )
 
 
+def test_a_vetted_url_is_stored_without_another_lookup_inside_the_transaction(
+    database_url: str,
+) -> None:
+    def no_lookup(host: str, port: int) -> list[str]:
+        raise AssertionError(f"{host} was resolved inside the transaction")
+
+    vetted = vet_webhook_url("http://hooks.tracker-test.invalid/x", AddressPolicy())
+    with db.session_scope(database_url) as session:
+        endpoints.add_endpoint(session, vetted, policy=AddressPolicy(), resolve=no_lookup)
+        [registered] = register.register(
+            session,
+            ["t1"],
+            first_poll_delay_s=600,
+            webhook_url=vetted,
+            policy=AddressPolicy(),
+            resolve=no_lookup,
+        )
+        endpoints.update_endpoint(session, 1, url=vetted, policy=AddressPolicy(), resolve=no_lookup)
+    assert registered.webhook_secret is not None
+
+
 def test_refused_addresses_and_credentials_are_still_refused_when_added(
     database_url: str,
 ) -> None:

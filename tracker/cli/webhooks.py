@@ -32,7 +32,7 @@ from tracker.webhooks.vetting import vet_webhook_url
 __all__ = ["deliveries_app", "redeliver", "webhooks_app"]
 
 webhooks_app = typer.Typer(
-    help="Where webhooks go: add, list, test, remove, disable, enable, rotate.",
+    help="Where webhooks go: add, list, test, headers, remove, disable, enable, rotate.",
     no_args_is_help=True,
 )
 deliveries_app = typer.Typer(
@@ -139,6 +139,28 @@ def webhooks_list(
         out.print_json(tables.to_json(views))
     else:
         out.print(_endpoint_table(views))
+
+
+@webhooks_app.command("headers")
+@friendly_errors
+def webhooks_headers(
+    endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")],
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", help="'Name: value' (repeatable); none removes them all."),
+    ] = None,
+) -> None:
+    """Replace an endpoint's custom headers (the whole set; values are never shown)."""
+    headers = [parse_header(item) for item in header or ()]
+    with db.session_scope() as session:
+        view = endpoints.update_endpoint(
+            session,
+            endpoint_id,
+            policy=AddressPolicy.from_settings(get_settings()),
+            headers=headers,
+        )
+    names = ", ".join(view.header_names) or "none"
+    out.print(f"webhook endpoint {view.id} headers: {escape(names)}", highlight=False)
 
 
 @webhooks_app.command("test")
