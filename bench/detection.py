@@ -42,12 +42,14 @@ from bench.stack import (
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask, Transition
+from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import register
 from tracker.tasks.schedule import PollPolicy
 from tracker.testing.receiver import ReceivedWebhook, WebhookReceiver
 from tracker.webhooks import endpoints
 from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.vault import key_file
 
 __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]
 
@@ -142,6 +144,13 @@ def scripts(durations: dict[str, float]) -> list[dict[str, Any]]:
     ]
 
 
+def _secret_key() -> str:
+    settings = get_settings()
+    if settings.secret_keys:
+        return ",".join(settings.secret_keys)
+    return key_file(settings).read_text(encoding="ascii").strip()
+
+
 def tracker_environment(args: argparse.Namespace) -> dict[str, str]:
     """The settings tracker runs with (besides where things are)."""
     return {
@@ -209,10 +218,13 @@ def run_tracker(
             register.register(
                 session, list(durations), now=utc_now(), first_poll_delay_s=first_delay_s
             )
+        assert created.secret is not None
         receiver.set_secrets([created.secret])
         env = {
             **settings,
             "TRACKER_DATA_DIR": str(folder / "data"),
+            # The key this process encrypted the endpoint's secret with: the worker signs.
+            "TRACKER_SECRET_KEY": _secret_key(),
             "TRACKER_QUEUE": queue,
             "TRACKER_DATABASE_URL": url,
             "TRACKER_BROKER_URL": REDIS_URL,

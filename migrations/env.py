@@ -39,6 +39,11 @@ def run_migrations_online() -> None:
     engine = make_engine(_database_url())
     try:
         with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # Batch migrations copy a table, drop it and rename the copy: with foreign keys
+                # on, dropping it would first delete (ON DELETE CASCADE) every child row. The
+                # pragma only works outside a transaction, so on the driver's connection.
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,

@@ -31,9 +31,12 @@ TABLES = (
     "api_tokens",
     "delivery_attempts",
     "webhook_deliveries",
+    "webhook_subscriptions",
     "webhook_endpoints",
     "task_transitions",
     "provider_pauses",
+    "provider_failures",
+    "retention_runs",
     "tracked_tasks",
 )
 

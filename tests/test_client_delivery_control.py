@@ -17,6 +17,7 @@ def test_the_python_api_adds_headers_tests_and_redelivers_now(database_url: str)
     )
     with WebhookReceiver() as receiver:
         created = tracker.add_webhook(receiver.url + "/hook", headers={"X-Env": "prod"})
+        assert created.secret is not None
         receiver.set_secrets([created.secret])
         assert created.endpoint.header_names == ("X-Env",)
         with pytest.raises(InvalidWebhookHeader):

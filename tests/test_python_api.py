@@ -22,6 +22,9 @@ def test_register_get_history_and_untrack(tracker: Tracker) -> None:
     assert first.webhook_secret is not None and first.webhook_secret.startswith("whsec_")
     again = tracker.register(["vid-1", "vid-2"])
     assert [(r.task.task_id, r.created) for r in again.tasks] == [("vid-1", False), ("vid-2", True)]
+    shared = tracker.register("vid-3", webhook_url="http://127.0.0.1:9/h")  # the same URL
+    assert first.webhook_id is not None
+    assert shared.webhook_secret is None and shared.webhook_id == first.webhook_id
 
     task = tracker.get("vid-1")
     assert task.status is TaskStatus.REGISTERED and dict(task.metadata) == {"order": 3}
@@ -45,7 +48,7 @@ def test_list_pages_with_a_cursor(tracker: Tracker) -> None:
 
 def test_webhooks_from_python(tracker: Tracker) -> None:
     created = tracker.add_webhook("http://127.0.0.1:9/all", events=["task.completed"])
-    assert created.secret.startswith("whsec_")
+    assert created.secret is not None and created.secret.startswith("whsec_")
     assert [w.url for w in tracker.webhooks()] == ["http://127.0.0.1:9/all"]
     changed = tracker.update_webhook(created.endpoint.id, enabled=False)
     assert changed.enabled is False

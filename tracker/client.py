@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tracker.db.clock import database_now
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 from tracker.states import DeliveryStatus, TaskStatus
-from tracker.tasks import queries, register, untrack
+from tracker.tasks import forget, pauses, queries, register, untrack
+from tracker.tasks.forget import Forgotten
+from tracker.tasks.ids import DEFAULT_PROVIDER
+from tracker.tasks.pauses import Resumed
 from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
 from tracker.webhooks import deliveries, endpoints, probe
 from tracker.webhooks.deliveries import DeliveryView
@@ -41,6 +45,7 @@ class Registered:
 
     tasks: list[Registration]
     webhook_secret: str | None  # the signing secret of `webhook_url`, this once; else None
+    webhook_id: int | None = None  # the endpoint of `webhook_url`, which signs for these tasks
 
 
 class Tracker:
@@ -79,7 +84,10 @@ class Tracker:
                 policy=self._policy(),
             )
         secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
-        return Registered(registrations, secret)
+        endpoint_id = next(
+            (item.webhook_endpoint_id for item in registrations if item.webhook_endpoint_id), None
+        )
+        return Registered(registrations, secret, endpoint_id)
 
     def get(self, task_id: str) -> TaskView:
         with self.database.read() as session:
@@ -115,6 +123,16 @@ class Tracker:
         with self.database.write() as session:
             return untrack.untrack(session, task_id)
 
+    def forget(self, task_id: str) -> Forgotten:
+        """Erase an ended task and its whole history; `TaskStillTracked` while it is live."""
+        with self.database.write() as session:
+            return forget.forget(session, task_id)
+
+    def resume(self, provider: str = DEFAULT_PROVIDER) -> Resumed:
+        """Lift a provider's pause now; `ProviderNotPaused` when it is not paused."""
+        with self.database.write() as session:
+            return pauses.resume(session, provider, now=database_now(session))
+
     # --- webhooks ----------------------------------------------------------------------
 
     def add_webhook(
@@ -124,10 +142,13 @@ class Tracker:
         events: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
     ) -> CreatedEndpoint:
-        """An endpoint for every task; `.secret` is its signing secret, returned this once.
+        """The URL's endpoint, for every task; `.secret` is its signing secret when this call
+        made it (returned this once), None when the URL had one (`.created` False).
 
-        `headers` are sent with every attempt. A host that does not resolve right now is
-        accepted (`vet_webhook_url` says so, if you want to warn)."""
+        `headers` are sent with every attempt; they go to a new endpoint only (an existing one
+        keeps its own: `.headers_unchanged` says they differ; `update_webhook` replaces them).
+        A host that does not resolve right now is accepted (`vet_webhook_url` says so, if you
+        want to warn)."""
         vetted = vet_webhook_url(url, self._policy())
         with self.database.write() as session:
             return endpoints.add_endpoint(

@@ -18,6 +18,9 @@ into a clear message, an exit code and a status code.
           DeliveryHeld           pending, but held for a disabled endpoint
         AlreadyDelivered         `redeliver --now` of a delivery that was delivered
         EndpointDisabled         testing an endpoint that is disabled
+        EndpointURLTaken         moving a webhook to a URL another endpoint has
+        TaskStillTracked         forgetting a task that is still tracked (untrack it first)
+        ProviderNotPaused        resuming a provider whose polling is not paused
       Unavailable                a service tracker needs does not answer     1      503
         DatabaseUnavailable      unreachable, locked, read-only, full, or without the schema
         BrokerUnavailable        the Celery broker does not accept a connection
@@ -25,6 +28,7 @@ into a clear message, an exit code and a status code.
       ConfigError                the settings cannot be used                 1      500
         SettingsError            a variable is invalid or misspelled (tracker.settings)
         MissingAPIKey            polling was asked for without TENSORSLAB_API_KEY
+        UnreadableSecret         a stored webhook secret no configured key decrypts
 
 Every message is one line written for the person who caused it, and never holds a secret.
 """
@@ -40,6 +44,7 @@ __all__ = [
     "DeliveryHeld",
     "DeliveryPending",
     "EndpointDisabled",
+    "EndpointURLTaken",
     "InvalidInput",
     "InvalidMetadata",
     "InvalidTaskId",
@@ -48,13 +53,16 @@ __all__ = [
     "MissingAPIKey",
     "NotFound",
     "PortUnavailable",
+    "ProviderNotPaused",
     "TaskAlreadyEnded",
+    "TaskStillTracked",
     "TrackerError",
     "Unavailable",
     "UnknownDelivery",
     "UnknownEndpoint",
     "UnknownTask",
     "UnknownToken",
+    "UnreadableSecret",
     "one_line",
 ]
 
@@ -136,6 +144,18 @@ class EndpointDisabled(Conflict):
     pass
 
 
+class EndpointURLTaken(Conflict):
+    pass
+
+
+class TaskStillTracked(Conflict):
+    pass
+
+
+class ProviderNotPaused(Conflict):
+    pass
+
+
 class Unavailable(TrackerError):
     """A service tracker needs does not answer (or not usefully); trying again may work."""
 
@@ -158,3 +178,14 @@ class ConfigError(TrackerError):
 
 class MissingAPIKey(ConfigError):
     pass
+
+
+class UnreadableSecret(ConfigError):
+    """A webhook endpoint's stored secret cannot be decrypted: nothing is signed without it."""
+
+    def __init__(self, endpoint_id: int, why: str) -> None:
+        super().__init__(
+            f"the signing secret of webhook endpoint {endpoint_id} cannot be decrypted: {why} "
+            "(TRACKER_SECRET_KEY must list the key it was encrypted with)"
+        )
+        self.endpoint_id = endpoint_id

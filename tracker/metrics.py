@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from tracker.db.engine import make_private_folder
 from tracker.db.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
 from tracker.settings import Settings
 from tracker.states import DeliveryStatus, TaskStatus
-from tracker.tasks import queries
+from tracker.tasks import pauses, queries, retention
 from tracker.upstream import PollResult, Provider
 
 __all__ = [
@@ -159,6 +159,8 @@ class DatabaseFigures:
     transitions_by_status: dict[str, int]
     deliveries_by_status: dict[str, int]
     attempts_by_outcome: dict[str, int]
+    paused_providers: dict[str, str] = field(default_factory=dict)  # provider: cause
+    pruned_tasks: int = 0  # removed by retention and `tracker prune`, in all
 
 
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
@@ -179,6 +181,10 @@ def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures
             "succeeded": attempts.get(True, 0),
             "failed": attempts.get(False, 0),
         },
+        paused_providers={
+            pause.provider: pause.cause for pause in pauses.active_pauses(session, now=now)
+        },
+        pruned_tasks=retention.pruned_total(session),
     )
 
 
@@ -225,6 +231,20 @@ class _DatabaseCollector:
         for outcome, count in figures.attempts_by_outcome.items():
             attempts.add_metric([outcome], count)
         yield attempts
+        paused = GaugeMetricFamily(
+            "tracker_provider_paused",
+            "1 while polling of a provider is paused; reason is the cause code (no_credits, "
+            "rate_limited, unauthorized, unreachable).",
+            labels=["provider", "reason"],
+        )
+        for provider, cause in sorted(figures.paused_providers.items()):
+            paused.add_metric([provider, cause], 1)
+        yield paused
+        yield CounterMetricFamily(
+            "tracker_pruned_tasks",
+            "Ended tasks removed by retention (beat's daily prune) and `tracker prune`.",
+            value=figures.pruned_tasks,
+        )
 
 
 class _WorkerFilesCollector:

@@ -19,6 +19,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Self
 
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 from pydantic import (
     Field,
@@ -76,6 +77,8 @@ class Settings(BaseSettings):
     database_url: str = ""  # empty: a SQLite file in data_dir
     broker_url: str = "filesystem://"
     queue: str = Field(default="tracker", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    # Fernet keys for webhook secrets at rest, comma-separated: the first encrypts, all decrypt.
+    secret_key: SecretStr | None = None
 
     tensorslab_api_key: SecretStr | None = Field(
         default=None, validation_alias="TENSORSLAB_API_KEY"
@@ -98,6 +101,10 @@ class Settings(BaseSettings):
     poll_quiet_until_s: float = Field(default=90.0, ge=0, le=86400)
     error_max_backoff_s: Seconds = 300.0
     no_credits_pause_s: Seconds = 600.0
+    auth_pause_s: Seconds = 300.0
+    unreachable_after_s: Seconds = 180.0
+    unreachable_pause_s: Seconds = 120.0
+    retention_days: int = Field(default=90, ge=0, le=36500)
     not_found_grace_s: Seconds = 300.0
     max_tracking_age_s: Seconds = 86400.0
     poll_lease_s: Seconds = 120.0
@@ -222,6 +229,24 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        keys = _split_keys(value.get_secret_value())
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except ValueError:
+                which = f"key {position} of {len(keys)}" if len(keys) > 1 else "the key"
+                # Never the value itself: it is a secret, and may be one typo from the real key.
+                raise ValueError(
+                    f"TRACKER_SECRET_KEY: {which} is not a Fernet key (32 bytes in url-safe "
+                    "base64, 44 characters; make one with `tracker secrets generate-key`)"
+                ) from None
+        return value
+
     @field_validator("tensorslab_auth_scheme")
     @classmethod
     def _check_auth_scheme(cls, value: str) -> str:
@@ -317,6 +342,11 @@ class Settings(BaseSettings):
         return self.tensorslab_connect_timeout_s + self.tensorslab_read_timeout_s
 
     @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """TRACKER_SECRET_KEY's keys, first (the one that encrypts) first; () when unset."""
+        return () if self.secret_key is None else _split_keys(self.secret_key.get_secret_value())
+
+    @property
     def broker_folder(self) -> Path:
         """Where the embedded filesystem broker keeps its messages."""
         return self.data_dir / "broker"
@@ -359,6 +389,10 @@ def parse_networks(entries: str | list[str]) -> tuple[Network, ...]:
         if network not in networks:
             networks.append(network)
     return tuple(networks)
+
+
+def _split_keys(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def env_name(field: str) -> str:

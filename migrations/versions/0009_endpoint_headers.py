@@ -4,10 +4,11 @@
 sent with every attempt. `webhook_deliveries.task_pk` becomes nullable: a test event announces
 no task.
 
-On SQLite the nullability change rebuilds `webhook_deliveries` (batch mode), and tracker's
-connections enforce foreign keys (which a transaction cannot turn off), so dropping the old
-table would cascade into `delivery_attempts`. The attempts are set aside in a temporary table
-and put back, and the partial due index is recreated with its condition, so nothing is lost.
+On SQLite the nullability change rebuilds `webhook_deliveries` (batch mode): `env.py` turns
+foreign keys off for migrations, so dropping the old table does not cascade into
+`delivery_attempts`, and the partial due index is recreated with its condition. With foreign
+keys off nothing cascades on SQLite, so the downgrade deletes the attempts of the test
+deliveries it drops itself (on PostgreSQL the cascade would).
 
 Revision ID: 0009
 Revises: 0008
@@ -37,7 +38,6 @@ def _set_task_nullable(nullable: bool) -> None:
             "webhook_deliveries", "task_pk", existing_type=sa.BigInteger(), nullable=nullable
         )
         return
-    bind.exec_driver_sql("CREATE TEMP TABLE _kept_attempts AS SELECT * FROM delivery_attempts")
     op.drop_index(DUE_INDEX, table_name="webhook_deliveries")
     with op.batch_alter_table("webhook_deliveries", recreate="always") as batch:
         batch.alter_column("task_pk", existing_type=sa.Integer(), nullable=nullable)
@@ -47,16 +47,10 @@ def _set_task_nullable(nullable: bool) -> None:
         ["next_attempt_at"],
         sqlite_where=sa.text(DUE_WHERE),
     )
-    bind.exec_driver_sql(
-        "INSERT INTO delivery_attempts SELECT * FROM _kept_attempts "
-        "WHERE id NOT IN (SELECT id FROM delivery_attempts)"
-    )
-    bind.exec_driver_sql("DROP TABLE _kept_attempts")
 
 
 def upgrade() -> None:
-    # A plain ADD COLUMN, never a batch rebuild: dropping the old endpoints table would cascade
-    # into every delivery and attempt.
+    # A plain ADD COLUMN: no need to rebuild the endpoints table.
     op.add_column(
         "webhook_endpoints",
         sa.Column("headers", JSON_TYPE, nullable=False, server_default=sa.text("'{}'")),
@@ -66,7 +60,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # A test event has no task to hang off; it cannot survive the NOT NULL.
+    op.execute(
+        "DELETE FROM delivery_attempts WHERE delivery_id IN "
+        "(SELECT id FROM webhook_deliveries WHERE task_pk IS NULL)"
+    )
     op.execute("DELETE FROM webhook_deliveries WHERE task_pk IS NULL")
     _set_task_nullable(False)
-    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+), not a rebuild, for the same reason.
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+): no rebuild either.
     op.execute("ALTER TABLE webhook_endpoints DROP COLUMN headers")

@@ -103,6 +103,22 @@ def test_patch_replaces_the_headers(client: TestClient, receiver: WebhookReceive
     assert cleared.json()["header_names"] == []
 
 
+def test_adding_a_url_that_has_a_webhook_keeps_its_headers_with_a_warning(
+    client: TestClient, receiver: WebhookReceiver
+) -> None:
+    webhook_id = _add(client, receiver, headers={"X-Env": "prod"})["webhook"]["id"]
+    again = client.post(
+        "/v1/webhooks", json={"url": receiver.url + "/hook", "headers": {"X-Env": "staging"}}
+    )
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["created"] is False and body["secret"] is None
+    assert body["webhook"]["id"] == webhook_id and body["webhook"]["header_names"] == ["X-Env"]
+    assert "headers given were not applied" in body["warning"] and "staging" not in again.text
+    same = client.post("/v1/webhooks", json={"url": receiver.url + "/hook"})
+    assert same.status_code == 200 and same.json()["warning"] is None
+
+
 def test_redeliver_makes_a_pending_delivery_due_and_now_true_refuses_a_delivered_one(
     client: TestClient, receiver: WebhookReceiver
 ) -> None:

@@ -102,12 +102,15 @@ def test_every_v1_route_refuses_a_request_without_a_valid_token(
         ("GET", "/v1/tasks/abc"),
         ("GET", "/v1/tasks/abc/transitions"),
         ("DELETE", "/v1/tasks/abc"),
+        ("POST", "/v1/tasks/abc/cancel"),
+        ("POST", "/v1/providers/tensorslab/resume"),
         ("GET", "/v1/webhooks"),
         ("POST", "/v1/webhooks"),
         ("GET", "/v1/webhooks/1"),
         ("PATCH", "/v1/webhooks/1"),
         ("DELETE", "/v1/webhooks/1"),
         ("POST", "/v1/webhooks/1/rotate-secret"),
+        ("POST", "/v1/webhooks/1/test"),
         ("GET", "/v1/deliveries"),
         ("GET", "/v1/deliveries/1"),
         ("POST", "/v1/deliveries/1/redeliver"),
@@ -185,15 +188,19 @@ def test_a_per_task_webhook_secret_is_shown_once(client: TestClient) -> None:
     again = client.post("/v1/tasks", json={"task_id": "hooked", "webhook_url": RECEIVER_URL})
     assert again.json()["webhook_secret"] is None
     listed = client.get("/v1/webhooks", params={"include_per_task": True})
-    assert [(w["url"], w["task_id"]) for w in listed.json()["webhooks"]] == [
-        (RECEIVER_URL, "hooked")
+    assert [(w["url"], w["all_tasks"], w["task_count"]) for w in listed.json()["webhooks"]] == [
+        (RECEIVER_URL, False, 1)
     ]
     assert secret not in listed.text
+    assert client.get("/v1/webhooks").json()["webhooks"] == []  # not one for every task
 
 
-def test_a_new_secret_is_shown_only_for_the_tasks_it_signs_for(client: TestClient) -> None:
+def test_registrations_with_one_url_share_one_endpoint_and_one_secret(
+    client: TestClient,
+) -> None:
     first = client.post("/v1/tasks", json={"task_id": "a", "webhook_url": RECEIVER_URL})
-    old_secret = first.json()["webhook_secret"]
+    endpoint_id = first.json()["webhook_id"]
+    assert first.json()["webhook_secret"].startswith("whsec_")
 
     batch = client.post(
         "/v1/tasks",
@@ -204,9 +211,41 @@ def test_a_new_secret_is_shown_only_for_the_tasks_it_signs_for(client: TestClien
             ]
         },
     )
-    secrets = [item["webhook_secret"] for item in batch.json()["tasks"]]
-    assert secrets[0] is None  # "a" keeps signing with the secret it was given before
-    assert secrets[1] and secrets[1] != old_secret
+    tasks = batch.json()["tasks"]
+    assert [item["webhook_secret"] for item in tasks] == [None, None]  # no new secret
+    assert [item["webhook_id"] for item in tasks] == [endpoint_id, endpoint_id]
+    listed = client.get("/v1/webhooks", params={"include_per_task": True}).json()["webhooks"]
+    assert [(w["id"], w["task_count"]) for w in listed] == [(endpoint_id, 2)]
+
+
+def test_adding_a_url_twice_returns_its_one_endpoint(client: TestClient) -> None:
+    first = client.post("/v1/webhooks", json={"url": RECEIVER_URL})
+    assert first.status_code == 201 and first.json()["secret"].startswith("whsec_")
+
+    again = client.post("/v1/webhooks", json={"url": RECEIVER_URL, "events": ["task.expired"]})
+    assert again.status_code == 200
+    body = again.json()
+    assert body["created"] is False and body["secret"] is None
+    assert body["webhook"]["id"] == first.json()["webhook"]["id"]
+    assert body["webhook"]["events"] == ["task.completed", "task.failed", "task.expired"]
+    assert len(client.get("/v1/webhooks").json()["webhooks"]) == 1
+
+
+def test_adding_the_url_of_a_per_task_endpoint_makes_it_hear_every_task(
+    client: TestClient,
+) -> None:
+    registered = client.post("/v1/tasks", json={"task_id": "a", "webhook_url": RECEIVER_URL})
+    added = client.post("/v1/webhooks", json={"url": RECEIVER_URL})
+    assert added.status_code == 200 and added.json()["secret"] is None
+    webhook = added.json()["webhook"]
+    assert webhook["id"] == registered.json()["webhook_id"]
+    assert (webhook["all_tasks"], webhook["task_count"]) == (True, 0)
+    moved = client.post("/v1/webhooks", json={"url": RECEIVER_URL + "/other"})
+    taken = client.patch(
+        f"/v1/webhooks/{moved.json()['webhook']['id']}", json={"url": RECEIVER_URL}
+    )
+    assert taken.status_code == 409
+    assert f"webhook endpoint {webhook['id']} already sends to" in taken.json()["error"]["message"]
 
 
 def test_get_a_task_its_transitions_and_untrack_it(client: TestClient) -> None:
@@ -220,13 +259,14 @@ def test_get_a_task_its_transitions_and_untrack_it(client: TestClient) -> None:
         "transitions": [],
     }
 
-    cancelled = client.delete("/v1/tasks/vid-9")
+    cancelled = client.post("/v1/tasks/vid-9/cancel")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["next_poll_at"] is None
     [transition] = client.get("/v1/tasks/vid-9/transitions").json()["transitions"]
     assert (transition["from_status"], transition["to_status"]) == ("registered", "cancelled")
-    assert client.delete("/v1/tasks/vid-9").status_code == 200  # cancelling again: unchanged
+    again = client.post("/v1/tasks/vid-9/cancel")  # cancelling again: unchanged
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
 def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
@@ -239,7 +279,7 @@ def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
         session.execute(
             update(TrackedTask).values(status=TaskStatus.COMPLETED.value, next_poll_at=None)
         )
-    response = client.delete("/v1/tasks/done")
+    response = client.post("/v1/tasks/done/cancel")
     assert response.status_code == 409
     assert "already completed" in _error(response)["message"]
 
@@ -253,6 +293,7 @@ def test_unknown_tasks_are_404(client: TestClient) -> None:
             "message": "no tracked tensorslab task with ID 'nope'",
             "details": [],
         }
+    assert client.post("/v1/tasks/nope/cancel").status_code == 404
     assert client.delete("/v1/tasks/nope").status_code == 404
 
 
@@ -281,7 +322,7 @@ def test_listing_pages_through_every_task_newest_first(client: TestClient) -> No
 def test_listing_filters_by_status_and_time(client: TestClient) -> None:
     client.post("/v1/tasks", json={"task_id": "a"})
     client.post("/v1/tasks", json={"task_id": "b"})
-    client.delete("/v1/tasks/a")
+    client.post("/v1/tasks/a/cancel")
 
     cancelled = client.get("/v1/tasks", params={"status": "cancelled"}).json()["tasks"]
     assert [task["task_id"] for task in cancelled] == ["a"]
@@ -447,7 +488,7 @@ def test_deliveries_are_listed_with_attempts_and_redelivered(client: TestClient)
     client.post("/v1/webhooks", json={"url": RECEIVER_URL, "events": ["task.cancelled"]})
     for task_id in ("d1", "d2", "d3"):
         client.post("/v1/tasks", json={"task_id": task_id})
-        client.delete(f"/v1/tasks/{task_id}")  # writes one task.cancelled delivery each
+        client.post(f"/v1/tasks/{task_id}/cancel")  # writes one task.cancelled delivery each
 
     first = client.get("/v1/deliveries", params={"limit": 2}).json()
     assert [d["task_id"] for d in first["deliveries"]] == ["d3", "d2"]
@@ -481,7 +522,7 @@ def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -
         for method in item
         if method in ("get", "post", "patch", "delete")
     }
-    assert len(operations) == 18
+    assert len(operations) == 20  # 17, webhook test, task cancel, provider resume
     for path, item in document["paths"].items():
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)
@@ -499,7 +540,7 @@ def test_metrics_count_tasks_and_how_late_the_most_overdue_poll_is(client: TestC
     from tracker.db.models import TrackedTask
 
     client.post("/v1/tasks", json={"tasks": [{"task_id": "m1"}, {"task_id": "m2"}]})
-    client.delete("/v1/tasks/m2")
+    client.post("/v1/tasks/m2/cancel")
     with db.session_scope() as session:  # m1's poll is an hour overdue, as if no worker ran
         session.execute(
             update(TrackedTask)

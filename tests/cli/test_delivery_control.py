@@ -86,6 +86,22 @@ def test_webhooks_headers_replaces_the_whole_set(receiver: WebhookReceiver) -> N
     assert code == 0 and "headers: none" in out and _endpoints()[0]["header_names"] == []
 
 
+def test_adding_a_url_that_has_an_endpoint_leaves_its_headers_and_says_so(
+    receiver: WebhookReceiver,
+) -> None:
+    _add(receiver, "--header", "X-Env: prod")
+    code, out, err = run_cli("webhooks", "add", receiver.url + "/hook", "-H", "X-Env: staging")
+    assert code == 0 and "webhook endpoint 1 already sends to" in out, err
+    assert "headers given were not applied" in err and "webhooks headers 1" in err
+    assert "staging" not in err + out  # a value is never quoted back
+    [listed] = _endpoints()
+    assert listed["header_names"] == ["X-Env"]
+    code, out, err = run_cli("webhooks", "add", receiver.url + "/hook", "-H", "X-Env: prod")
+    assert code == 0 and "not applied" not in err  # the same headers: nothing to say
+    code, out, _ = run_cli("webhooks", "add", receiver.url + "/hook", "-H", "X-A: 1", "--json")
+    assert code == 0 and json.loads(out)["headers_unchanged"] is True
+
+
 def test_webhooks_test_sends_a_signed_event_with_the_headers_and_shows_the_attempt(
     receiver: WebhookReceiver,
 ) -> None:
@@ -159,7 +175,8 @@ def test_redeliver_failed_takes_endpoint_and_refuses_odd_combinations(
     receiver: WebhookReceiver, cli_db: str
 ) -> None:
     _add(receiver, "-e", "task.cancelled")
-    _add(receiver, "-e", "task.cancelled")
+    code, _, err = run_cli("webhooks", "add", receiver.url + "/other", "-e", "task.cancelled")
+    assert code == 0, err  # one endpoint per URL: the second one has its own
     run_cli("register", "vid-1")
     run_cli("untrack", "vid-1")
     with db.session_scope(cli_db) as session:

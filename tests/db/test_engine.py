@@ -118,7 +118,7 @@ def test_a_lock_timeout_on_postgres_is_one_line_without_parameters(
         holder.execute("SELECT * FROM webhook_endpoints FOR UPDATE")  # holds the row lock
         with pytest.raises(DatabaseUnavailable) as raised, db.session_scope(url) as session:
             session.execute(text("SET LOCAL lock_timeout = '200ms'"))
-            session.execute(update(WebhookEndpoint).values(previous_secret=SECRET))
+            session.execute(update(WebhookEndpoint).values(secret=SECRET))
     finally:
         holder.rollback()
         holder.close()

@@ -108,7 +108,7 @@ def test_duplicates_are_merged_into_the_oldest_and_then_refused(empty_url: str) 
                     )
                 )
 
-    migrate.upgrade(empty_url)
+    migrate.upgrade(empty_url, "0005")
 
     with engine.connect() as c:
         rows = {r.id: r for r in c.execute(sa.select(ends))}

@@ -1,5 +1,7 @@
 """0009 adds per-endpoint headers and lets a delivery have no task, losing no delivery or
-attempt (on SQLite it rebuilds the deliveries table, whose attempts cascade on delete)."""
+attempt (on SQLite it rebuilds the deliveries table, whose attempts would cascade on delete
+with foreign keys on), on SQLite and PostgreSQL; the downgrade drops the test deliveries with
+their attempts and nothing else."""
 
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ def test_headers_and_taskless_deliveries_keep_every_delivery_and_attempt(empty_u
                 url="http://x/a",
                 events=["task.completed"],
                 secret="s1",
+                previous_secrets=[],
+                all_tasks=True,
                 enabled=True,
                 created_at=now,
                 updated_at=now,
@@ -108,6 +112,15 @@ def test_headers_and_taskless_deliveries_keep_every_delivery_and_attempt(empty_u
                 updated_at=now,
             )
         )
+        c.execute(
+            sa.insert(t["delivery_attempts"]).values(
+                delivery_id=3,
+                attempted_at=now,
+                duration_ms=1.0,
+                status_code=200,
+                succeeded=True,
+            )
+        )
     indexes = {i["name"]: i for i in sa.inspect(engine).get_indexes("webhook_deliveries")}
     assert indexes["ix_webhook_deliveries_due"]["column_names"] == ["next_attempt_at"]
     if engine.dialect.name == "sqlite":
@@ -120,7 +133,10 @@ def test_headers_and_taskless_deliveries_keep_every_delivery_and_attempt(empty_u
     migrate.downgrade(empty_url, "0008")
     t = _tables(engine)
     with engine.begin() as c:
-        assert c.scalar(sa.select(sa.func.count()).select_from(t["delivery_attempts"])) == 4
+        attempts = c.execute(
+            sa.select(t["delivery_attempts"].c.delivery_id).order_by("delivery_id")
+        ).scalars()
+        assert list(attempts) == [1, 1, 2, 2]  # the test event's attempt went with it
         ids = c.scalars(sa.select(t["webhook_deliveries"].c.id).order_by("id")).all()
     assert ids == [1, 2]  # the test event had no task: it goes
     assert "headers" not in t["webhook_endpoints"].c

@@ -155,7 +155,9 @@ def test_compose_file_passes_every_setting_through_with_trackers_default(tmp_pat
             continue
         assert name in environment, f"{name} is not passed through to the containers"
         default = field.default
-        if isinstance(default, str):
+        if default is None:  # unset: passed through empty, which means unset too
+            assert environment[name] == "", name
+        elif isinstance(default, str):
             assert environment[name] == default, name
         else:
             assert float(environment[name]) == float(default), name

@@ -50,6 +50,7 @@ def _add_receiver_endpoint(database_url: str, receiver: WebhookReceiver) -> None
             now=utc_now(),
             policy=AddressPolicy.from_setting("127.0.0.0/8"),
         )
+    assert created.secret is not None
     receiver.set_secrets([created.secret])
 
 

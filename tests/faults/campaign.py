@@ -252,6 +252,7 @@ def add_receiver_endpoint(database_url: str, receiver: WebhookReceiver) -> None:
             now=utc_now(),
             policy=AddressPolicy.from_setting("127.0.0.0/8"),
         )
+    assert created.secret is not None
     receiver.set_secrets([created.secret])
 
 

@@ -170,6 +170,7 @@ def test_a_receiver_down_for_days_gets_the_delivery_once_under_one_webhook_id(
     assert [a.status_code for a in view.attempts] == answers
     assert [a.attempted_at for a in view.attempts] == run.sent_at
     assert [a.succeeded for a in view.attempts] == [s == 200 for s in answers]
+    assert created.secret is not None
     assert all(
         _signature_ok(item, created.secret, at)
         for item, at in zip(arrived, run.sent_at, strict=True)

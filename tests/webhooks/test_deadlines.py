@@ -47,6 +47,7 @@ def _one_delivery(url: str, receiver: WebhookReceiver, simulator: Simulator) -> 
         created = endpoints.add_endpoint(
             session, receiver.url + "/hook", now=utc_now(), policy=LOOPBACK
         )
+    assert created.secret is not None
     receiver.set_secrets([created.secret])
     simulator.add_task(TaskScript("video-1", (Step(2, polls=1), Step(3))))
     with db.session_scope(url) as session:

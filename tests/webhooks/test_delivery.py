@@ -51,6 +51,7 @@ def _add_endpoint(url: str, receiver: WebhookReceiver, *events: str) -> endpoint
             now=utc_now(),
             policy=LOOPBACK,
         )
+    assert created.secret is not None
     receiver.set_secrets([created.secret])
     return created
 
@@ -135,6 +136,7 @@ def test_a_completed_task_sends_exactly_one_signed_task_completed(
     _send_until_settled(database_url)
 
     [message] = receiver.wait_for(1)
+    assert created.secret is not None
     payload = standardwebhooks.Webhook(created.secret).verify(message.body, message.headers)
     assert payload["type"] == "task.completed"
     assert payload["data"]["task_id"] == "video-1"
@@ -411,6 +413,7 @@ def test_a_rotated_secret_signs_with_both_during_the_overlap(
 
     [message] = receiver.wait_for(1)
     assert len(message.headers["webhook-signature"].split(" ")) == 2
+    assert old.secret is not None and new.secret is not None
     for secret in (old.secret, new.secret):
         standardwebhooks.Webhook(secret).verify(message.body, message.headers)
 
@@ -442,6 +445,7 @@ def test_secrets_never_appear_in_listings(database_url: str, receiver: WebhookRe
     created = _add_endpoint(database_url, receiver)
     with db.session_scope(database_url) as session:
         views = endpoints.list_endpoints(session, include_per_task=True)
+    assert created.secret is not None
     assert created.secret not in repr(views)
 
 

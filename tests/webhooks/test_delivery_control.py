@@ -163,7 +163,10 @@ def test_redeliver_failed_since_can_be_limited_to_one_endpoint(
     database_url: str, receiver: WebhookReceiver
 ) -> None:
     one = _add_endpoint(database_url, receiver, "task.cancelled")
-    other = _add_endpoint(database_url, receiver, "task.cancelled")
+    with db.session_scope(database_url) as session:  # one endpoint per URL: another path
+        other = endpoints.add_endpoint(
+            session, receiver.url + "/other", events=["task.cancelled"], policy=LOOPBACK
+        )
     receiver.script(*[Answer(500)] * 4, default=Answer(200))
     _cancel(database_url, "video-1", "video-2")
     assert _send_due(database_url, schedule=()) == {"dead": 4}
@@ -195,6 +198,7 @@ def test_the_test_event_arrives_signed_with_the_endpoints_headers_and_shows_its_
                 headers=[("X-Env", "prod"), ("Authorization", "Bearer receiver-token")],
                 policy=LOOPBACK,
             )
+        assert created.secret is not None
         receiver.set_secrets([created.secret])
 
         view = _test_event(database_url, created.endpoint.id)
@@ -354,6 +358,7 @@ def test_a_name_that_starts_resolving_is_delivered_to(
             events=["task.cancelled"],
             policy=LOOPBACK,
         )
+    assert created.secret is not None
     receiver.set_secrets([created.secret])
     _cancel(database_url, "video-1")
     with guarded_session(LOOPBACK, resolve=resolver) as http:
@@ -392,18 +397,20 @@ def test_a_vetted_url_is_stored_without_another_lookup_inside_the_transaction(
         raise AssertionError(f"{host} was resolved inside the transaction")
 
     vetted = vet_webhook_url("http://hooks.tracker-test.invalid/x", AddressPolicy())
+    per_task = vet_webhook_url("http://hooks.tracker-test.invalid/y", AddressPolicy())
     with db.session_scope(database_url) as session:
         endpoints.add_endpoint(session, vetted, policy=AddressPolicy(), resolve=no_lookup)
         [registered] = register.register(
             session,
             ["t1"],
             first_poll_delay_s=600,
-            webhook_url=vetted,
+            webhook_url=per_task,
             policy=AddressPolicy(),
             resolve=no_lookup,
         )
         endpoints.update_endpoint(session, 1, url=vetted, policy=AddressPolicy(), resolve=no_lookup)
-    assert registered.webhook_secret is not None
+    assert registered.webhook_secret is not None  # the per-task URL's endpoint was made
+    assert registered.webhook_endpoint_id == 2
 
 
 def test_refused_addresses_and_credentials_are_still_refused_when_added(

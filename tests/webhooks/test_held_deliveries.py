@@ -15,7 +15,7 @@ from tests.webhooks.test_delivery import _add_endpoint, _deliveries, _send_due, 
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import DeliveryAttempt, WebhookDelivery
-from tracker.errors import DeliveryPending, InvalidInput
+from tracker.errors import DeliveryPending, EndpointURLTaken
 from tracker.tasks import register, untrack
 from tracker.testing.receiver import Answer, WebhookReceiver
 from tracker.webhooks import deliveries, endpoints
@@ -243,7 +243,7 @@ def test_removing_an_endpoint_fails_what_it_was_holding_at_once(
     )
 
 
-def test_a_per_task_webhook_cannot_be_moved_onto_a_url_its_task_already_uses(
+def test_a_webhook_cannot_be_moved_onto_the_url_of_another_endpoint(
     database_url: str, receiver: WebhookReceiver
 ) -> None:
     _register(database_url, "video-1")
@@ -251,7 +251,10 @@ def test_a_per_task_webhook_cannot_be_moved_onto_a_url_its_task_already_uses(
         for path in ("/a", "/b"):
             endpoints.subscribe_tasks(session, ["video-1"], receiver.url + path, policy=LOOPBACK)
         second = endpoints.list_endpoints(session, include_per_task=True)[-1]
-    with pytest.raises(InvalidInput, match="already sends to"), db.session_scope(database_url) as s:
+    with (
+        pytest.raises(EndpointURLTaken, match=r"webhook endpoint \d+ already sends to"),
+        db.session_scope(database_url) as s,
+    ):
         endpoints.update_endpoint(s, second.id, url=receiver.url + "/a", policy=LOOPBACK)
     with db.read_scope(database_url) as session:
         urls = sorted(e.url for e in endpoints.list_endpoints(session, include_per_task=True))

@@ -23,9 +23,11 @@ __all__ = [
     "ErrorDetail",
     "ErrorResponse",
     "HealthPublic",
+    "PausePublic",
     "ReadinessPublic",
     "RegisteredTask",
     "RegisteredTasks",
+    "ResumedPublic",
     "TaskBatchCreate",
     "TaskCreate",
     "TaskList",
@@ -142,6 +144,28 @@ class TaskBatchCreate(_Input):
     )
 
 
+class PausePublic(_Output):
+    """Polling of the task's provider is paused: no poll before `paused_until`, then one
+    probe poll at a time until an answer lifts it (a `rate_limited` pause just ends)."""
+
+    provider: str
+    cause: str = Field(
+        description="no_credits, rate_limited, unauthorized or unreachable.",
+        examples=["unauthorized"],
+    )
+    reason: str = Field(
+        description="What upstream answered.", examples=["unauthorized: HTTP 401: API key refused"]
+    )
+    started_at: datetime | None = Field(description="When this pause began.")
+    paused_until: datetime = Field(description="No poll before then; then one probe poll.")
+
+
+class ResumedPublic(_Output):
+    provider: str
+    cause: str = Field(description="The cause of the pause that was lifted.")
+    tasks_due: int = Field(description="Tasks the pause had held back, due now.")
+
+
 class TaskPublic(_Output):
     task_id: str
     provider: str
@@ -158,15 +182,25 @@ class TaskPublic(_Output):
     next_poll_at: datetime | None = Field(description="None once the task is terminal.")
     poll_count: int
     error_count: int
+    paused: PausePublic | None = Field(
+        default=None,
+        description="Set while the task is live and polling of its provider is paused.",
+    )
 
 
 class RegisteredTask(_Output):
     created: bool = Field(description="False: it was already tracked and nothing changed.")
     task: TaskPublic
+    webhook_id: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("webhook_id", "webhook_endpoint_id"),
+        description="The endpoint of `webhook_url`, which signs this task's webhooks (one "
+        "endpoint and one secret per URL); None when no URL was given.",
+    )
     webhook_secret: str | None = Field(
         default=None,
-        description="The signing secret of `webhook_url`, shown only in this response; None "
-        "when no URL was given or the task already sent to it.",
+        description="The signing secret of `webhook_url`, shown only in the response that made "
+        "its endpoint; None when no URL was given or the URL already had an endpoint.",
     )
     webhook_warning: str | None = Field(
         default=None,
@@ -245,11 +279,14 @@ class WebhookPublic(_Output):
     events: list[str]
     enabled: bool
     disabled_reason: str | None
-    task_id: str | None = Field(description="Set for a per-task webhook given at registration.")
+    all_tasks: bool = Field(
+        description="True: it hears every task. False: only the tasks registered with its URL."
+    )
+    task_count: int = Field(description="How many tasks it hears, when not all_tasks; else 0.")
     failing_since: datetime | None
     created_at: datetime
     rotating_until: datetime | None = Field(
-        description="The previous secret also signs until then, after a rotation."
+        description="Rotated-out secrets also sign until then (after a rotation or a merge)."
     )
     header_names: list[str] = Field(
         default_factory=list,
@@ -265,11 +302,17 @@ class WebhookPublic(_Output):
 
 class WebhookCreated(_Output):
     webhook: WebhookPublic
-    secret: str = Field(description="The signing secret: shown in this response only.")
+    secret: str | None = Field(
+        description="The signing secret: shown in this response only; null when the URL "
+        "already had this endpoint (its secret was shown when it was made)."
+    )
+    created: bool = Field(default=True, description="False: the URL's endpoint existed.")
     warning: str | None = Field(
         default=None,
-        description="Set when the URL's host does not resolve right now: the webhook is "
-        "added, and deliveries fail (recorded, retried) until it resolves.",
+        description="Set when the URL's host does not resolve right now (the webhook is "
+        "added, and deliveries fail, recorded and retried, until it resolves), or when the "
+        "URL's endpoint existed and `headers` differ from its own: they were not applied "
+        "(PATCH the webhook's `headers` to replace them).",
     )
 
 
@@ -324,3 +367,7 @@ class HealthPublic(BaseModel):
 class ReadinessPublic(BaseModel):
     status: str = Field(description="ok, or unavailable with the reasons in `checks`.")
     checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
+    paused: list[PausePublic] = Field(
+        default_factory=list,
+        description="Providers whose polling is paused (the API stays ready: 200).",
+    )

@@ -134,6 +134,7 @@ def run(console: Console, *, timeout_s: float) -> bool:
                 first_poll_delay_s=settings.poll_first_delay_s,
                 metadata={"source": "tracker demo"},
             )
+        assert created.secret is not None  # a fresh database: the endpoint is new
         receiver.set_secrets([created.secret])
         console.print(
             f"webhook endpoint {created.endpoint.id} for {', '.join(DEMO_EVENTS)}; "

@@ -1,15 +1,18 @@
-"""Reading what people type: task IDs (`-` for stdin) and times (`2h`, `1d`, ISO 8601)."""
+"""Reading what people type: task IDs (`-` for stdin), times (`2h`, `1d`, ISO 8601), and
+`--metadata` (a JSON object)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from tracker.errors import InvalidInput
+from tracker.errors import InvalidInput, InvalidMetadata
 
-__all__ = ["parse_since", "read_task_ids"]
+__all__ = ["parse_metadata", "parse_since", "read_task_ids"]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -40,3 +43,30 @@ def parse_since(value: str, *, now: datetime) -> datetime:
             f"--since {value!r} is neither a duration (30m, 2h, 1d) nor an ISO time "
             "(2026-11-29T10:00)"
         ) from None
+
+
+def parse_metadata(value: str | None) -> dict[str, Any] | None:
+    """`--metadata`: a JSON object (None when not given). Anything else is bad input."""
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value, parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise InvalidMetadata(f"--metadata is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidMetadata(
+            f"--metadata must be a JSON object such as '{{\"order\": 42}}', "
+            f"not {_json_kind(parsed)}"
+        )
+    return parsed
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN and Infinity; JSON not
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    if value is None:
+        return "null"
+    return kinds.get(type(value), "a number")

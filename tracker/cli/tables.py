@@ -109,6 +109,15 @@ def task_table(task: TaskView) -> Table:
         ("finished", _when(task.completed_at)),
         ("polls / errors", f"{task.poll_count} / {task.error_count}"),
     ]
+    if task.paused is not None:
+        pause = task.paused
+        rows.append(
+            (
+                "paused",
+                f"polling of {pause.provider} is paused ({pause.cause}): "
+                f"{pause.reason}; no poll before {_when(pause.paused_until)}",
+            )
+        )
     if task.details:
         rows.append(("details", ", ".join(f"{k}={v}" for k, v in task.details.items())))
     if task.metadata:

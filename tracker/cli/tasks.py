@@ -12,19 +12,25 @@ import typer
 from rich.markup import escape
 
 from tracker import db
-from tracker.cli import tables
-from tracker.cli.output import JsonFlag, err, friendly_errors, out
-from tracker.cli.parsing import read_task_ids
+from tracker.cli import listing, operate, tables
+from tracker.cli.output import JsonFlag, err, friendly_errors, out, print_table
+from tracker.cli.parsing import parse_metadata, read_task_ids
 from tracker.db.clock import database_now
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
-from tracker.tasks import queries
+from tracker.tasks import pauses, queries
 from tracker.tasks import register as register_use_case
 from tracker.tasks import untrack as untrack_use_case
+from tracker.tasks.views import Registration
 from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.vetting import vet_webhook_url
 
-__all__ = ["history", "list_", "register", "status", "untrack"]
+__all__ = ["REGISTER_LINES_UP_TO", "history", "list_", "register", "status", "untrack"]
+
+
+# Up to this many IDs, `register` names each one; beyond it only the summary line (and the
+# webhook secret), unless --verbose: 5,000 lines of "registered ..." hide what matters.
+REGISTER_LINES_UP_TO = 10
 
 
 @friendly_errors
@@ -36,17 +42,36 @@ def register(
         str | None,
         typer.Option(
             help="Also POST how these tasks end (completed, failed, not_found, expired, "
-            "cancelled) to this URL, signed with a secret printed once."
+            "cancelled) to this URL, signed by the URL's one endpoint (made, and its secret "
+            "printed once, if the URL has none)."
         ),
     ] = None,
+    metadata: Annotated[
+        str | None,
+        typer.Option(
+            help="A JSON object stored with each task and returned with it (listings, "
+            "webhooks), e.g. '{\"order\": 42}'; at most 16 KiB.",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help=f"One line per task ID even for more than {REGISTER_LINES_UP_TO} IDs.",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Start tracking task IDs. All are stored, or none if any is invalid.
 
     Registering an ID that is already tracked is harmless: it changes nothing (but adds
-    --webhook if the task does not send to that URL yet) and says so.
+    --webhook if the task does not send to that URL yet) and says so. Ends with one summary
+    line (registered, already tracked); the line per ID is printed for up to
+    10 IDs, or with --verbose.
     """
     ids = list(read_task_ids(task_ids))
+    fields = parse_metadata(metadata)
     settings = get_settings()
     policy = AddressPolicy.from_settings(settings)
     vetted = None if webhook is None else vet_webhook_url(webhook, policy)  # before the session
@@ -57,33 +82,66 @@ def register(
             session,
             ids,
             first_poll_delay_s=settings.poll_first_delay_s,
+            metadata=fields,
             webhook_url=vetted,
             policy=policy,
         )
     secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
+    endpoint_id = next(
+        (item.webhook_endpoint_id for item in registrations if item.webhook_endpoint_id), None
+    )
     if json_output:
         tasks = [{"created": item.created, "task": item.task} for item in registrations]
         warning = vetted.warning if vetted is not None else None
         out.print_json(
-            tables.to_json({"tasks": tasks, "webhook_secret": secret, "webhook_warning": warning})
+            tables.to_json(
+                {
+                    "tasks": tasks,
+                    "webhook_id": endpoint_id,
+                    "webhook_secret": secret,
+                    "webhook_warning": warning,
+                }
+            )
         )
         return
     if secret is not None:
         out.print(
-            f"webhook {escape(str(webhook))} signing secret (shown once, keep it): "
-            f"[bold]{secret}[/bold]",
+            f"webhook {escape(str(webhook))}: new endpoint {endpoint_id}, signing secret "
+            f"(shown once, keep it): [bold]{secret}[/bold]",
             highlight=False,
         )
-    for item in registrations:
-        task_id = escape(item.task.task_id)
-        if item.created:
-            out.print(f"registered [bold]{task_id}[/bold]", highlight=False)
-            continue
-        change = "webhook added" if item.webhook_added else "nothing changed"
+    elif endpoint_id is not None:
         out.print(
-            f"already tracked [bold]{task_id}[/bold] (status {item.task.status.value}); {change}",
+            f"webhook {escape(str(webhook))}: signed by endpoint {endpoint_id} "
+            "(secret shown when it was created)",
             highlight=False,
+            soft_wrap=True,
         )
+    if verbose or len(registrations) <= REGISTER_LINES_UP_TO:
+        for item in registrations:
+            _print_registration(item)
+    out.print(_registration_summary(registrations, webhook=webhook), highlight=False)
+
+
+def _print_registration(item: Registration) -> None:
+    task_id = escape(item.task.task_id)
+    if item.created:
+        out.print(f"registered [bold]{task_id}[/bold]", highlight=False, soft_wrap=True)
+        return
+    change = "webhook added" if item.webhook_added else "nothing changed"
+    out.print(
+        f"already tracked [bold]{task_id}[/bold] (status {item.task.status.value}); {change}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _registration_summary(registrations: list[Registration], *, webhook: str | None) -> str:
+    created = sum(item.created for item in registrations)
+    line = f"registered {created:,}, already tracked {len(registrations) - created:,}"
+    if webhook is not None:
+        line += f"; webhook added to {sum(item.webhook_added for item in registrations):,}"
+    return line
 
 
 @friendly_errors
@@ -92,11 +150,13 @@ def status(
 ) -> None:
     """Show one task: status, result URLs, messages, poll counts and times."""
     with db.read_scope() as session:
-        task = queries.get_task(session, task_id)
+        [task] = pauses.annotate(
+            session, [queries.get_task(session, task_id)], now=database_now(session)
+        )
     if json_output:
         out.print_json(tables.to_json(task))
     else:
-        out.print(tables.task_table(task))
+        print_table(tables.task_table(task))
 
 
 @friendly_errors
@@ -109,7 +169,7 @@ def history(
     if json_output:
         out.print_json(tables.to_json(transitions))
     else:
-        out.print(tables.history_table(task_id, transitions))
+        print_table(tables.history_table(task_id, transitions))
 
 
 @friendly_errors
@@ -117,23 +177,74 @@ def list_(
     status_filter: Annotated[
         TaskStatus | None, typer.Option("--status", "-s", help="Only tasks in this status.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=10_000, help="Tasks per page.")
+    ] = 50,
+    cursor: Annotated[
+        str | None,
+        typer.Option(help="Continue after a previous page (the `next page:` hint it printed)."),
+    ] = None,
+    all_pages: Annotated[
+        bool, typer.Option("--all", help="Every matching task, page after page.")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """List tracked tasks, newest first."""
+    """List tracked tasks, newest first, a page at a time ("50 of 5,002").
+
+    When there is more, a hint on stderr gives the command for the next page (--cursor);
+    --all prints every page. Into a pipe or a file, one task per tab-separated line.
+    """
     with db.read_scope() as session:
-        tasks = queries.list_tasks(session, status=status_filter, limit=limit)
-        pauses = queries.provider_pauses(session, now=database_now(session))
+        total = queries.count_tasks(session, status=status_filter)
+        paused = queries.provider_pauses(session, now=database_now(session))
+    if all_pages:
+        _list_all(status_filter, cursor, total=total, json_output=json_output)
+    else:
+        tasks, next_cursor = listing.read_tasks(status=status_filter, limit=limit, cursor=cursor)
+        what = f"{status_filter.value} tasks" if status_filter else "tracked tasks"
+        if json_output:
+            out.print_json(tables.to_json(tasks))
+        else:
+            print_table(
+                tables.tasks_table(
+                    tasks, title=f"{len(tasks):,} of {total:,} {what} (newest first)"
+                )
+            )
+        if next_cursor is not None:
+            again = ["tracker list"]
+            if status_filter is not None:
+                again.append(f"--status {status_filter.value}")
+            if limit != 50:
+                again.append(f"--limit {limit}")
+            err.print(
+                f"next page: {' '.join(again)} --cursor {next_cursor}",
+                highlight=False,
+                markup=False,
+            )
+    for pause in paused:
+        err.print(operate.pause_line(pause), highlight=False)
+
+
+def _list_all(
+    status_filter: TaskStatus | None, cursor: str | None, *, total: int, json_output: bool
+) -> None:
+    """Every page after `cursor`, each printed as soon as it is read: a JSON array written as it
+    grows, or one table per page (header once into a pipe)."""
+    shown = 0
+    for number, tasks in enumerate(listing.every_page(status=status_filter, cursor=cursor)):
+        if json_output:
+            if tasks:
+                items = ",\n".join(tables.to_json(task) for task in tasks)
+                out.file.write(("[\n" if shown == 0 else ",\n") + items)
+        else:
+            title = f"{total:,} tracked tasks (newest first)" if number == 0 else None
+            print_table(tables.tasks_table(tasks, title=title), header=number == 0)
+        shown += len(tasks)
     if json_output:
-        out.print_json(tables.to_json(tasks))
-        return
-    out.print(tables.tasks_table(tasks, title=f"{len(tasks)} tracked tasks (newest first)"))
-    for pause in pauses:
-        err.print(
-            f"[yellow]polling of {escape(pause.provider)} is paused until "
-            f"{pause.paused_until:%H:%M:%S} UTC:[/yellow] {escape(pause.reason)}",
-            highlight=False,
-        )
+        out.file.write("\n]\n" if shown else "[]\n")
+        out.file.flush()
+    else:
+        err.print(f"{shown:,} tasks listed", highlight=False)
 
 
 @friendly_errors

@@ -53,7 +53,9 @@ def _endpoint_table(views: list[endpoints.EndpointView]) -> Table:
         headers = [Text("\n".join(f"{name}: ***" for name in view.header_names))]
         table.add_row(
             str(view.id),
-            Text(view.url + (f"\n(task {view.task_id})" if view.task_id else "")),
+            Text(
+                view.url + ("" if view.all_tasks else f"\n(for {_count(view.task_count, 'task')})")
+            ),
             "\n".join(view.events),
             *(headers if with_headers else []),
             Text(state),
@@ -89,10 +91,12 @@ def webhooks_add(
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Add an endpoint. Its signing secret is printed now and never again.
+    """Add an endpoint for every task. Its signing secret is printed now and never again.
 
-    A URL whose host does not resolve right now is added, with a warning: every send resolves
-    it again, and attempts fail (recorded, retried) until it does.
+    A URL has one endpoint: adding it again prints that endpoint (no secret), which now hears
+    every task and these events too; its headers stay as they were (`webhooks headers ID`
+    replaces them). A URL whose host does not resolve right now is added, with a warning:
+    every send resolves it again, and attempts fail (recorded, retried) until it does.
     """
     headers = [parse_header(item) for item in header or ()]
     vetted = vet_webhook_url(url, AddressPolicy.from_settings(get_settings()))  # DNS: no session
@@ -109,9 +113,31 @@ def webhooks_add(
     if json_output:
         out.print_json(
             tables.to_json(
-                {"endpoint": created.endpoint, "secret": created.secret, "warning": vetted.warning}
+                {
+                    "endpoint": created.endpoint,
+                    "secret": created.secret,
+                    "created": created.created,
+                    "headers_unchanged": created.headers_unchanged,
+                    "warning": vetted.warning,
+                }
             )
         )
+        return
+    if not created.created:
+        out.print(
+            f"webhook endpoint [bold]{created.endpoint.id}[/bold] already sends to "
+            f"{escape(created.endpoint.url)} (its secret was shown when it was created); "
+            f"it hears every task; events: {', '.join(created.endpoint.events)}",
+            highlight=False,
+        )
+        if created.headers_unchanged:
+            err.print(
+                f"[yellow]note:[/yellow] the headers given were not applied: endpoint "
+                f"{created.endpoint.id} keeps its own "
+                f"({escape(', '.join(created.endpoint.header_names) or 'none')}); "
+                f"`tracker webhooks headers {created.endpoint.id} --header ...` replaces them",
+                highlight=False,
+            )
         return
     names = ", ".join(created.endpoint.header_names)
     out.print(
@@ -128,7 +154,10 @@ def webhooks_add(
 @friendly_errors
 def webhooks_list(
     all_endpoints: Annotated[
-        bool, typer.Option("--all", help="Include per-task endpoints from `register --webhook`.")
+        bool,
+        typer.Option(
+            "--all", help="Include endpoints for the tasks registered with them (--webhook)."
+        ),
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:

@@ -31,12 +31,15 @@ __all__ = [
     "ApiToken",
     "Base",
     "DeliveryAttempt",
+    "ProviderFailureRow",
     "ProviderPauseRow",
+    "RetentionRun",
     "TrackedTask",
     "Transition",
     "UTCDateTime",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WebhookSubscription",
 ]
 
 NAMING_CONVENTION = {
@@ -136,20 +139,49 @@ class Transition(Base):
 
 
 class ProviderPauseRow(Base):
-    """A provider-wide pause (no credits, throttled): no task of it is claimed before `until`."""
+    """A provider-wide pause (no credits, throttled, key refused, unreachable): no task of it is
+    claimed before `paused_until`; then one probe poll at a time until an answer lifts it."""
 
     __tablename__ = "provider_pauses"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     paused_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)  # for a human: the upstream answer
+    cause: Mapped[str] = mapped_column(String(32))  # a PauseCause value
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when this pause began
+    probe_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a probe is in flight
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class WebhookEndpoint(Base):
-    """Where webhooks go: a URL, the events it wants, and the secret that signs them.
+class ProviderFailureRow(Base):
+    """Since when every request to a provider has failed to connect (no row: it answers)."""
 
-    `task_pk` set: a per-task endpoint given at registration (`register --webhook URL`).
+    __tablename__ = "provider_failures"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    unreachable_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RetentionRun(Base):
+    """One maintenance job (`prune`): its last run, and how many tasks it removed in all."""
+
+    __tablename__ = "retention_runs"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_removed: Mapped[int] = mapped_column(Integer, default=0)
+    removed_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookEndpoint(Base):
+    """Where webhooks go: a URL (one live endpoint per URL), the events it wants, the secret.
+
+    `all_tasks` false: it hears only the tasks subscribed to it (`WebhookSubscription`), those
+    registered with its URL (`register --webhook URL`). Secrets are stored encrypted
+    (`webhooks.vault`); `previous_secrets` are rotated-out ones, each signing until its time.
     """
 
     __tablename__ = "webhook_endpoints"
@@ -157,33 +189,44 @@ class WebhookEndpoint(Base):
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[list[str]] = mapped_column(JSONType)
-    secret: Mapped[str] = mapped_column(Text)  # signs; never shown after creation
-    previous_secret: Mapped[str | None] = mapped_column(Text)  # also signs until it expires
-    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    secret: Mapped[str] = mapped_column(Text)  # encrypted; signs; never shown after creation
+    # [{"secret": encrypted, "until": ISO 8601 UTC}, ...]: they also sign until then
+    previous_secrets: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    all_tasks: Mapped[bool] = mapped_column(Boolean, default=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # The endpoint's own headers ({name: value}), sent with every attempt (webhooks.headers).
     headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    task_pk: Mapped[int | None] = mapped_column(
-        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
-    )
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # kept for history
 
     __table_args__ = (
-        # One live per-task endpoint per (task, URL): two registrations racing to add the same
-        # webhook to a task insert one row (`subscribe_tasks` inserts ON CONFLICT DO NOTHING).
+        # One live endpoint per URL: two callers adding the same URL at once insert one row
+        # (`add_endpoint` and `subscribe_tasks` insert ON CONFLICT DO NOTHING).
         Index(
-            "uq_webhook_endpoints_task_pk_url",
-            "task_pk",
+            "uq_webhook_endpoints_url",
             "url",
             unique=True,
-            postgresql_where="task_pk IS NOT NULL AND removed_at IS NULL",
-            sqlite_where="task_pk IS NOT NULL AND removed_at IS NULL",
+            postgresql_where="removed_at IS NULL",
+            sqlite_where="removed_at IS NULL",
         ),
     )
+
+
+class WebhookSubscription(Base):
+    """A task that an endpoint not for all tasks hears about (given at registration)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    endpoint_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_pk: Mapped[int] = mapped_column(
+        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WebhookDelivery(Base):

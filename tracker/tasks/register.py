@@ -24,7 +24,7 @@ from tracker.tasks.ids import DEFAULT_PROVIDER, validate_provider, validate_task
 from tracker.tasks.pagination import chunked
 from tracker.tasks.queries import rows_by_task_id
 from tracker.tasks.views import Registration, TaskView
-from tracker.webhooks.endpoints import subscribe_tasks
+from tracker.webhooks.endpoints import TaskSubscription, subscribe_tasks
 from tracker.webhooks.guard import AddressPolicy, Resolver, VettedURL, system_resolver
 
 __all__ = ["MAX_METADATA_BYTES", "NewTask", "register", "register_tasks"]
@@ -83,7 +83,8 @@ def register_tasks(
     Registering an ID that is already tracked changes nothing (its metadata included) and
     reports `created=False`, but a webhook URL it does not send to yet is added. The result
     follows the order of `items`, without repeats; an ID given twice with different metadata
-    is refused. Each new webhook URL gets one secret, returned beside the tasks it signs for.
+    is refused. A webhook URL has one endpoint, which signs for every task sent to it: each
+    item names it, and a URL that had none gets one whose secret is returned beside its tasks.
     `policy` (where webhooks may go) is required when any item has a webhook URL.
     """
     validate_provider(provider)
@@ -103,23 +104,27 @@ def register_tasks(
     now = now or database_now(session)
     ordered = list(metadata_by_id)
     created = _insert_new(session, provider, ordered, metadata_by_id, now, first_poll_delay_s)
-    secrets: dict[str, str | None] = {}
+    subscribed: dict[str, TaskSubscription] = {}
     for url, task_ids in urls.items():
         assert policy is not None
-        added = subscribe_tasks(
+        subscription = subscribe_tasks(
             session, task_ids, url, now=now, policy=policy, provider=provider, resolve=resolve
         )
-        secrets.update(dict.fromkeys(added.task_ids, added.secret))
+        subscribed.update(dict.fromkeys(task_ids, subscription))
     stored = rows_by_task_id(session, provider, ordered)
-    return [
-        Registration(
-            task=TaskView.of(stored[task_id]),
-            created=task_id in created,
-            webhook_added=task_id in secrets,
-            webhook_secret=secrets.get(task_id),
+    registrations = []
+    for task_id in ordered:
+        found = subscribed.get(task_id)
+        registrations.append(
+            Registration(
+                task=TaskView.of(stored[task_id]),
+                created=task_id in created,
+                webhook_added=found is not None and task_id in found.task_ids,
+                webhook_secret=None if found is None else found.secret,
+                webhook_endpoint_id=None if found is None else found.endpoint_id,
+            )
         )
-        for task_id in ordered
-    ]
+    return registrations
 
 
 def _insert_new(

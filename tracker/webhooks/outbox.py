@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
-from tracker.db.models import TrackedTask, WebhookDelivery, WebhookEndpoint
+from tracker.db.models import TrackedTask, WebhookDelivery, WebhookEndpoint, WebhookSubscription
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.webhooks.events import events_for_transition, payload_body
 
@@ -36,7 +36,14 @@ def enqueue_deliveries(
     endpoints = session.scalars(
         select(WebhookEndpoint).where(
             WebhookEndpoint.removed_at.is_(None),
-            or_(WebhookEndpoint.task_pk.is_(None), WebhookEndpoint.task_pk == task_pk),
+            or_(
+                WebhookEndpoint.all_tasks.is_(True),
+                WebhookEndpoint.id.in_(
+                    select(WebhookSubscription.endpoint_id).where(
+                        WebhookSubscription.task_pk == task_pk
+                    )
+                ),
+            ),
         )
     ).all()
     enabled = {endpoint.id for endpoint in endpoints if endpoint.enabled}

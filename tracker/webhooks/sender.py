@@ -5,7 +5,9 @@ same moment; a worker killed between claim and send leaves the delivery to fall 
 its lease ends, with the same `webhook-id`. No transaction is open during a POST. Every attempt
 is written with its outcome, and the delivery and its endpoint are updated by `retry.py`'s rules.
 A delivery whose endpoint is disabled is not sent but held (pending, no due time) until the
-endpoint is enabled; one whose endpoint was removed fails without an attempt.
+endpoint is enabled; one whose endpoint was removed fails without an attempt. One whose
+endpoint's secret cannot be decrypted (a key missing from TRACKER_SECRET_KEY) is never sent
+unsigned: it stays pending, tried again every `UNSIGNED_RETRY_S`, with `last_error` saying why.
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ from urllib3.exceptions import NameResolutionError
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, GroupCap, lease_due_rows
-from tracker.db.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
-from tracker.errors import one_line
+from tracker.db.models import (
+    DeliveryAttempt,
+    TrackedTask,
+    UTCDateTime,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from tracker.errors import UnreadableSecret, one_line
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline
 from tracker.retry_after import parse_retry_after
 from tracker.states import DeliveryStatus
 from tracker.webhooks.retry import AttemptResult, DeliveryDecision, decide_after_attempt
 from tracker.webhooks.signing import sign_headers
+from tracker.webhooks.vault import Vault, get_vault
 
 __all__ = ["claim_due_deliveries", "send_batch"]
 
@@ -43,6 +52,7 @@ log = logging.getLogger(__name__)
 RESPONSE_EXCERPT_BYTES = 4096
 USER_AGENT = "tracker-webhooks/0.1"
 CONNECT_TIMEOUT_S = 5.0
+UNSIGNED_RETRY_S = 60.0  # a delivery that cannot be signed: looked at again after this
 
 
 def claim_due_deliveries(
@@ -87,6 +97,9 @@ class _Job:
     refusal: str | None  # why the endpoint can never receive it (removed), if so
     held: bool = False  # the endpoint is disabled: not sent, kept until it is enabled
     headers: tuple[tuple[str, str], ...] = ()  # the endpoint's own (`webhooks.headers`)
+    unsigned: str | None = None  # why it cannot be signed (its secret is unreadable): not sent
+    task_id: str | None = None  # for the logs; None for an event about no task (webhook.test)
+    event_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +146,8 @@ def send_batch(
             return _Sent(job, AttemptResult(None, job.refusal), now(), 0.0, None)
         if job.held:
             return _Sent(job, AttemptResult(None), now(), 0.0, None)  # nothing is sent
+        if job.unsigned is not None:
+            return _Sent(job, AttemptResult(None, job.unsigned), now(), 0.0, None)  # nor this
         if now() >= deadline:
             return None  # too close to the lease's end: it falls due again
         return _post(job, http=http, timeout_s=timeout_s, at=now())
@@ -155,6 +170,10 @@ def send_batch(
         leased = _still_leased(session, claim, [sent.job.delivery_id for sent in done])
         kept = [sent for sent in done if sent.job.delivery_id in leased]
         outcomes["lease_lost"] = len(done) - len(kept)
+        unsigned = [sent for sent in kept if sent.job.unsigned is not None]
+        kept = [sent for sent in kept if sent.job.unsigned is None]
+        outcomes["unsigned"] = len(unsigned)
+        _write_unsigned(session, claim, unsigned)
         locked = _lock_endpoints(session, {sent.job.endpoint_id for sent in kept})
         kept, on_hold = _settle_holds(kept, locked)
         outcomes["held"] = len(on_hold)
@@ -163,8 +182,9 @@ def send_batch(
         _write_deliveries(session, claim, decided)
         recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
         outcomes["endpoint_unavailable"] = len(decided) - len(recorded)
-        for _, decision in recorded:
+        for sent, decision in recorded:
             outcomes[_label(decision)] += 1
+            _log_attempt(sent, decision)
         _insert_attempts(session, [sent for sent, _ in recorded])
         _update_endpoints(session, recorded, locked, disable_after_s)
     outcomes = +outcomes  # drop the zero counts
@@ -181,8 +201,10 @@ def send_batch(
 
 def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
     rows = session.execute(
-        select(WebhookDelivery, WebhookEndpoint)
+        select(WebhookDelivery, WebhookEndpoint, TrackedTask.task_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        # Outer: a webhook.test delivery is about no task.
+        .outerjoin(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
         .where(
             WebhookDelivery.id.in_(claim.row_ids),
             WebhookDelivery.lease_token == claim.lease_token,
@@ -190,13 +212,21 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
         )
     ).all()
     jobs = []
-    for delivery, endpoint in rows:
-        secrets = [endpoint.secret]
-        if endpoint.previous_secret and (
-            endpoint.previous_secret_expires_at is None or endpoint.previous_secret_expires_at > at
-        ):
-            secrets.append(endpoint.previous_secret)
+    vault = get_vault()
+    signing: dict[int, tuple[str, ...] | UnreadableSecret] = {}
+    for delivery, endpoint, task_id in rows:
         refusal = "the endpoint was removed" if endpoint.removed_at is not None else None
+        held = refusal is None and not endpoint.enabled
+        secrets: tuple[str, ...] = ()
+        unsigned = None
+        if refusal is None and not held:
+            if endpoint.id not in signing:
+                signing[endpoint.id] = _signing_secrets(vault, endpoint, at)
+            found = signing[endpoint.id]
+            if isinstance(found, UnreadableSecret):
+                unsigned = f"not sent: {found}"
+            else:
+                secrets = found
         jobs.append(
             _Job(
                 delivery_id=delivery.id,
@@ -205,13 +235,36 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
                 attempt_count=delivery.attempt_count,
                 endpoint_id=endpoint.id,
                 url=endpoint.url,
-                secrets=tuple(secrets),
+                secrets=secrets,
                 refusal=refusal,
-                held=refusal is None and not endpoint.enabled,
+                held=held,
                 headers=tuple((endpoint.headers or {}).items()),
+                unsigned=unsigned,
+                task_id=task_id,
+                event_type=delivery.event_type,
             )
         )
+    for endpoint_id, found in signing.items():
+        if isinstance(found, UnreadableSecret):
+            count = sum(1 for job in jobs if job.endpoint_id == endpoint_id)
+            log.warning("%s; %d of its deliveries wait, unsent", found, count)
     return jobs
+
+
+def _signing_secrets(
+    vault: Vault, endpoint: WebhookEndpoint, at: datetime
+) -> tuple[str, ...] | UnreadableSecret:
+    try:
+        return tuple(
+            vault.signing_secrets(
+                endpoint_id=endpoint.id,
+                secret=endpoint.secret,
+                previous=endpoint.previous_secrets or [],
+                at=at,
+            )
+        )
+    except UnreadableSecret as error:
+        return error
 
 
 def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) -> _Sent:
@@ -356,6 +409,42 @@ def _write_holds(
     )
 
 
+_DEFER_DELIVERY = (
+    update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == bindparam("b_id"),
+        WebhookDelivery.lease_token == bindparam("b_token"),
+    )
+    .values(
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        last_error=bindparam("b_error", type_=Text()),
+        lease_token=None,
+        lease_expires_at=None,
+        updated_at=bindparam("b_at", type_=UTCDateTime()),
+    )
+)
+
+
+def _write_unsigned(session: Session, claim: Claim, unsigned: Sequence[_Sent]) -> None:
+    """Deliveries that could not be signed stay pending, with why, and are looked at again
+    later (no attempt is recorded: nothing was sent)."""
+    if not unsigned:
+        return
+    session.connection().execute(
+        _DEFER_DELIVERY,
+        [
+            {
+                "b_id": sent.job.delivery_id,
+                "b_token": claim.lease_token,
+                "b_next": sent.attempted_at + timedelta(seconds=UNSIGNED_RETRY_S),
+                "b_error": sent.job.unsigned,
+                "b_at": sent.attempted_at,
+            }
+            for sent in unsigned
+        ],
+    )
+
+
 def _decide(sent: _Sent, *, schedule_s: Sequence[float], rng: random.Random) -> DeliveryDecision:
     if sent.job.refusal is not None:
         return DeliveryDecision(DeliveryStatus.FAILED, None)
@@ -365,6 +454,30 @@ def _decide(sent: _Sent, *, schedule_s: Sequence[float], rng: random.Random) -> 
         schedule_s=schedule_s,
         now=sent.attempted_at,
         rng=rng,
+    )
+
+
+def _log_attempt(sent: _Sent, decision: DeliveryDecision) -> None:
+    """One line per attempt, naming the task (if it is about one); never the URL (it may hold
+    a token) or what the receiver answered, only its status code."""
+    job = sent.job
+    answer = (
+        f"HTTP {sent.result.status_code}" if sent.result.status_code is not None else "no answer"
+    )
+    label = _label(decision)
+    level = logging.WARNING if label == "dead" else logging.INFO
+    about = f"task {job.task_id}: " if job.task_id is not None else ""
+    log.log(
+        level,
+        "%swebhook %s (delivery %d, endpoint %d, attempt %d): %s, %s",
+        about,
+        job.event_type,
+        job.delivery_id,
+        job.endpoint_id,
+        job.attempt_count + 1,
+        answer,
+        {"retry": "will retry", "dead": "no retries left"}.get(label, label),
+        extra={} if job.task_id is None else {"task_id": job.task_id},
     )
 
 

@@ -1,5 +1,5 @@
 """The Celery app and its tasks, kept thin: `tick` claims what is due, `poll` polls a batch of
-tasks, `deliver` sends a batch of webhook deliveries.
+tasks, `deliver` sends a batch of webhook deliveries, `prune` applies retention once a day.
 
 Celery's own testing guide says a task "is much like a web view": the logic lives in
 `polling.py`; these wrappers only build per-process resources and pass messages.
@@ -29,7 +29,7 @@ from tracker.db.clock import database_now
 from tracker.db.leasing import Claim
 from tracker.errors import BrokerUnavailable, DatabaseUnavailable, one_line
 from tracker.settings import get_settings
-from tracker.tasks import polling
+from tracker.tasks import polling, retention
 from tracker.tasks.schedule import PollPolicy
 from tracker.upstream import Provider, make_provider
 from tracker.webhooks import sender
@@ -181,12 +181,25 @@ class _Outage:
         return result
 
 
-_outages = {name: _Outage(name) for name in ("tick", "poll", "deliver")}
+_outages = {name: _Outage(name) for name in ("tick", "poll", "deliver", "prune")}
 
 
 @app.task(name="tracker.tick", ignore_result=True)
 def tick() -> int:
     return _outages["tick"].run(enqueue_due_tasks, fallback=0)
+
+
+@app.task(name="tracker.prune", ignore_result=True)
+def prune() -> int:
+    """Beat sends this every hour; the database decides whether today's prune is due yet."""
+    return _outages["prune"].run(_prune, fallback=0)
+
+
+def _prune() -> int:
+    report = retention.prune_if_due(
+        db.session_scope, now=database_now, retention_days=get_settings().retention_days
+    )
+    return 0 if report is None else report.erased.tasks
 
 
 @app.task(name="tracker.poll", ignore_result=True)

@@ -55,14 +55,20 @@ DeliveryIdPath = Annotated[
     description="The URL must be http(s), without user:password@, and must not point into a "
     "refused network (loopback, private, link-local... unless TRACKER_WEBHOOK_ALLOWED_NETWORKS "
     "allows it). A host that does not resolve right now is accepted with a `warning`: every "
-    "send resolves it again. `headers` are sent with every attempt. The signing secret is in "
-    "this response only.",
+    "send resolves it again. `headers` are sent with every attempt. 201: a new endpoint, its "
+    "signing secret in this response only. A URL has one endpoint: if it has one, 200 with "
+    "that endpoint (`created: false`, no secret), which now hears every task and the given "
+    "events too; its headers stay as they are (a `warning` says so when `headers` differ: "
+    "PATCH the webhook to replace them).",
     status_code=201,
     response_model=WebhookCreated,
-    responses=documented_errors(400, 413, 422),
+    responses={
+        200: {"model": WebhookCreated, "description": "The URL's existing endpoint."},
+        **documented_errors(400, 413, 422),
+    },
 )
 def add_webhook(
-    body: WebhookCreate, settings: SettingsDep, database: DatabaseDep
+    body: WebhookCreate, response: Response, settings: SettingsDep, database: DatabaseDep
 ) -> WebhookCreated:
     policy = AddressPolicy.from_settings(settings)
     vetted = vet_webhook_url(body.url, policy)
@@ -70,11 +76,23 @@ def add_webhook(
         created = endpoints.add_endpoint(
             session, vetted, events=body.events, headers=body.headers, policy=policy
         )
+    response.status_code = 201 if created.created else 200
     return WebhookCreated(
         webhook=WebhookPublic.model_validate(created.endpoint),
         secret=created.secret,
-        warning=vetted.warning,
+        created=created.created,
+        warning=_add_warning(vetted.warning, created),
     )
+
+
+def _add_warning(url_warning: str | None, created: endpoints.CreatedEndpoint) -> str | None:
+    notes = [url_warning] if url_warning else []
+    if created.headers_unchanged:
+        notes.append(
+            f"the headers given were not applied: webhook {created.endpoint.id} existed and "
+            "keeps its own; PATCH its `headers` to replace them"
+        )
+    return "; ".join(notes) or None
 
 
 @webhooks_router.get(
@@ -86,7 +104,8 @@ def add_webhook(
 def list_webhooks(
     database: DatabaseDep,
     include_per_task: Annotated[
-        bool, Query(description="Also list the per-task webhooks given at registration.")
+        bool,
+        Query(description="Also list the webhooks for the tasks registered with their URL."),
     ] = False,
 ) -> WebhookList:
     with database.read() as session:
@@ -108,8 +127,10 @@ def get_webhook(webhook_id: WebhookIdPath, database: DatabaseDep) -> WebhookPubl
 @webhooks_router.patch(
     "/{webhook_id}",
     summary="Change a webhook's URL, events, headers, or enable/disable it",
+    description="A URL has one endpoint: moving one onto another's URL is 409, naming it. "
+    "`headers` replaces every custom header (`{}` removes them).",
     response_model=WebhookPublic,
-    responses=documented_errors(400, 404, 413, 422),
+    responses=documented_errors(400, 404, 409, 413, 422),
 )
 def update_webhook(
     webhook_id: WebhookIdPath, body: WebhookUpdate, settings: SettingsDep, database: DatabaseDep
