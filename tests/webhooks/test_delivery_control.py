@@ -8,6 +8,7 @@ sending helpers of `test_delivery.py` (what a tick and a worker do).
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from datetime import timedelta
 
@@ -218,6 +219,30 @@ def test_the_test_event_arrives_signed_with_the_endpoints_headers_and_shows_its_
     assert _send_due(database_url) == {}  # no tick sends it again
     listed = {v.event_type for v in _deliveries(database_url)}
     assert listed == {"webhook.test"}
+
+
+def test_the_test_event_is_signed_with_the_decrypted_secrets_and_logged_without_a_task(
+    database_url: str, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = _add_endpoint(database_url, receiver)
+    assert created.secret is not None
+    with db.session_scope(database_url) as session:
+        rotated = endpoints.rotate_secret(session, created.endpoint.id, overlap_s=3600)
+        stored = session.get(WebhookEndpoint, created.endpoint.id)
+        assert stored is not None and stored.secret.startswith("fernet:")  # encrypted at rest
+    assert rotated.secret is not None
+
+    with caplog.at_level(logging.INFO, logger="tracker.webhooks.sender"):
+        view = _test_event(database_url, created.endpoint.id)
+
+    [message] = receiver.wait_for(1)
+    assert len(message.headers["webhook-signature"].split()) == 2  # the new and the old one
+    for secret in (created.secret, rotated.secret):
+        assert standardwebhooks.Webhook(secret).verify(message.body, message.headers)
+    assert view.status == "delivered"
+    [line] = [r.getMessage() for r in caplog.records if "webhook.test" in r.getMessage()]
+    assert line.startswith(f"webhook webhook.test (delivery {view.id}, endpoint ")
+    assert "task" not in line.split(":")[0]
 
 
 def test_a_failing_test_event_is_recorded_failed_without_retries(
