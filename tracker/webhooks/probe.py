@@ -27,6 +27,7 @@ from tracker.webhooks.deliveries import DeliveryView, get_delivery
 from tracker.webhooks.events import TEST_EVENT, probe_payload_body
 from tracker.webhooks.outbox import new_message_id
 from tracker.webhooks.sender import send_batch
+from tracker.webhooks.vault import get_vault
 
 __all__ = ["send_test_event"]
 
@@ -46,7 +47,9 @@ def send_test_event(
     """Send one `webhook.test` to the endpoint and return its delivery, with the attempt.
 
     Refused (nothing stored): an unknown or removed endpoint (`UnknownEndpoint`), a disabled
-    one (`EndpointDisabled`: its deliveries are held, so would the test be). The endpoint is
+    one (`EndpointDisabled`: its deliveries are held, so would the test be), one whose secret
+    no configured key decrypts (`UnreadableSecret`: nothing is sent unsigned, and a test left
+    pending would go out whenever the key is back, long after anyone waited). The endpoint is
     judged by the answer as for any delivery: a 410 disables it, failures count towards
     TRACKER_WEBHOOK_DISABLE_AFTER_S.
     """
@@ -73,6 +76,8 @@ def _write_leased_delivery(session: Session, endpoint_id: int, *, lease_s: float
             f"webhook endpoint {endpoint_id} is disabled ({endpoint.disabled_reason}); "
             f"`tracker webhooks enable {endpoint_id}` first, then test it"
         )
+    # Raises UnreadableSecret: the sender would keep the test pending and unsigned.
+    get_vault().decrypt(endpoint.secret, endpoint_id=endpoint.id)
     now = database_now(session)
     lease_ends = now + timedelta(seconds=lease_s + LEASE_MARGIN_S)
     token = uuid.uuid4().hex
