@@ -124,7 +124,7 @@ def test_redeliver_makes_a_pending_delivery_due_and_now_true_refuses_a_delivered
 ) -> None:
     webhook_id = _add(client, receiver, events=["task.cancelled"])["webhook"]["id"]
     client.post("/v1/tasks", json={"task_id": "d1"})
-    client.delete("/v1/tasks/d1")
+    client.post("/v1/tasks/d1/cancel")
     later = utc_now().replace(year=utc_now().year + 1)
     with db.session_scope() as session:  # as if its next retry were far off
         session.execute(update(WebhookDelivery).values(next_attempt_at=later))
@@ -142,7 +142,7 @@ def test_redeliver_makes_a_pending_delivery_due_and_now_true_refuses_a_delivered
 
     client.patch(f"/v1/webhooks/{webhook_id}", json={"enabled": False})
     client.post("/v1/tasks", json={"task_id": "d2"})
-    client.delete("/v1/tasks/d2")
+    client.post("/v1/tasks/d2/cancel")
     [held] = client.get("/v1/deliveries", params={"task_id": "d2"}).json()["deliveries"]
     conflict = client.post(f"/v1/deliveries/{held['id']}/redeliver")
     assert conflict.status_code == 409 and "stays held" in _error(conflict)["message"]
