@@ -465,7 +465,9 @@ def _log_attempt(sent: _Sent, decision: DeliveryDecision) -> None:
         f"HTTP {sent.result.status_code}" if sent.result.status_code is not None else "no answer"
     )
     label = _label(decision)
-    level = logging.WARNING if label == "dead" else logging.INFO
+    # A dead delivery is an event lost, worth a warning; a failed webhook.test (about no task,
+    # one attempt, its caller shown the outcome) is not.
+    level = logging.WARNING if label == "dead" and job.task_id is not None else logging.INFO
     about = f"task {job.task_id}: " if job.task_id is not None else ""
     log.log(
         level,
