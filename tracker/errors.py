@@ -6,6 +6,7 @@ into a clear message, an exit code and a status code.
         InvalidTaskId            an empty, too long, or whitespace task ID
         InvalidMetadata          registration metadata that is not a JSON object
         InvalidWebhookURL        not http(s), has credentials, or aims at a refused network
+        InvalidWebhookHeader     a custom header that is malformed or would replace tracker's
       NotFound                   nothing stored under that name              3      404
         UnknownTask              no tracked task with that ID
         UnknownEndpoint          no webhook endpoint with that ID
@@ -14,6 +15,9 @@ into a clear message, an exit code and a status code.
       Conflict                   well-formed, but the current state forbids it   4      409
         TaskAlreadyEnded         untracking a task that completed, failed, expired...
         DeliveryPending          redelivering a delivery that is still pending
+          DeliveryHeld           pending, but held for a disabled endpoint
+        AlreadyDelivered         `redeliver --now` of a delivery that was delivered
+        EndpointDisabled         testing an endpoint that is disabled
         EndpointURLTaken         moving a webhook to a URL another endpoint has
         TaskStillTracked         forgetting a task that is still tracked (untrack it first)
         ProviderNotPaused        resuming a provider whose polling is not paused
@@ -32,15 +36,19 @@ Every message is one line written for the person who caused it, and never holds 
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyDelivered",
     "BrokerUnavailable",
     "ConfigError",
     "Conflict",
     "DatabaseUnavailable",
+    "DeliveryHeld",
     "DeliveryPending",
+    "EndpointDisabled",
     "EndpointURLTaken",
     "InvalidInput",
     "InvalidMetadata",
     "InvalidTaskId",
+    "InvalidWebhookHeader",
     "InvalidWebhookURL",
     "MissingAPIKey",
     "NotFound",
@@ -85,6 +93,10 @@ class InvalidWebhookURL(InvalidInput):
     pass
 
 
+class InvalidWebhookHeader(InvalidInput):
+    pass
+
+
 class NotFound(TrackerError):
     """Nothing is stored under the name the caller gave."""
 
@@ -117,6 +129,18 @@ class TaskAlreadyEnded(Conflict):
 
 
 class DeliveryPending(Conflict):
+    pass
+
+
+class DeliveryHeld(DeliveryPending):
+    pass
+
+
+class AlreadyDelivered(Conflict):
+    pass
+
+
+class EndpointDisabled(Conflict):
     pass
 
 

@@ -111,6 +111,7 @@ def test_every_v1_route_refuses_a_request_without_a_valid_token(
         ("PATCH", "/v1/webhooks/1"),
         ("DELETE", "/v1/webhooks/1"),
         ("POST", "/v1/webhooks/1/rotate-secret"),
+        ("POST", "/v1/webhooks/1/test"),
         ("GET", "/v1/deliveries"),
         ("GET", "/v1/deliveries/1"),
         ("POST", "/v1/deliveries/1/redeliver"),
@@ -564,12 +565,15 @@ def test_deliveries_are_listed_with_attempts_and_redelivered(client: TestClient)
     assert [d["event_type"] for d in by_task] == ["task.cancelled"]
 
     pending = by_task[0]
-    conflict = client.post(f"/v1/deliveries/{pending['id']}/redeliver")
-    assert conflict.status_code == 409
-    assert "still pending" in _error(conflict)["message"]
-    assert client.get(f"/v1/deliveries/{pending['id']}").json()["status"] == "pending"
+    due = client.post(f"/v1/deliveries/{pending['message_id']}/redeliver")  # due now: no change
+    assert due.status_code == 202
+    assert due.json()["id"] == pending["id"] and due.json()["status"] == "pending"
+    assert client.get(f"/v1/deliveries/{pending['message_id']}").json()["id"] == pending["id"]
     assert client.get("/v1/deliveries/999999").status_code == 404
+    assert client.get("/v1/deliveries/msg_0123").status_code == 404
     assert client.post("/v1/deliveries/999999/redeliver").status_code == 404
+    for bad in ("0", "-1", "12a", "msg_", "9" * 20):
+        assert client.get(f"/v1/deliveries/{bad}").status_code == 422, bad
 
 
 def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -> None:
@@ -580,7 +584,7 @@ def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -
         for method in item
         if method in ("get", "post", "patch", "delete")
     }
-    assert len(operations) == 19
+    assert len(operations) == 20  # 17, webhook test, task cancel, provider resume
     for path, item in document["paths"].items():
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)

@@ -8,13 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from tests.tasks.history import counts, ended_task
+from tests.tasks.history import LOOPBACK, counts, ended_task
 from tracker import db
-from tracker.db.models import TrackedTask, WebhookDelivery
+from tracker.db.models import DeliveryAttempt, TrackedTask, WebhookDelivery
 from tracker.errors import InvalidInput, TaskStillTracked, UnknownTask
 from tracker.tasks import forget, register, retention
 from tracker.tasks.erase import Erased
+from tracker.webhooks import endpoints
+from tracker.webhooks.events import TEST_EVENT
+from tracker.webhooks.outbox import new_message_id
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=100)
@@ -185,3 +189,57 @@ def test_forget_refuses_a_task_still_tracked(database_url: str) -> None:
     assert "untrack it first" in str(caught.value)
     with db.read_scope(url) as session:
         assert counts(session) == before
+
+
+def _test_delivery(session: Session, *, created_at: datetime, status: str) -> int:
+    """A `webhook.test` delivery (about no task) with one attempt, as `webhooks test` leaves."""
+    endpoint = endpoints.add_endpoint(
+        session, "http://127.0.0.1:9/hooks/tested", policy=LOOPBACK, now=created_at
+    ).endpoint
+    row = WebhookDelivery(
+        message_id=new_message_id(),
+        endpoint_id=endpoint.id,
+        task_pk=None,
+        event_type=TEST_EVENT,
+        payload="{}",
+        status=status,
+        attempt_count=1,
+        next_attempt_at=created_at + timedelta(hours=1) if status == "pending" else None,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    session.add(row)
+    session.flush()
+    session.add(
+        DeliveryAttempt(
+            delivery_id=row.id,
+            attempted_at=created_at,
+            duration_ms=3.0,
+            status_code=200,
+            succeeded=True,
+        )
+    )
+    return row.id
+
+
+def test_old_test_deliveries_go_with_their_attempts_and_recent_or_pending_ones_stay(
+    database_url: str,
+) -> None:
+    url = database_url
+    with db.session_scope(url) as session:
+        ended_task(session, "old-delivered", ended_at=OLD)
+        old = _test_delivery(session, created_at=OLD, status="delivered")
+        old_pending = _test_delivery(session, created_at=OLD, status="pending")
+        recent = _test_delivery(session, created_at=RECENT, status="failed")
+
+    dry = retention.prune(lambda: db.session_scope(url), cutoff=CUTOFF, now=NOW, dry_run=True)
+    report = retention.prune(lambda: db.session_scope(url), cutoff=CUTOFF, now=NOW, batch_size=1)
+
+    # The task's delivery and attempt, and the old test delivery's.
+    assert dry.erased == report.erased == Erased(1, 1, 2, 2, 1)
+    with db.read_scope(url) as session:
+        kept = session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)).all()
+        attempts = session.scalars(select(DeliveryAttempt.delivery_id)).all()
+    assert kept == [old_pending, recent]
+    assert sorted(attempts) == sorted([old_pending, recent])
+    assert old not in attempts

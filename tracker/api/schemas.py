@@ -9,6 +9,7 @@ event names.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from tracker.api.params import EXAMPLE_TASK_ID, task_id_schema
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 from tracker.tasks.register import MAX_METADATA_BYTES
+from tracker.webhooks import headers as header_rules
 from tracker.webhooks.events import ALL_EVENTS
 from tracker.webhooks.guard import MAX_URL_LENGTH
 
@@ -299,6 +301,11 @@ class RegisteredTask(_Output):
         description="The signing secret of `webhook_url`, shown only in the response that made "
         "its endpoint; None when no URL was given or the URL already had an endpoint.",
     )
+    webhook_warning: str | None = Field(
+        default=None,
+        description="Set when the host of `webhook_url` does not resolve right now: the "
+        "webhook is kept, and its deliveries fail (recorded, retried) until it resolves.",
+    )
 
 
 class RegisteredTasks(_Output):
@@ -366,6 +373,40 @@ class TransitionList(_Output):
 # --- webhooks ------------------------------------------------------------------------------
 
 
+def _any_case(name: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in name)
+
+
+# The rules `tracker.webhooks.headers` enforces, stated for clients (one letter case differing
+# between two names, also refused, is the one rule JSON Schema cannot say).
+HEADERS_SCHEMA: dict[str, Any] = {
+    "maxProperties": header_rules.MAX_HEADERS,
+    "propertyNames": {
+        "minLength": 1,
+        "maxLength": header_rules.MAX_NAME_LENGTH,
+        "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        "not": {
+            "pattern": "^("
+            + "|".join(_any_case(n) for n in sorted(header_rules.RESERVED_HEADERS))
+            + ")$"
+        },
+    },
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": header_rules.MAX_VALUE_LENGTH,
+        "pattern": "^[\\u0020-\\u007E\\t]*$",
+    },
+}
+
+
+HEADERS_DESCRIPTION = (
+    "Headers sent with every attempt, `{name: value}`: at most 20, names HTTP tokens, values "
+    "printable ASCII (no CR, LF or other control characters). webhook-id, webhook-signature, "
+    "webhook-timestamp, Host, Content-Length, Content-Type, Transfer-Encoding and Connection "
+    "are tracker's and refused (422). Values are never returned: they may be credentials."
+)
+
+
 class WebhookCreate(_Input):
     url: str = Field(
         min_length=1,
@@ -387,6 +428,12 @@ class WebhookCreate(_Input):
             "examples": [{"url": EXAMPLE_URL, "events": ["task.completed", "task.failed"]}]
         },
     )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=HEADERS_DESCRIPTION,
+        examples=[{"X-Env": "prod"}],
+        json_schema_extra=HEADERS_SCHEMA,
+    )
 
 
 class WebhookUpdate(_Input):
@@ -395,6 +442,12 @@ class WebhookUpdate(_Input):
     )
     events: list[str] | None = Field(default=None, json_schema_extra=EVENTS_SCHEMA)
     enabled: bool | None = Field(default=None, examples=[False])
+    headers: dict[str, str] | None = Field(
+        default=None,
+        description="Replaces every custom header (`{}` removes them). " + HEADERS_DESCRIPTION,
+        examples=[{"X-Env": "staging"}],
+        json_schema_extra=HEADERS_SCHEMA,
+    )
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
 
@@ -432,6 +485,16 @@ class WebhookPublic(_Output):
     rotating_until: datetime | None = Field(
         description="Rotated-out secrets also sign until then (after a rotation or a merge)."
     )
+    header_names: list[str] = Field(
+        default_factory=list,
+        description="The names of its custom headers; their values are never returned.",
+        examples=[["X-Env"]],
+    )
+    warning: str | None = Field(
+        default=None,
+        description="Only in the response that set the URL: its host does not resolve right "
+        "now; the webhook is kept, and deliveries fail (recorded, retried) until it resolves.",
+    )
 
 
 class WebhookCreated(_Output):
@@ -454,6 +517,13 @@ class WebhookCreated(_Output):
         "already had this endpoint (its secret was shown when it was made)."
     )
     created: bool = Field(default=True, description="False: the URL's endpoint existed.")
+    warning: str | None = Field(
+        default=None,
+        description="Set when the URL's host does not resolve right now (the webhook is "
+        "added, and deliveries fail, recorded and retried, until it resolves), or when the "
+        "URL's endpoint existed and `headers` differ from its own: they were not applied "
+        "(PATCH the webhook's `headers` to replace them).",
+    )
 
 
 class WebhookList(_Output):
@@ -515,7 +585,7 @@ class DeliveryPublic(_Output):
     message_id: str = Field(description="The `webhook-id` header, the same on every retry.")
     webhook_id: int = Field(validation_alias=AliasChoices("webhook_id", "endpoint_id"))
     url: str
-    task_id: str
+    task_id: str | None = Field(description="None for a `webhook.test` event.")
     event_type: str
     status: DeliveryStatus = Field(description="pending, delivered or failed (dead).")
     attempt_count: int = Field(

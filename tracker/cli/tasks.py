@@ -24,6 +24,7 @@ from tracker.tasks import register as register_use_case
 from tracker.tasks import untrack as untrack_use_case
 from tracker.tasks.views import Registration
 from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.vetting import vet_webhook_url
 
 __all__ = ["REGISTER_LINES_UP_TO", "history", "list_", "register", "status", "untrack"]
 
@@ -73,14 +74,18 @@ def register(
     ids = list(read_task_ids(task_ids))
     fields = parse_metadata(metadata)
     settings = get_settings()
+    policy = AddressPolicy.from_settings(settings)
+    vetted = None if webhook is None else vet_webhook_url(webhook, policy)  # before the session
+    if vetted is not None and vetted.warning:
+        err.print(f"[yellow]warning:[/yellow] {escape(vetted.warning)}", highlight=False)
     with db.session_scope() as session:
         registrations = register_use_case.register(
             session,
             ids,
             first_poll_delay_s=settings.poll_first_delay_s,
             metadata=fields,
-            webhook_url=webhook,
-            policy=AddressPolicy.from_settings(settings),
+            webhook_url=vetted,
+            policy=policy,
         )
     secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
     endpoint_id = next(
@@ -88,8 +93,16 @@ def register(
     )
     if json_output:
         tasks = [{"created": item.created, "task": item.task} for item in registrations]
+        warning = vetted.warning if vetted is not None else None
         out.print_json(
-            tables.to_json({"tasks": tasks, "webhook_id": endpoint_id, "webhook_secret": secret})
+            tables.to_json(
+                {
+                    "tasks": tasks,
+                    "webhook_id": endpoint_id,
+                    "webhook_secret": secret,
+                    "webhook_warning": warning,
+                }
+            )
         )
         return
     if secret is not None:

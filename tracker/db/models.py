@@ -196,6 +196,8 @@ class WebhookEndpoint(Base):
     previous_secrets: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
     all_tasks: Mapped[bool] = mapped_column(Boolean, default=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The endpoint's own headers ({name: value}), sent with every attempt (webhooks.headers).
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -239,7 +241,8 @@ class WebhookDelivery(Base):
     endpoint_id: Mapped[int] = mapped_column(
         BigID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
     )
-    task_pk: Mapped[int] = mapped_column(
+    # None for an event about no task (`webhook.test`).
+    task_pk: Mapped[int | None] = mapped_column(
         BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
     )
     event_type: Mapped[str] = mapped_column(String(32))

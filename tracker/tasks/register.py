@@ -25,7 +25,7 @@ from tracker.tasks.pagination import chunked
 from tracker.tasks.queries import rows_by_task_id
 from tracker.tasks.views import Registration, TaskView
 from tracker.webhooks.endpoints import TaskSubscription, subscribe_tasks
-from tracker.webhooks.guard import AddressPolicy, Resolver, system_resolver
+from tracker.webhooks.guard import AddressPolicy, Resolver, VettedURL, system_resolver
 
 __all__ = ["MAX_METADATA_BYTES", "NewTask", "register", "register_tasks"]
 
@@ -40,7 +40,8 @@ class NewTask:
 
     task_id: object
     metadata: object = None
-    webhook_url: str | None = None
+    # A VettedURL was checked (DNS included) before the transaction: see webhooks.vetting.
+    webhook_url: str | VettedURL | None = None
 
 
 def register(
@@ -51,7 +52,7 @@ def register(
     now: datetime | None = None,
     provider: str = DEFAULT_PROVIDER,
     metadata: object = None,
-    webhook_url: str | None = None,
+    webhook_url: str | VettedURL | None = None,
     policy: AddressPolicy | None = None,
     resolve: Resolver = system_resolver,
 ) -> list[Registration]:
@@ -91,7 +92,7 @@ def register_tasks(
     if not items:
         raise InvalidTaskId("no task ID given")
     metadata_by_id: dict[str, dict[str, Any]] = {}
-    urls: dict[str, list[str]] = {}
+    urls: dict[str | VettedURL, list[str]] = {}
     for position, item in enumerate(items, start=1):
         task_id = validate_task_id(item.task_id, position=position)
         metadata_by_id.setdefault(task_id, _checked_metadata(item.metadata, task_id))

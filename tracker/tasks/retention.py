@@ -5,7 +5,9 @@ their transitions, deliveries, attempts and webhook subscriptions (`erase.py`). 
 task still tracked, and a task with a delivery still pending (a retry to come). A delivery held
 for a disabled endpoint is pending too, and would keep its task for ever; so a held delivery
 created before the cutoff is first marked `failed` ("held longer than the retention period"),
-which frees its task. Nothing else about deliveries changes.
+which frees its task. Deliveries about no task (`webhook.test`, sent on request) go too when
+they were created before the cutoff and are not pending, with their attempts; they count among
+the deliveries and attempts removed. Nothing else about deliveries changes.
 
 Each batch is one short transaction of at most `BATCH_SIZE` tasks: on PostgreSQL it locks its
 tasks `FOR UPDATE SKIP LOCKED` and their deliveries, then checks again that none is pending, so
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from tracker.db.models import (
@@ -133,6 +135,41 @@ def _held_before(cutoff: datetime) -> Any:
     )
 
 
+def _taskless_before(cutoff: datetime) -> Any:
+    """A delivery about no task (`webhook.test`) created before the cutoff, not pending."""
+    return and_(
+        WebhookDelivery.task_pk.is_(None),
+        WebhookDelivery.status != DeliveryStatus.PENDING.value,
+        WebhookDelivery.created_at < cutoff,
+    )
+
+
+def _prune_taskless(session: Session, cutoff: datetime, *, batch_size: int) -> Erased | None:
+    """One batch of old `webhook.test` deliveries, with their attempts; None when none is left."""
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(_taskless_before(cutoff))
+            .order_by(WebhookDelivery.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return None
+    attempts = session.execute(
+        delete(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id.in_(ids))
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    deliveries = session.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids))
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    return Erased(deliveries=int(deliveries), attempts=int(attempts))
+
+
 def prune(
     session_scope: SessionFactory,
     *,
@@ -176,6 +213,12 @@ def prune(
             break
         after, removed = batch
         erased += removed
+    while True:
+        with session_scope() as session:
+            taskless = _prune_taskless(session, cutoff, batch_size=batch_size)
+        if taskless is None:
+            break
+        erased += taskless
     with session_scope() as session:
         kept = _count_kept(session, cutoff)
         _record(session, erased.tasks, at=now)
@@ -244,11 +287,14 @@ def _dry_run(session: Session, cutoff: datetime) -> PruneReport:
     def count(model: Any, *where: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
+    taskless = select(WebhookDelivery.id).where(_taskless_before(cutoff))
     erased = Erased(
         tasks=count(TrackedTask, TrackedTask.id.in_(tasks)),
         transitions=count(Transition, Transition.task_pk.in_(tasks)),
-        deliveries=count(WebhookDelivery, WebhookDelivery.id.in_(deliveries)),
-        attempts=count(DeliveryAttempt, DeliveryAttempt.delivery_id.in_(deliveries)),
+        deliveries=count(WebhookDelivery, WebhookDelivery.id.in_(deliveries))
+        + count(WebhookDelivery, WebhookDelivery.id.in_(taskless)),
+        attempts=count(DeliveryAttempt, DeliveryAttempt.delivery_id.in_(deliveries))
+        + count(DeliveryAttempt, DeliveryAttempt.delivery_id.in_(taskless)),
         subscriptions=count(WebhookSubscription, WebhookSubscription.task_pk.in_(tasks)),
     )
     kept = count(TrackedTask, _ended_before(cutoff), still_pending)

@@ -23,8 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy import Integer, Text, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
+from urllib3.exceptions import NameResolutionError
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, GroupCap, lease_due_rows
@@ -94,8 +96,9 @@ class _Job:
     secrets: tuple[str, ...]
     refusal: str | None  # why the endpoint can never receive it (removed), if so
     held: bool = False  # the endpoint is disabled: not sent, kept until it is enabled
+    headers: tuple[tuple[str, str], ...] = ()  # the endpoint's own (`webhooks.headers`)
     unsigned: str | None = None  # why it cannot be signed (its secret is unreadable): not sent
-    task_id: str = ""  # for the logs
+    task_id: str | None = None  # for the logs; None for an event about no task (webhook.test)
     event_type: str = ""
 
 
@@ -200,7 +203,8 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
     rows = session.execute(
         select(WebhookDelivery, WebhookEndpoint, TrackedTask.task_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .join(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
+        # Outer: a webhook.test delivery is about no task.
+        .outerjoin(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
         .where(
             WebhookDelivery.id.in_(claim.row_ids),
             WebhookDelivery.lease_token == claim.lease_token,
@@ -234,6 +238,7 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
                 secrets=secrets,
                 refusal=refusal,
                 held=held,
+                headers=tuple((endpoint.headers or {}).items()),
                 unsigned=unsigned,
                 task_id=task_id,
                 event_type=delivery.event_type,
@@ -263,9 +268,14 @@ def _signing_secrets(
 
 
 def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) -> _Sent:
-    headers = sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"user-agent": USER_AGENT})
+    # The endpoint's own headers first: the signature and framing ones always win (and adding
+    # an endpoint refuses those names anyway).
+    headers.update(job.headers)
+    headers.update(
+        sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    )
     headers["content-type"] = "application/json"
-    headers["user-agent"] = USER_AGENT
     started = time.monotonic()
     excerpt: str | None = None
     try:
@@ -448,25 +458,28 @@ def _decide(sent: _Sent, *, schedule_s: Sequence[float], rng: random.Random) -> 
 
 
 def _log_attempt(sent: _Sent, decision: DeliveryDecision) -> None:
-    """One line per attempt, naming the task; never the URL (it may hold a token) or what
-    the receiver answered, only its status code."""
+    """One line per attempt, naming the task (if it is about one); never the URL (it may hold
+    a token) or what the receiver answered, only its status code."""
     job = sent.job
     answer = (
         f"HTTP {sent.result.status_code}" if sent.result.status_code is not None else "no answer"
     )
     label = _label(decision)
-    level = logging.WARNING if label == "dead" else logging.INFO
+    # A dead delivery is an event lost, worth a warning; a failed webhook.test (about no task,
+    # one attempt, its caller shown the outcome) is not.
+    level = logging.WARNING if label == "dead" and job.task_id is not None else logging.INFO
+    about = f"task {job.task_id}: " if job.task_id is not None else ""
     log.log(
         level,
-        "task %s: webhook %s (delivery %d, endpoint %d, attempt %d): %s, %s",
-        job.task_id,
+        "%swebhook %s (delivery %d, endpoint %d, attempt %d): %s, %s",
+        about,
         job.event_type,
         job.delivery_id,
         job.endpoint_id,
         job.attempt_count + 1,
         answer,
         {"retry": "will retry", "dead": "no retries left"}.get(label, label),
-        extra={"task_id": job.task_id},
+        extra={} if job.task_id is None else {"task_id": job.task_id},
     )
 
 
@@ -590,6 +603,11 @@ def _apply_attempt(
 
 
 def _describe(error: BaseException) -> str:
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    if isinstance(reason, NameResolutionError):
+        # "HTTPConnection(host=...): Failed to resolve 'host' (...)": keep the sentence.
+        text = one_line(reason)
+        return "the host does not resolve: " + text[max(text.find("Failed to resolve"), 0) :][:250]
     text = one_line(error, limit=10_000)
     if "refused address" in text.lower():
         # urllib3 quotes the refusal inside its own wrapper: "...(Caused by X('...: refused

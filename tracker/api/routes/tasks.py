@@ -31,6 +31,7 @@ from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 from tracker.tasks.pagination import MAX_PAGE_SIZE, TASK_CURSOR_PATTERN
 from tracker.upstream.names import PROVIDERS
 from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.vetting import vet_webhook_urls
 
 __all__ = ["router"]
 
@@ -80,14 +81,31 @@ def register_tasks(
             f"{len(items)} tasks in one request; the limit is {settings.api_max_batch} "
             "(TRACKER_API_MAX_BATCH): send them in several requests",
         )
+    policy = AddressPolicy.from_settings(settings)
+    vetted = vet_webhook_urls((item.webhook_url for item in items), policy)  # before the write
+    warnings = {
+        item.task_id: vetted[item.webhook_url].warning for item in items if item.webhook_url
+    }
     with database.write() as session:
         registrations = register.register_tasks(
             session,
-            [register.NewTask(item.task_id, item.metadata, item.webhook_url) for item in items],
+            [
+                register.NewTask(
+                    item.task_id,
+                    item.metadata,
+                    None if item.webhook_url is None else vetted[item.webhook_url],
+                )
+                for item in items
+            ],
             first_poll_delay_s=settings.poll_first_delay_s,
-            policy=AddressPolicy.from_settings(settings),
+            policy=policy,
         )
-    results = [RegisteredTask.model_validate(item) for item in registrations]
+    results = [
+        RegisteredTask.model_validate(item).model_copy(
+            update={"webhook_warning": warnings.get(item.task.task_id)}
+        )
+        for item in registrations
+    ]
     response.status_code = 201 if any(item.created for item in registrations) else 200
     if isinstance(body, TaskBatchCreate):
         return RegisteredTasks(tasks=results)
