@@ -146,7 +146,9 @@ def list_(
     if json_output:
         out.print_json(tables.to_json(tasks))
         return
-    out.print(tables.tasks_table(tasks, title=f"{len(tasks)} tracked tasks (newest first)"))
+    which = f"{provider} " if provider is not None else ""
+    title = f"{len(tasks)} tracked {which}tasks (newest first)"
+    out.print(tables.tasks_table(tasks, title=title))
     for pause in pauses:
         err.print(
             f"[yellow]polling of {escape(pause.provider)} is paused until "
