@@ -71,3 +71,23 @@ def test_a_task_of_the_other_provider_is_not_found(cli_db: str) -> None:
     code, _, err = run_cli("status", "img-only")
     assert code == 3
     assert "no tracked tensorslab task with ID 'img-only'" in err
+
+
+def test_stats_shows_each_provider_beside_the_whole(cli_db: str) -> None:
+    run_cli("register", "v-1", "v-2")
+    run_cli("register", "i-1", "--provider", "tensorslab-image")
+    code, out, _ = run_cli("stats")
+    assert code == 0
+    assert "by provider" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│ tensorslab" in line}
+    assert set(rows) == {"tensorslab", "tensorslab-image"}
+    assert rows["tensorslab"].split("│")[2].strip() == "2"
+    assert rows["tensorslab-image"].split("│")[2].strip() == "1"
+    code, out, _ = run_cli("stats", "--json")
+    by_provider = json.loads(out)["by_provider"]
+    assert {name: each["total"] for name, each in by_provider.items()} == {
+        "tensorslab": 2,
+        "tensorslab-image": 1,
+    }
+    code, out, _ = run_cli("stats", "--provider", "tensorslab")
+    assert code == 0 and "by provider" not in out and "provider tensorslab" in out

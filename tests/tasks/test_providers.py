@@ -235,6 +235,10 @@ def test_stats_per_provider(
     assert images.polls_per_task is not None and images.polls_per_task.max == 2
     assert videos.polls_per_task is not None and videos.polls_per_task.max == 4
     assert both.total == 3 and both.total_polls == 7
+    assert set(both.by_provider) == {IMAGE_PROVIDER, VIDEO_PROVIDER}
+    assert both.by_provider[IMAGE_PROVIDER] == images
+    assert both.by_provider[VIDEO_PROVIDER] == videos
+    assert images.by_provider == {}
 
 
 def test_a_policy_per_provider_must_name_every_provider_polled() -> None:

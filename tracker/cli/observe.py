@@ -191,7 +191,35 @@ def _stats_tables(figures: stats_use_case.Stats) -> Group:
         "Percentiles are nearest-rank.",
         style="dim",
     )
-    return Group(counts, table, notes)
+    if len(figures.by_provider) < 2:
+        return Group(counts, table, notes)
+    return Group(counts, table, _by_provider_table(figures), notes)
+
+
+def _by_provider_table(figures: stats_use_case.Stats) -> Table:
+    """One row per provider: its tasks, results and the figures' p50 / p95."""
+    table = Table(title="by provider", header_style="bold")
+    table.add_column("provider", no_wrap=True)
+    for column in ("tasks", "completed", "failed", "polls per task (mean)"):
+        table.add_column(column, justify="right")
+    for column in ("registration → result p50 / p95", "detection window p95"):
+        table.add_column(column, justify="right")
+    for name, each in figures.by_provider.items():
+        polls = each.polls_per_task
+        result = each.time_to_result_s
+        window = each.detection_window_s
+        table.add_row(
+            Text(name),
+            str(each.total),
+            str(each.counts[TaskStatus.COMPLETED]),
+            str(each.counts[TaskStatus.FAILED]),
+            "-" if polls is None else f"{polls.mean:.1f}",
+            "-"
+            if result is None
+            else f"{format_duration(result.p50)} / {format_duration(result.p95)}",
+            "-" if window is None else format_duration(window.p95),
+        )
+    return table
 
 
 def stats(
