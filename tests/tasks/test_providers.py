@@ -249,3 +249,19 @@ def test_a_policy_per_provider_must_name_every_provider_polled() -> None:
     assert policies[IMAGE_PROVIDER] == dataclasses.replace(
         video, first_delay_s=2.0, min_interval_s=2.0, max_interval_s=5.0, quiet_until_s=0.0
     )
+
+
+def test_a_task_whose_provider_has_no_client_here_is_not_asked_about(
+    database_url: str, simulator: Simulator, clients: dict[str, Provider]
+) -> None:
+    """Never through another provider's client: it is left for its lease to end."""
+    simulator.add_task(TaskScript.completes("vid-n", after_polls=0))
+    simulator.add_task(TaskScript.completes("img-n", after_polls=0, kind="image"))
+    _register(database_url, VIDEO_PROVIDER, "vid-n")
+    _register(database_url, IMAGE_PROVIDER, "img-n")
+    only_video = {VIDEO_PROVIDER: clients[VIDEO_PROVIDER]}
+    assert _poll_once(database_url, only_video, now=utc_now()) == 2
+    assert _task(database_url, "vid-n", VIDEO_PROVIDER).status is TaskStatus.COMPLETED
+    image = _task(database_url, "img-n", IMAGE_PROVIDER)
+    assert (image.status, image.poll_count) == (TaskStatus.REGISTERED, 0)
+    assert simulator.stats()["by_kind"] == {"video": 1, "image": 0}
