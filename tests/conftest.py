@@ -35,7 +35,10 @@ TABLES = (
     "webhook_endpoints",
     "task_transitions",
     "provider_pauses",
+    "provider_failures",
+    "retention_runs",
     "tracked_tasks",
+    "process_heartbeats",
 )
 
 

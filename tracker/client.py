@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tracker.db.clock import database_now
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 from tracker.states import DeliveryStatus, TaskStatus
-from tracker.tasks import queries, register, untrack
+from tracker.tasks import forget, pauses, queries, register, untrack
+from tracker.tasks.forget import Forgotten
+from tracker.tasks.pauses import Resumed
 from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
 from tracker.upstream.names import DEFAULT_PROVIDER
@@ -126,6 +129,17 @@ class Tracker:
         """Stop tracking: the task becomes `cancelled`; `TaskAlreadyEnded` if it had ended."""
         with self.database.write() as session:
             return untrack.untrack(session, task_id, provider=provider)
+
+    def forget(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> Forgotten:
+        """Erase an ended task and its whole history; `TaskStillTracked` while it is live."""
+        with self.database.write() as session:
+            return forget.forget(session, task_id, provider=provider)
+
+    def resume(self, provider: str = DEFAULT_PROVIDER) -> Resumed:
+        """Lift a provider's pause now (`tensorslab` or `tensorslab-image`); `ProviderNotPaused`
+        when it is not paused."""
+        with self.database.write() as session:
+            return pauses.resume(session, provider, now=database_now(session))
 
     # --- webhooks ----------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ into a clear message, an exit code and a status code.
         TaskAlreadyEnded         untracking a task that completed, failed, expired...
         DeliveryPending          redelivering a delivery that is still pending
         EndpointURLTaken         moving a webhook to a URL another endpoint has
+        TaskStillTracked         forgetting a task that is still tracked (untrack it first)
+        ProviderNotPaused        resuming a provider whose polling is not paused
       Unavailable                a service tracker needs does not answer     1      503
         DatabaseUnavailable      unreachable, locked, read-only, full, or without the schema
         BrokerUnavailable        the Celery broker does not accept a connection
@@ -43,7 +45,9 @@ __all__ = [
     "MissingAPIKey",
     "NotFound",
     "PortUnavailable",
+    "ProviderNotPaused",
     "TaskAlreadyEnded",
+    "TaskStillTracked",
     "TrackerError",
     "Unavailable",
     "UnknownDelivery",
@@ -117,6 +121,14 @@ class DeliveryPending(Conflict):
 
 
 class EndpointURLTaken(Conflict):
+    pass
+
+
+class TaskStillTracked(Conflict):
+    pass
+
+
+class ProviderNotPaused(Conflict):
     pass
 
 

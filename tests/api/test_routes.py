@@ -102,6 +102,8 @@ def test_every_v1_route_refuses_a_request_without_a_valid_token(
         ("GET", "/v1/tasks/abc"),
         ("GET", "/v1/tasks/abc/transitions"),
         ("DELETE", "/v1/tasks/abc"),
+        ("POST", "/v1/tasks/abc/cancel"),
+        ("POST", "/v1/providers/tensorslab/resume"),
         ("GET", "/v1/webhooks"),
         ("POST", "/v1/webhooks"),
         ("GET", "/v1/webhooks/1"),
@@ -136,7 +138,7 @@ def test_health_readiness_and_metrics_need_no_token(api: TestClient) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.json()["checks"]["database"] == ready.json()["checks"]["broker"] == "ok"
     metrics = api.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
@@ -256,13 +258,14 @@ def test_get_a_task_its_transitions_and_untrack_it(client: TestClient) -> None:
         "transitions": [],
     }
 
-    cancelled = client.delete("/v1/tasks/vid-9")
+    cancelled = client.post("/v1/tasks/vid-9/cancel")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["next_poll_at"] is None
     [transition] = client.get("/v1/tasks/vid-9/transitions").json()["transitions"]
     assert (transition["from_status"], transition["to_status"]) == ("registered", "cancelled")
-    assert client.delete("/v1/tasks/vid-9").status_code == 200  # cancelling again: unchanged
+    again = client.post("/v1/tasks/vid-9/cancel")  # cancelling again: unchanged
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
 def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
@@ -275,7 +278,7 @@ def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
         session.execute(
             update(TrackedTask).values(status=TaskStatus.COMPLETED.value, next_poll_at=None)
         )
-    response = client.delete("/v1/tasks/done")
+    response = client.post("/v1/tasks/done/cancel")
     assert response.status_code == 409
     assert "already completed" in _error(response)["message"]
 
@@ -289,6 +292,7 @@ def test_unknown_tasks_are_404(client: TestClient) -> None:
             "message": "no tracked tensorslab task with ID 'nope'",
             "details": [],
         }
+    assert client.post("/v1/tasks/nope/cancel").status_code == 404
     assert client.delete("/v1/tasks/nope").status_code == 404
 
 
@@ -317,7 +321,7 @@ def test_listing_pages_through_every_task_newest_first(client: TestClient) -> No
 def test_listing_filters_by_status_and_time(client: TestClient) -> None:
     client.post("/v1/tasks", json={"task_id": "a"})
     client.post("/v1/tasks", json={"task_id": "b"})
-    client.delete("/v1/tasks/a")
+    client.post("/v1/tasks/a/cancel")
 
     cancelled = client.get("/v1/tasks", params={"status": "cancelled"}).json()["tasks"]
     assert [task["task_id"] for task in cancelled] == ["a"]
@@ -483,7 +487,7 @@ def test_deliveries_are_listed_with_attempts_and_redelivered(client: TestClient)
     client.post("/v1/webhooks", json={"url": RECEIVER_URL, "events": ["task.cancelled"]})
     for task_id in ("d1", "d2", "d3"):
         client.post("/v1/tasks", json={"task_id": task_id})
-        client.delete(f"/v1/tasks/{task_id}")  # writes one task.cancelled delivery each
+        client.post(f"/v1/tasks/{task_id}/cancel")  # writes one task.cancelled delivery each
 
     first = client.get("/v1/deliveries", params={"limit": 2}).json()
     assert [d["task_id"] for d in first["deliveries"]] == ["d3", "d2"]
@@ -514,7 +518,7 @@ def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -
         for method in item
         if method in ("get", "post", "patch", "delete")
     }
-    assert len(operations) == 17
+    assert len(operations) == 19
     for path, item in document["paths"].items():
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)
@@ -532,7 +536,7 @@ def test_metrics_count_tasks_and_how_late_the_most_overdue_poll_is(client: TestC
     from tracker.db.models import TrackedTask
 
     client.post("/v1/tasks", json={"tasks": [{"task_id": "m1"}, {"task_id": "m2"}]})
-    client.delete("/v1/tasks/m2")
+    client.post("/v1/tasks/m2/cancel")
     with db.session_scope() as session:  # m1's poll is an hour overdue, as if no worker ran
         session.execute(
             update(TrackedTask)

@@ -14,11 +14,14 @@ EXPECTED_TABLES = {
     "tracked_tasks",
     "task_transitions",
     "provider_pauses",
+    "provider_failures",
+    "retention_runs",
     "webhook_endpoints",
     "webhook_subscriptions",
     "webhook_deliveries",
     "delivery_attempts",
     "api_tokens",
+    "process_heartbeats",
 }
 
 

@@ -12,7 +12,7 @@ from tracker import __version__
 from tracker.api.deps import require_token
 from tracker.api.errors import install_error_handlers
 from tracker.api.limits import BodyLimits
-from tracker.api.routes import ops, tasks, webhooks
+from tracker.api.routes import ops, providers, tasks, webhooks
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "tasks", "description": "Tracked TensorsLab tasks and their history."},
             {"name": "webhooks", "description": "Where tracker sends how tasks end."},
             {"name": "deliveries", "description": "Each webhook message and its attempts."},
+            {"name": "providers", "description": "Provider pauses: lift one early."},
             {"name": "operations", "description": "Health, readiness and metrics (no token)."},
         ],
     )
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router, dependencies=authenticated)
     app.include_router(webhooks.webhooks_router, dependencies=authenticated)
     app.include_router(webhooks.deliveries_router, dependencies=authenticated)
+    app.include_router(providers.router, dependencies=authenticated)
     app.include_router(ops.router)
     app.add_middleware(BodyLimits, max_body_bytes=settings.api_max_body_bytes)
     return app

@@ -24,9 +24,11 @@ __all__ = [
     "ErrorDetail",
     "ErrorResponse",
     "HealthPublic",
+    "PausePublic",
     "ReadinessPublic",
     "RegisteredTask",
     "RegisteredTasks",
+    "ResumedPublic",
     "TaskBatchCreate",
     "TaskCreate",
     "TaskList",
@@ -150,6 +152,28 @@ class TaskBatchCreate(_Input):
     )
 
 
+class PausePublic(_Output):
+    """Polling of the task's provider is paused: no poll before `paused_until`, then one
+    probe poll at a time until an answer lifts it (a `rate_limited` pause just ends)."""
+
+    provider: str
+    cause: str = Field(
+        description="no_credits, rate_limited, unauthorized or unreachable.",
+        examples=["unauthorized"],
+    )
+    reason: str = Field(
+        description="What upstream answered.", examples=["unauthorized: HTTP 401: API key refused"]
+    )
+    started_at: datetime | None = Field(description="When this pause began.")
+    paused_until: datetime = Field(description="No poll before then; then one probe poll.")
+
+
+class ResumedPublic(_Output):
+    provider: str
+    cause: str = Field(description="The cause of the pause that was lifted.")
+    tasks_due: int = Field(description="Tasks the pause had held back, due now.")
+
+
 class TaskPublic(_Output):
     task_id: str
     provider: str
@@ -170,6 +194,10 @@ class TaskPublic(_Output):
     next_poll_at: datetime | None = Field(description="None once the task is terminal.")
     poll_count: int
     error_count: int
+    paused: PausePublic | None = Field(
+        default=None,
+        description="Set while the task is live and polling of its provider is paused.",
+    )
 
 
 class RegisteredTask(_Output):
@@ -310,4 +338,12 @@ class HealthPublic(BaseModel):
 
 class ReadinessPublic(BaseModel):
     status: str = Field(description="ok, or unavailable with the reasons in `checks`.")
-    checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
+    checks: dict[str, str] = Field(
+        examples=[
+            {"database": "ok", "broker": "ok", "beat": "ok", "workers": "ok", "overdue": "ok"}
+        ]
+    )
+    paused: list[PausePublic] = Field(
+        default_factory=list,
+        description="Providers whose polling is paused (the API stays ready: 200).",
+    )

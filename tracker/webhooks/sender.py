@@ -28,7 +28,13 @@ from sqlalchemy.orm import Session
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, GroupCap, lease_due_rows
-from tracker.db.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
+from tracker.db.models import (
+    DeliveryAttempt,
+    TrackedTask,
+    UTCDateTime,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from tracker.errors import UnreadableSecret, one_line
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline
 from tracker.retry_after import parse_retry_after
@@ -89,6 +95,8 @@ class _Job:
     refusal: str | None  # why the endpoint can never receive it (removed), if so
     held: bool = False  # the endpoint is disabled: not sent, kept until it is enabled
     unsigned: str | None = None  # why it cannot be signed (its secret is unreadable): not sent
+    task_id: str = ""  # for the logs
+    event_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +179,9 @@ def send_batch(
         _write_deliveries(session, claim, decided)
         recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
         outcomes["endpoint_unavailable"] = len(decided) - len(recorded)
-        for _, decision in recorded:
+        for sent, decision in recorded:
             outcomes[_label(decision)] += 1
+            _log_attempt(sent, decision)
         _insert_attempts(session, [sent for sent, _ in recorded])
         _update_endpoints(session, recorded, locked, disable_after_s)
     outcomes = +outcomes  # drop the zero counts
@@ -189,8 +198,9 @@ def send_batch(
 
 def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
     rows = session.execute(
-        select(WebhookDelivery, WebhookEndpoint)
+        select(WebhookDelivery, WebhookEndpoint, TrackedTask.task_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .join(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
         .where(
             WebhookDelivery.id.in_(claim.row_ids),
             WebhookDelivery.lease_token == claim.lease_token,
@@ -200,7 +210,7 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
     jobs = []
     vault = get_vault()
     signing: dict[int, tuple[str, ...] | UnreadableSecret] = {}
-    for delivery, endpoint in rows:
+    for delivery, endpoint, task_id in rows:
         refusal = "the endpoint was removed" if endpoint.removed_at is not None else None
         held = refusal is None and not endpoint.enabled
         secrets: tuple[str, ...] = ()
@@ -225,6 +235,8 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
                 refusal=refusal,
                 held=held,
                 unsigned=unsigned,
+                task_id=task_id,
+                event_type=delivery.event_type,
             )
         )
     for endpoint_id, found in signing.items():
@@ -432,6 +444,29 @@ def _decide(sent: _Sent, *, schedule_s: Sequence[float], rng: random.Random) -> 
         schedule_s=schedule_s,
         now=sent.attempted_at,
         rng=rng,
+    )
+
+
+def _log_attempt(sent: _Sent, decision: DeliveryDecision) -> None:
+    """One line per attempt, naming the task; never the URL (it may hold a token) or what
+    the receiver answered, only its status code."""
+    job = sent.job
+    answer = (
+        f"HTTP {sent.result.status_code}" if sent.result.status_code is not None else "no answer"
+    )
+    label = _label(decision)
+    level = logging.WARNING if label == "dead" else logging.INFO
+    log.log(
+        level,
+        "task %s: webhook %s (delivery %d, endpoint %d, attempt %d): %s, %s",
+        job.task_id,
+        job.event_type,
+        job.delivery_id,
+        job.endpoint_id,
+        job.attempt_count + 1,
+        answer,
+        {"retry": "will retry", "dead": "no retries left"}.get(label, label),
+        extra={"task_id": job.task_id},
     )
 
 

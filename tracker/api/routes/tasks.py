@@ -1,10 +1,12 @@
-"""`/v1/tasks`: register task IDs, list and read them, their transitions, stop tracking.
+"""`/v1/tasks`: register task IDs, list and read them, their transitions, cancel (stop
+tracking) and erase them.
 
 Thin: each route parses, calls one task use case in one transaction, and shapes the answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -22,8 +24,9 @@ from tracker.api.schemas import (
     TransitionList,
     TransitionPublic,
 )
+from tracker.db.clock import database_now
 from tracker.states import TaskStatus
-from tracker.tasks import queries, register, untrack
+from tracker.tasks import forget, pauses, queries, register, untrack
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 from tracker.tasks.pagination import MAX_PAGE_SIZE
 from tracker.tasks.schedule import PollPolicy
@@ -140,6 +143,9 @@ def list_tasks(
             limit=limit,
             cursor=cursor,
         )
+        page = dataclasses.replace(
+            page, tasks=pauses.annotate(session, page.tasks, now=database_now(session))
+        )
     return TaskList.model_validate(page)
 
 
@@ -153,7 +159,12 @@ def get_task(
     task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
 ) -> TaskPublic:
     with database.read() as session:
-        return TaskPublic.model_validate(queries.get_task(session, task_id, provider=provider))
+        [task] = pauses.annotate(
+            session,
+            [queries.get_task(session, task_id, provider=provider)],
+            now=database_now(session),
+        )
+    return TaskPublic.model_validate(task)
 
 
 @router.get(
@@ -172,8 +183,8 @@ def get_transitions(
     )
 
 
-@router.delete(
-    "/{task_id}",
+@router.post(
+    "/{task_id}/cancel",
     summary="Stop tracking a task",
     description=(
         "The task becomes `cancelled` and is never polled again (webhooks subscribed to "
@@ -183,9 +194,30 @@ def get_transitions(
     response_model=TaskPublic,
     responses=documented_errors(404, 409, 422),
 )
-def untrack_task(
+def cancel_task(
     task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
 ) -> TaskPublic:
     with database.write() as session:
         result = untrack.untrack(session, task_id, provider=provider)
     return TaskPublic.model_validate(result.task)
+
+
+@router.delete(
+    "/{task_id}",
+    summary="Erase an ended task and its history",
+    description=(
+        "For data deletion requests: the task, its transitions, its webhook deliveries (unsent "
+        "ones too) with their attempts, and its webhook subscriptions are erased; then "
+        "the task is 404. A task still tracked gives 409: cancel it first "
+        "(`POST /v1/tasks/{task_id}/cancel`)."
+    ),
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Erased."}, **documented_errors(404, 409, 422)},
+)
+def erase_task(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> Response:
+    with database.write() as session:
+        forget.forget(session, task_id, provider=provider)
+    return Response(status_code=204)
