@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.conftest import Configure
 from tracker import Tracker
-from tracker.errors import InvalidInput, UnknownTask
+from tracker.db.clock import utc_now
+from tracker.errors import InvalidInput, ProviderNotPaused, UnknownTask
 from tracker.states import TaskStatus
+from tracker.tasks.decide import PauseCause, ProviderPause
+from tracker.tasks.pauses import pause_provider
 
 
 @pytest.fixture
@@ -40,3 +45,27 @@ def test_provider_names_whose_task_an_id_is(tracker: Tracker) -> None:
         tracker.register("x", provider="midjourney")
     with pytest.raises(UnknownTask):
         tracker.get("x")
+
+
+def test_forget_and_resume_take_the_provider(tracker: Tracker) -> None:
+    tracker.register("f-1", provider="tensorslab-image")
+    tracker.register("f-1")
+    tracker.untrack("f-1", provider="tensorslab-image")
+    forgotten = tracker.forget("f-1", provider="tensorslab-image")
+    assert (forgotten.provider, forgotten.status) == ("tensorslab-image", TaskStatus.CANCELLED)
+    with pytest.raises(UnknownTask):
+        tracker.get("f-1", provider="tensorslab-image")
+    assert tracker.get("f-1").status is TaskStatus.REGISTERED
+
+    now = utc_now()
+    with tracker.database.write() as session:
+        pause_provider(
+            session,
+            "tensorslab-image",
+            ProviderPause(now + timedelta(hours=1), "code 9000: no credits", PauseCause.NO_CREDITS),
+            at=now,
+        )
+    with pytest.raises(ProviderNotPaused):
+        tracker.resume()  # tensorslab is not paused
+    resumed = tracker.resume("tensorslab-image")
+    assert (resumed.provider, resumed.cause) == ("tensorslab-image", "no_credits")
