@@ -9,7 +9,7 @@ from datetime import timedelta
 from tests.support import run_cli
 from tracker import db
 from tracker.db.clock import utc_now
-from tracker.tasks import register
+from tracker.tasks import register, untrack
 from tracker.tasks.decide import PauseCause, ProviderPause
 from tracker.tasks.pauses import pause_provider
 
@@ -186,3 +186,20 @@ def test_every_page_of_a_listing_has_the_same_columns(cli_db: str) -> None:
     assert out.splitlines()[0].split("\t")[:2] == ["task id", "provider"]
     code, out, _ = run_cli("list", "--provider", "tensorslab", "--limit", "5")
     assert out.splitlines()[0].split("\t")[:2] == ["task id", "status"]
+
+
+def test_watch_of_many_image_tasks_counts_that_provider_s_tasks(cli_db: str) -> None:
+    images = [f"img-{n:02d}" for n in range(25)]
+    with db.session_scope(cli_db) as session:
+        register.register(session, images, first_poll_delay_s=60, provider="tensorslab-image")
+        register.register(session, images[:5], first_poll_delay_s=60)  # same IDs, video tasks
+        for task_id in images[:10]:
+            untrack.untrack(session, task_id, provider="tensorslab-image")
+    code, out, err = run_cli(
+        "watch", "-", "--provider", "tensorslab-image", "--timeout", "0", stdin="\n".join(images)
+    )
+    assert code == 1
+    assert out.splitlines() == ["status\ttasks", "registered\t15", "cancelled\t10"]
+    assert err.startswith("10 of 25 tasks finished\n")
+    code, _, err = run_cli("watch", *images[:6], "--timeout", "0")  # video: img-05 is not one
+    assert code == 3 and "no tracked tensorslab task with ID 'img-05'" in err
