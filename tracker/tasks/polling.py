@@ -7,8 +7,10 @@ leaves rows that fall due again when the lease ends: the database, not the broke
 is due. A transition and its webhook deliveries (the outbox) are written in one transaction.
 
 A batch may hold tasks of several providers (video and image): each task is asked through its
-own provider's client and scheduled by its own provider's policy, and a pause one provider's
-answer calls for (no credits, Retry-After) pauses that provider only.
+own provider's client and scheduled by its own provider's policy, and each provider's answers
+are weighed on their own (`pauses.py`): a pause they call for (no credits, a refused key, a
+Retry-After, minutes of failed connections) pauses that provider only, with its own probe poll
+and its own run of failed connections, which only its own answers end.
 """
 
 from __future__ import annotations
