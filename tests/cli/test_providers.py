@@ -143,11 +143,8 @@ def test_list_pages_of_one_provider_count_it_alone_and_keep_it_in_the_hint(cli_d
     assert code == 0, err
     assert "3 of 7 tracked tensorslab-image tasks (newest first)" in err
     seen = [line.split("\t")[0] for line in out.splitlines()[1:]]
-    while True:
-        [hint] = [line for line in err.splitlines() if line.startswith("next page:")] or [None]
-        if hint is None:
-            break
-        command = hint.removeprefix("next page: ").split()
+    while hints := [line for line in err.splitlines() if line.startswith("next page:")]:
+        command = hints[0].removeprefix("next page: ").split()
         assert command[:6] == ["tracker", "list", "--provider", "tensorslab-image", "--limit", "3"]
         code, out, err = run_cli(*command[1:])
         assert code == 0, err
