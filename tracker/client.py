@@ -5,6 +5,8 @@
     tracker = Tracker()                      # the configured database (TRACKER_DATABASE_URL)
     tracker.register("20251129_9f3c2a7e", metadata={"order": 1042})
     tracker.get("20251129_9f3c2a7e").status  # TaskStatus.REGISTERED, later COMPLETED ...
+    tracker.register("img_4f1e", provider="tensorslab-image")   # an image task
+    tracker.get("img_4f1e", provider="tensorslab-image").result_urls
 
 Each method is one transaction calling the same use cases as the CLI and the HTTP API
 (`tracker.tasks`, `tracker.webhooks`), and returns their frozen views. Errors are tracker's own
@@ -26,9 +28,10 @@ from tracker.settings import Settings, get_settings
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks import forget, pauses, queries, register, untrack
 from tracker.tasks.forget import Forgotten
-from tracker.tasks.ids import DEFAULT_PROVIDER
 from tracker.tasks.pauses import Resumed
+from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
+from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.webhooks import deliveries, endpoints, probe
 from tracker.webhooks.deliveries import DeliveryView
 from tracker.webhooks.endpoints import CreatedEndpoint, EndpointView
@@ -70,15 +73,18 @@ class Tracker:
         *,
         metadata: Mapping[str, Any] | None = None,
         webhook_url: str | None = None,
+        provider: str = DEFAULT_PROVIDER,
     ) -> Registered:
-        """Start tracking one ID or several (all, or none if any is invalid)."""
+        """Start tracking one ID or several (all, or none if any is invalid) of `provider`:
+        `tensorslab` (video tasks, the default) or `tensorslab-image`."""
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         vetted = None if webhook_url is None else vet_webhook_url(webhook_url, self._policy())
         with self.database.write() as session:
             registrations = register.register(
                 session,
                 ids,
-                first_poll_delay_s=self.settings.poll_first_delay_s,
+                first_poll_delay_s=PollPolicy.for_provider(self.settings, provider).first_delay_s,
+                provider=provider,
                 metadata=dict(metadata) if isinstance(metadata, Mapping) else metadata,
                 webhook_url=vetted,
                 policy=self._policy(),
@@ -89,19 +95,22 @@ class Tracker:
         )
         return Registered(registrations, secret, endpoint_id)
 
-    def get(self, task_id: str) -> TaskView:
+    def get(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> TaskView:
         with self.database.read() as session:
-            return queries.get_task(session, task_id)
+            return queries.get_task(session, task_id, provider=provider)
 
-    def history(self, task_id: str) -> builtins.list[TransitionView]:
+    def history(
+        self, task_id: str, *, provider: str = DEFAULT_PROVIDER
+    ) -> builtins.list[TransitionView]:
         """Every status change of the task, oldest first."""
         with self.database.read() as session:
-            return queries.history(session, task_id)
+            return queries.history(session, task_id, provider=provider)
 
     def list(
         self,
         *,
         status: TaskStatus | str | None = None,
+        provider: str | None = None,
         created_since: datetime | None = None,
         updated_since: datetime | None = None,
         limit: int = 50,
@@ -112,24 +121,26 @@ class Tracker:
             return queries.page_tasks(
                 session,
                 status=TaskStatus(status) if status is not None else None,
+                provider=provider,
                 created_since=created_since,
                 updated_since=updated_since,
                 limit=limit,
                 cursor=cursor,
             )
 
-    def untrack(self, task_id: str) -> Untracked:
+    def untrack(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> Untracked:
         """Stop tracking: the task becomes `cancelled`; `TaskAlreadyEnded` if it had ended."""
         with self.database.write() as session:
-            return untrack.untrack(session, task_id)
+            return untrack.untrack(session, task_id, provider=provider)
 
-    def forget(self, task_id: str) -> Forgotten:
+    def forget(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> Forgotten:
         """Erase an ended task and its whole history; `TaskStillTracked` while it is live."""
         with self.database.write() as session:
-            return forget.forget(session, task_id)
+            return forget.forget(session, task_id, provider=provider)
 
     def resume(self, provider: str = DEFAULT_PROVIDER) -> Resumed:
-        """Lift a provider's pause now; `ProviderNotPaused` when it is not paused."""
+        """Lift a provider's pause now (`tensorslab` or `tensorslab-image`); `ProviderNotPaused`
+        when it is not paused."""
         with self.database.write() as session:
             return pauses.resume(session, provider, now=database_now(session))
 

@@ -124,3 +124,17 @@ def test_a_disabled_endpoint_and_a_paused_provider_are_failures_with_what_to_do(
     )
     assert created.secret is not None
     assert created.secret not in json.dumps(checks)
+
+
+def test_the_upstream_check_asks_every_provider_s_endpoint(
+    cli_db: str, configure: Configure
+) -> None:
+    with Simulator(api_key=SIM_API_KEY) as simulator:
+        configure(TENSORSLAB_BASE_URL=simulator.base_url, TENSORSLAB_API_KEY=SIM_API_KEY)
+        _, checks = _checks()
+        asked = simulator.stats()["by_kind"]
+    assert checks["upstream"]["status"] == "ok", checks["upstream"]
+    assert checks["upstream"]["detail"].endswith(
+        "(a made-up task ID got 404 from each provider: tensorslab, tensorslab-image)"
+    )
+    assert asked == {"video": 1, "image": 1}

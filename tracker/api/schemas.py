@@ -19,6 +19,7 @@ from tracker.api.params import EXAMPLE_TASK_ID, task_id_schema
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 from tracker.tasks.register import MAX_METADATA_BYTES
+from tracker.upstream.names import DEFAULT_PROVIDER, PROVIDERS
 from tracker.webhooks import headers as header_rules
 from tracker.webhooks.events import ALL_EVENTS
 from tracker.webhooks.guard import MAX_URL_LENGTH
@@ -151,9 +152,16 @@ class TaskCreate(_Input):
     task_id: str = Field(
         min_length=1,
         max_length=MAX_TASK_ID_LENGTH,
-        description="The ID TensorsLab returned when the video task was created.",
+        description="The ID TensorsLab returned when the video or image task was created.",
         examples=[EXAMPLE_TASK_ID],
         json_schema_extra=task_id_schema(),
+    )
+    provider: str = Field(
+        default=DEFAULT_PROVIDER,
+        max_length=32,
+        description=f"Whose task ID it is: one of {', '.join(PROVIDERS)} (TensorsLab's video "
+        "tasks, the default, or its image tasks). A task is identified by provider and ID.",
+        examples=list(PROVIDERS),
     )
     webhook_url: str | None = Field(
         default=None,
@@ -262,10 +270,14 @@ class TaskPublic(_Output):
     task_id: str
     provider: str
     status: TaskStatus
-    result_urls: list[str] = Field(description="The video URLs, once completed.")
+    result_urls: list[str] = Field(description="The video or image URLs, once completed.")
     upstream_message: str | None
     last_error: str | None
-    details: dict[str, Any] = Field(description="TensorsLab's moreTaskInfo, as last seen.")
+    details: dict[str, Any] = Field(
+        description="TensorsLab's details of the task, as last seen: for video its "
+        "moreTaskInfo (prompt, resolution, duration...), for images category, width, height, "
+        "prompt, starttime."
+    )
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime

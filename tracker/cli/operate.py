@@ -14,6 +14,7 @@ from rich.markup import escape
 from tracker import db
 from tracker.cli import tables
 from tracker.cli.output import JsonFlag, out
+from tracker.cli.parsing import ProviderOption
 from tracker.db.clock import database_now
 from tracker.errors import InvalidInput
 from tracker.settings import get_settings
@@ -22,6 +23,7 @@ from tracker.tasks import pauses, retention
 from tracker.tasks.erase import Erased
 from tracker.tasks.ids import DEFAULT_PROVIDER
 from tracker.tasks.views import ProviderPauseView
+from tracker.upstream.names import PROVIDERS
 
 __all__ = ["forget", "pause_line", "prune", "resume"]
 
@@ -36,13 +38,17 @@ def pause_line(pause: ProviderPauseView, *, now: datetime | None = None) -> str:
         when = "(its time is up: the next poll decides)"
     return (
         f"[yellow]polling of {escape(pause.provider)} is paused ({escape(pause.cause)}){since} "
-        f"{when}:[/yellow] {escape(pause.reason)}; `tracker resume` lifts it now"
+        f"{when}:[/yellow] {escape(pause.reason)}; "
+        f"{escape(pauses.resume_command(pause.provider))} lifts it now"
     )
 
 
 def resume(
     provider: Annotated[
-        str, typer.Argument(help="The provider whose polling to resume.")
+        str,
+        typer.Argument(
+            help=f"The provider whose polling to resume: {' or '.join(PROVIDERS)}.",
+        ),
     ] = DEFAULT_PROVIDER,
     json_output: JsonFlag = False,
 ) -> None:
@@ -115,7 +121,9 @@ def prune(
 
 
 def forget(
-    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="The task ID.")],
+    provider: ProviderOption = DEFAULT_PROVIDER,
+    json_output: JsonFlag = False,
 ) -> None:
     """Erase one ended task and its whole history (for data deletion requests).
 
@@ -123,12 +131,13 @@ def forget(
     still tracked is refused (exit 4): untrack it first.
     """
     with db.session_scope() as session:
-        forgotten = forget_use_case.forget(session, task_id)
+        forgotten = forget_use_case.forget(session, task_id, provider=provider)
     if json_output:
         out.print_json(tables.to_json(forgotten))
         return
+    which = "" if provider == DEFAULT_PROVIDER else f"{provider}, "
     out.print(
-        f"forgot [bold]{escape(task_id)}[/bold] ({forgotten.status.value}): erased it with "
+        f"forgot [bold]{escape(task_id)}[/bold] ({which}{forgotten.status.value}): erased it with "
         f"{_counts(forgotten.erased)}",
         highlight=False,
         soft_wrap=True,

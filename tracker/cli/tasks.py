@@ -14,7 +14,7 @@ from rich.markup import escape
 from tracker import db
 from tracker.cli import listing, operate, tables
 from tracker.cli.output import JsonFlag, err, friendly_errors, out, print_table
-from tracker.cli.parsing import parse_metadata, read_task_ids
+from tracker.cli.parsing import ProviderOption, parse_metadata, read_task_ids
 from tracker.db.clock import database_now
 from tracker.ops import overdue
 from tracker.settings import get_settings
@@ -22,7 +22,10 @@ from tracker.states import TaskStatus
 from tracker.tasks import pauses, queries
 from tracker.tasks import register as register_use_case
 from tracker.tasks import untrack as untrack_use_case
+from tracker.tasks.ids import validate_provider
+from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.views import Registration
+from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.vetting import vet_webhook_url
 
@@ -47,6 +50,7 @@ def register(
             "printed once, if the URL has none)."
         ),
     ] = None,
+    provider: ProviderOption = DEFAULT_PROVIDER,
     metadata: Annotated[
         str | None,
         typer.Option(
@@ -71,6 +75,7 @@ def register(
     line (registered, already tracked); the line per ID is printed for up to
     10 IDs, or with --verbose.
     """
+    validate_provider(provider)
     ids = list(read_task_ids(task_ids))
     fields = parse_metadata(metadata)
     settings = get_settings()
@@ -82,7 +87,8 @@ def register(
         registrations = register_use_case.register(
             session,
             ids,
-            first_poll_delay_s=settings.poll_first_delay_s,
+            first_poll_delay_s=PollPolicy.for_provider(settings, provider).first_delay_s,
+            provider=provider,
             metadata=fields,
             webhook_url=vetted,
             policy=policy,
@@ -147,14 +153,17 @@ def _registration_summary(registrations: list[Registration], *, webhook: str | N
 
 @friendly_errors
 def status(
-    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="The task ID.")],
+    provider: ProviderOption = DEFAULT_PROVIDER,
+    json_output: JsonFlag = False,
 ) -> None:
     """Show one task: status, result URLs, messages, poll counts and times."""
     with db.read_scope() as session:
+        now = database_now(session)
         [task] = pauses.annotate(
-            session, [queries.get_task(session, task_id)], now=database_now(session)
+            session, [queries.get_task(session, task_id, provider=provider)], now=now
         )
-        note = overdue.task_note(session, task, now=database_now(session), settings=get_settings())
+        note = overdue.task_note(session, task, now=now, settings=get_settings())
     if json_output:
         out.print_json(tables.to_json(task))
     else:
@@ -165,11 +174,13 @@ def status(
 
 @friendly_errors
 def history(
-    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="The task ID.")],
+    provider: ProviderOption = DEFAULT_PROVIDER,
+    json_output: JsonFlag = False,
 ) -> None:
     """Show every status change of a task, oldest first."""
     with db.read_scope() as session:
-        transitions = queries.history(session, task_id)
+        transitions = queries.history(session, task_id, provider=provider)
     if json_output:
         out.print_json(tables.to_json(transitions))
     else:
@@ -184,6 +195,9 @@ def list_(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=10_000, help="Tasks per page.")
     ] = 50,
+    provider: Annotated[
+        str | None, typer.Option(help="Only this provider's tasks (tensorslab, tensorslab-image).")
+    ] = None,
     cursor: Annotated[
         str | None,
         typer.Option(help="Continue after a previous page (the `next page:` hint it printed)."),
@@ -198,28 +212,46 @@ def list_(
     When there is more, a hint on stderr gives the command for the next page (--cursor);
     --all prints every page. Into a pipe or a file, one task per tab-separated line.
     """
+    if provider is not None:
+        validate_provider(provider)
     with db.read_scope() as session:
-        total = queries.count_tasks(session, status=status_filter)
+        total = queries.count_tasks(session, status=status_filter, provider=provider)
+        with_provider = _any_other_provider(
+            queries.count_by_provider(session, status=status_filter), provider
+        )
         now = database_now(session)
         paused = queries.provider_pauses(session, now=now)
         note = overdue.list_note(session, now=now, settings=get_settings())
+    what = _what(status_filter, provider)
     if all_pages:
-        _list_all(status_filter, cursor, total=total, json_output=json_output)
+        _list_all(
+            status_filter,
+            provider,
+            cursor,
+            title=f"{total:,} {what} (newest first)",
+            with_provider=with_provider,
+            json_output=json_output,
+        )
     else:
-        tasks, next_cursor = listing.read_tasks(status=status_filter, limit=limit, cursor=cursor)
-        what = f"{status_filter.value} tasks" if status_filter else "tracked tasks"
+        tasks, next_cursor = listing.read_tasks(
+            status=status_filter, provider=provider, limit=limit, cursor=cursor
+        )
         if json_output:
             out.print_json(tables.to_json(tasks))
         else:
             print_table(
                 tables.tasks_table(
-                    tasks, title=f"{len(tasks):,} of {total:,} {what} (newest first)"
+                    tasks,
+                    title=f"{len(tasks):,} of {total:,} {what} (newest first)",
+                    with_provider=with_provider,
                 )
             )
         if next_cursor is not None:
             again = ["tracker list"]
             if status_filter is not None:
                 again.append(f"--status {status_filter.value}")
+            if provider is not None:
+                again.append(f"--provider {provider}")
             if limit != 50:
                 again.append(f"--limit {limit}")
             err.print(
@@ -233,20 +265,45 @@ def list_(
         err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
 
 
+def _what(status_filter: TaskStatus | None, provider: str | None) -> str:
+    """What a listing holds, for its title: `tracked tasks`, `completed tensorslab-image tasks`."""
+    words = [status_filter.value if status_filter else "tracked"]
+    if provider is not None:
+        words.append(provider)
+    return " ".join([*words, "tasks"])
+
+
+def _any_other_provider(by_provider: dict[str, int], provider: str | None) -> bool:
+    """Whether the listing holds a task that is not a video task, so that every page (and the
+    one header of a piped --all) has the same `provider` column."""
+    if provider is not None:
+        return provider != DEFAULT_PROVIDER
+    return any(count for name, count in by_provider.items() if name != DEFAULT_PROVIDER)
+
+
 def _list_all(
-    status_filter: TaskStatus | None, cursor: str | None, *, total: int, json_output: bool
+    status_filter: TaskStatus | None,
+    provider: str | None,
+    cursor: str | None,
+    *,
+    title: str,
+    with_provider: bool,
+    json_output: bool,
 ) -> None:
     """Every page after `cursor`, each printed as soon as it is read: a JSON array written as it
     grows, or one table per page (header once into a pipe)."""
     shown = 0
-    for number, tasks in enumerate(listing.every_page(status=status_filter, cursor=cursor)):
+    pages = listing.every_page(status=status_filter, provider=provider, cursor=cursor)
+    for number, tasks in enumerate(pages):
         if json_output:
             if tasks:
                 items = ",\n".join(tables.to_json(task) for task in tasks)
                 out.file.write(("[\n" if shown == 0 else ",\n") + items)
         else:
-            title = f"{total:,} tracked tasks (newest first)" if number == 0 else None
-            print_table(tables.tasks_table(tasks, title=title), header=number == 0)
+            table = tables.tasks_table(
+                tasks, title=title if number == 0 else None, with_provider=with_provider
+            )
+            print_table(table, header=number == 0)
         shown += len(tasks)
     if json_output:
         out.file.write("\n]\n" if shown else "[]\n")
@@ -257,14 +314,16 @@ def _list_all(
 
 @friendly_errors
 def untrack(
-    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="The task ID.")],
+    provider: ProviderOption = DEFAULT_PROVIDER,
+    json_output: JsonFlag = False,
 ) -> None:
     """Stop tracking a task: it becomes `cancelled` and is never polled again.
 
     A task that already completed, failed, expired or was not found is a conflict (exit 4).
     """
     with db.session_scope() as session:
-        result = untrack_use_case.untrack(session, task_id)
+        result = untrack_use_case.untrack(session, task_id, provider=provider)
     if json_output:
         out.print_json(tables.to_json({"changed": result.changed, "task": result.task}))
     elif result.changed:

@@ -8,6 +8,7 @@ the upstream check's answer is scrubbed of the key, URLs have their passwords ma
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from tracker.errors import TrackerError, one_line
 from tracker.ops import heartbeats, overdue
 from tracker.settings import Settings, get_settings
 from tracker.tasks import queries
-from tracker.upstream import base, make_provider
+from tracker.upstream import PROVIDERS, base, make_provider
 
 __all__ = ["FAIL", "OK", "SKIP", "WARN", "CheckResult", "run_checks"]
 
@@ -152,11 +153,37 @@ def _check_broker(settings: Settings) -> CheckResult:
 
 
 def _check_upstream(settings: Settings) -> CheckResult:
+    """Ask every provider's endpoint (video, image) about a made-up task ID: one result, the
+    worst of theirs, naming the providers it is about unless all of them share it."""
     name, where = "upstream", settings.tensorslab_base_url
     try:
-        provider = make_provider(settings)
+        probes = {provider: make_provider(settings, provider) for provider in PROVIDERS}
     except TrackerError as error:
         return CheckResult(name=name, status=FAIL, detail=str(error), fix="set TENSORSLAB_API_KEY")
+    results = {provider: _probe(settings, client) for provider, client in probes.items()}
+    bad = {provider: result for provider, result in results.items() if result.status != OK}
+    if not bad:
+        return CheckResult(
+            name=name,
+            status=OK,
+            detail=f"{where} answers and accepts the key (a made-up task ID got 404 from "
+            f"each provider: {', '.join(results)})",
+        )
+    failed = [result for result in bad.values() if result.status == FAIL]
+    worst = failed[0] if failed else next(iter(bad.values()))
+    if len(bad) == len(results):
+        return worst
+    fine = [provider for provider in results if provider not in bad]
+    return dataclasses.replace(
+        worst,
+        detail=f"{worst.detail} (provider {', '.join(bad)}; {', '.join(fine)} answers as it "
+        "should)",
+    )
+
+
+def _probe(settings: Settings, provider: base.Provider) -> CheckResult:
+    """What one provider's endpoint answers about a made-up task ID."""
+    name, where = "upstream", settings.tensorslab_base_url
     try:
         answer = provider.fetch(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
     finally:

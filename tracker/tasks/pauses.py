@@ -24,7 +24,7 @@ from tracker.db.models import ProviderFailureRow, ProviderPauseRow, TrackedTask
 from tracker.db.upsert import insert_for
 from tracker.errors import ProviderNotPaused
 from tracker.tasks.decide import PauseCause, ProviderPause
-from tracker.tasks.ids import validate_provider
+from tracker.tasks.ids import DEFAULT_PROVIDER, validate_provider
 from tracker.tasks.views import ProviderPauseView, TaskView
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "pause_provider",
     "probing_providers",
     "resume",
+    "resume_command",
     "start_probe",
 ]
 
@@ -50,6 +51,11 @@ class Resumed:
     provider: str
     cause: str
     tasks_due: int  # tasks the pause had held back, now due
+
+
+def resume_command(provider: str) -> str:
+    """The command that lifts `provider`'s pause, as advice in messages."""
+    return "`tracker resume`" if provider == DEFAULT_PROVIDER else f"`tracker resume {provider}`"
 
 
 def longest(pauses: Iterable[ProviderPause]) -> ProviderPause | None:

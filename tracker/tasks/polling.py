@@ -5,6 +5,12 @@ that still carry its token and the status it read, so a second tick, a second be
 or a slow worker whose lease ran out can never record a transition twice. A worker that dies
 leaves rows that fall due again when the lease ends: the database, not the broker, knows what
 is due. A transition and its webhook deliveries (the outbox) are written in one transaction.
+
+A batch may hold tasks of several providers (video and image): each task is asked through its
+own provider's client and scheduled by its own provider's policy, and each provider's answers
+are weighed on their own (`pauses.py`): a pause they call for (no credits, a refused key, a
+Retry-After, minutes of failed connections) pauses that provider only, with its own probe poll
+and its own run of failed connections, which only its own answers end.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -90,6 +96,7 @@ def claim_due_tasks(
 class _Leased:
     task_pk: int
     task_id: str
+    provider: str
     snapshot: TaskSnapshot
 
 
@@ -152,9 +159,9 @@ SessionFactory = Callable[[], Any]  # a context manager yielding a Session in a 
 def poll_batch(
     claim: Claim,
     *,
-    provider: Provider,
+    provider: Provider | Mapping[str, Provider],
     session_scope: SessionFactory,
-    policy: PollPolicy,
+    policy: PollPolicy | Mapping[str, PollPolicy],
     fetch_margin_s: float,
     concurrency: int = 1,
     now: Callable[[], datetime] | None = None,
@@ -171,8 +178,12 @@ def poll_batch(
     at most every `LEASE_RECHECK_S` per batch): a task untracked meanwhile is not asked about.
     Times are the database's (`now` defaults to a `DatabaseClock` read with the leased rows),
     like the lease's end that beat stamped.
+
+    `provider` and `policy` are one client and one schedule, or one per provider name; a task
+    whose provider has no client here is not asked about (it falls due again).
     """
     rng = rng or random.Random()
+    providers = dict(provider) if isinstance(provider, Mapping) else {provider.name: provider}
     with (read_scope or session_scope)() as session:  # only reads: no write lock on SQLite
         leased = _load_leased(session, claim)
         if now is None:
@@ -186,6 +197,7 @@ def poll_batch(
         every_s=LEASE_RECHECK_S,
     )
     released: set[int] = set()
+    unserved: set[str] = set()  # providers of leased tasks this batch has no client for
 
     def fetch(item: _Leased) -> tuple[_Leased, PollResult, datetime] | None:
         if clock() >= deadline:
@@ -193,7 +205,11 @@ def poll_batch(
         if not lease.holds(item.task_pk):
             released.add(item.task_pk)
             return None
-        result = provider.fetch(item.task_id)
+        client = providers.get(item.provider)
+        if client is None:
+            unserved.add(item.provider)
+            return None
+        result = client.fetch(item.task_id)
         return item, result, clock()
 
     if concurrency > 1 and len(leased) > 1:
@@ -203,9 +219,7 @@ def poll_batch(
     done = [answer for answer in answers if answer is not None]
 
     with session_scope() as session:
-        labels, ended, pause = _write_outcomes(
-            session, claim, done, provider.name, policy=policy, rng=rng
-        )
+        labels, ended, started = _write_outcomes(session, claim, done, policy=policy, rng=rng)
     summary = BatchSummary(
         polled=len(done),
         skipped=len(leased) - len(done) - len(released),
@@ -214,11 +228,13 @@ def poll_batch(
         released=len(released),
     )
     log.info("polled %d tasks (%d ended): %s", summary.polled, summary.ended, summary.outcomes)
-    if pause is not None:
-        _log_pause(provider.name, pause)
+    for provider_name, pause in started:
+        _log_pause(provider_name, pause)
     if summary.released:
         log.info("%d claimed tasks were untracked or re-leased before their poll", summary.released)
-    if summary.skipped:
+    if unserved:
+        log.warning("no client for provider(s) %s here: their tasks were not polled", unserved)
+    if summary.skipped and not unserved:
         log.warning(
             "%d claimed tasks were not polled: their lease would have ended before an answer "
             "(raise TRACKER_POLL_LEASE_S or TRACKER_POLL_CONCURRENCY, or lower the batch size)",
@@ -229,6 +245,10 @@ def poll_batch(
 
 _fetch_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _fetch_pools_lock = threading.Lock()
+
+
+def _policy_of(policy: PollPolicy | Mapping[str, PollPolicy], provider: str) -> PollPolicy:
+    return policy if isinstance(policy, PollPolicy) else policy[provider]
 
 
 def _fetch_pool(concurrency: int) -> ThreadPoolExecutor:
@@ -248,6 +268,7 @@ def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
         select(
             TrackedTask.id,
             TrackedTask.task_id,
+            TrackedTask.provider,
             TrackedTask.status,
             TrackedTask.created_at,
             TrackedTask.not_found_since,
@@ -258,6 +279,7 @@ def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
         _Leased(
             task_pk=row.id,
             task_id=row.task_id,
+            provider=row.provider,
             snapshot=TaskSnapshot(
                 status=TaskStatus(row.status),
                 created_at=row.created_at,
@@ -274,14 +296,14 @@ def _write_outcomes(
     session: Session,
     claim: Claim,
     done: list[tuple[_Leased, PollResult, datetime]],
-    provider_name: str,
     *,
-    policy: PollPolicy,
+    policy: PollPolicy | Mapping[str, PollPolicy],
     rng: random.Random,
-) -> tuple[Counter[str], int, ProviderPause | None]:
+) -> tuple[Counter[str], int, list[tuple[str, ProviderPause]]]:
     """Write each answer's outcome to the rows this batch still holds.
 
-    Returns the outcome labels, how many tasks ended, and a provider pause this batch started.
+    Returns the outcome labels, how many tasks ended, and the pauses this batch started, with
+    their provider's name: each provider's answers are weighed on their own (`_record_pauses`).
 
     The held rows are locked first (on SQLite the transaction already holds the write lock), so
     which rows may be written is known up front. Outcomes without a transition, nearly all of
@@ -291,12 +313,13 @@ def _write_outcomes(
     labels: Counter[str] = Counter()
     ended = 0
     if not done:
-        return labels, ended, None
-    batch_pauses: list[ProviderPause] = []
+        return labels, ended, []
+    batch_pauses: dict[str, list[ProviderPause]] = defaultdict(list)
     held = _lock_held_rows(session, claim, [item.task_pk for item, _, _ in done])
     unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for item, result, answered_at in done:
-        outcome = decide(item.snapshot, result, now=answered_at, policy=policy, rng=rng)
+        policy_now = _policy_of(policy, item.provider)
+        outcome = decide(item.snapshot, result, now=answered_at, policy=policy_now, rng=rng)
         log.debug(
             "task %s: polled, %s", item.task_id, _label(result), extra={"task_id": item.task_id}
         )
@@ -313,12 +336,25 @@ def _write_outcomes(
             labels[_label(result) if written else "lease_lost"] += 1
             ended += written and outcome.is_terminal
         if outcome.provider_pause is not None:
-            batch_pauses.append(outcome.provider_pause)
+            batch_pauses[item.provider].append(outcome.provider_pause)
     for columns, rows in unchanged.items():
         written = session.execute(_write_statement(columns), rows).rowcount  # type: ignore[attr-defined]
         if written != len(rows):  # impossible while the rows are locked: refuse a partial write
             raise RuntimeError(f"wrote {written} of {len(rows)} locked rows")
-    started = _record_pauses(session, done, provider_name, batch_pauses, policy=policy)
+    answers: dict[str, list[tuple[_Leased, PollResult, datetime]]] = defaultdict(list)
+    for answer in done:
+        answers[answer[0].provider].append(answer)
+    started: list[tuple[str, ProviderPause]] = []
+    for provider_name in sorted(answers):
+        pause = _record_pauses(
+            session,
+            answers[provider_name],
+            provider_name,
+            batch_pauses[provider_name],
+            policy=_policy_of(policy, provider_name),
+        )
+        if pause is not None:
+            started.append((provider_name, pause))
     return labels, ended, started
 
 
@@ -330,10 +366,11 @@ def _record_pauses(
     *,
     policy: PollPolicy,
 ) -> ProviderPause | None:
-    """What a batch's answers mean for the provider as a whole: a pause to record (the longest
-    its answers asked for, or `unreachable` when every request has failed to connect for
-    `policy.unreachable_after_s`), or, for an answer that is no reason to pause, the end of a
-    run of failed connections and of a pause whose time is up. Returns a pause it started."""
+    """What a batch's answers from one provider (`done`) mean for that provider as a whole: a
+    pause to record (the longest its answers asked for, or `unreachable` when every request to
+    it has failed to connect for `policy.unreachable_after_s`), or, for an answer that is no
+    reason to pause, the end of a run of failed connections and of a pause whose time is up.
+    Returns a pause it started."""
     unreachable = [(at, result) for _, result, at in done if isinstance(result, Unreachable)]
     if len(unreachable) == len(done):
         first_at, last_at = min(at for at, _ in unreachable), max(at for at, _ in unreachable)
@@ -376,16 +413,16 @@ def _log_pause(provider_name: str, pause: ProviderPause) -> None:
         pause.cause.value,
         f"{pause.until:%Y-%m-%d %H:%M:%S}",
         pause.reason,
-        _PAUSE_ADVICE.get(pause.cause, ""),
+        _PAUSE_ADVICE.get(pause.cause, "").format(resume=pauses.resume_command(provider_name)),
     )
 
 
 _PAUSE_ADVICE = {
     PauseCause.UNAUTHORIZED: "; check TENSORSLAB_API_KEY (one probe poll re-checks every "
-    "TRACKER_AUTH_PAUSE_S; `tracker resume` lifts it now)",
+    "TRACKER_AUTH_PAUSE_S; {resume} lifts it now)",
     PauseCause.UNREACHABLE: "; check TENSORSLAB_BASE_URL and the network (one probe poll "
-    "re-checks every TRACKER_UNREACHABLE_PAUSE_S; `tracker resume` lifts it now)",
-    PauseCause.NO_CREDITS: "; buy credits, then `tracker resume`",
+    "re-checks every TRACKER_UNREACHABLE_PAUSE_S; {resume} lifts it now)",
+    PauseCause.NO_CREDITS: "; buy credits, then {resume}",
 }
 
 

@@ -27,6 +27,7 @@ from tracker.tasks.pauses import active_pauses
 from tracker.tasks.views import ProviderPauseView, TaskPage, TaskView, TransitionView
 
 __all__ = [
+    "count_by_provider",
     "count_by_status",
     "count_tasks",
     "get_row",
@@ -54,6 +55,7 @@ def rows_by_task_id(
 
 def get_row(session: Session, task_id: str, provider: str = DEFAULT_PROVIDER) -> TrackedTask:
     """The stored row of one task; `UnknownTask` when it is not tracked."""
+    validate_provider(provider)
     validate_task_id(task_id)
     row = session.scalar(
         select(TrackedTask).where(TrackedTask.provider == provider, TrackedTask.task_id == task_id)
@@ -166,6 +168,14 @@ def count_tasks(
         validate_provider(provider)
         query = query.where(TrackedTask.provider == provider)
     return int(session.scalar(query) or 0)
+
+
+def count_by_provider(session: Session, *, status: TaskStatus | None = None) -> dict[str, int]:
+    """How many tracked tasks (in `status`, if given) each provider that has any holds."""
+    query = select(TrackedTask.provider, func.count()).group_by(TrackedTask.provider)
+    if status is not None:
+        query = query.where(TrackedTask.status == status.value)
+    return {provider: count for provider, count in session.execute(query).all()}
 
 
 def count_by_status(session: Session) -> dict[TaskStatus, int]:

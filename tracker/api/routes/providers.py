@@ -32,7 +32,7 @@ router = APIRouter(prefix="/v1/providers", tags=["providers"])
 def resume_provider(
     provider: Annotated[
         str,
-        Path(max_length=32, examples=["tensorslab"], json_schema_extra={"enum": list(PROVIDERS)}),
+        Path(max_length=32, examples=list(PROVIDERS), json_schema_extra={"enum": list(PROVIDERS)}),
     ],
     database: DatabaseDep,
 ) -> ResumedPublic:

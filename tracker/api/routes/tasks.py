@@ -29,7 +29,9 @@ from tracker.states import TaskStatus
 from tracker.tasks import forget, pauses, queries, register, untrack
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 from tracker.tasks.pagination import MAX_PAGE_SIZE, TASK_CURSOR_PATTERN
-from tracker.upstream.names import PROVIDERS
+from tracker.tasks.schedule import PollPolicy
+from tracker.tasks.views import Registration
+from tracker.upstream.names import DEFAULT_PROVIDER, PROVIDERS
 from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.vetting import vet_webhook_urls
 
@@ -46,6 +48,14 @@ TaskIdPath = Annotated[
         max_length=MAX_TASK_ID_LENGTH,
         examples=[EXAMPLE_TASK_ID],
         json_schema_extra=task_id_schema(),
+    ),
+]
+ProviderQuery = Annotated[
+    str,
+    Query(
+        max_length=32,
+        description=f"Whose task ID it is: {', '.join(PROVIDERS)} (the default: video tasks).",
+        examples=list(PROVIDERS),
     ),
 ]
 
@@ -84,29 +94,39 @@ def register_tasks(
     policy = AddressPolicy.from_settings(settings)
     vetted = vet_webhook_urls((item.webhook_url for item in items), policy)  # before the write
     warnings = {
-        item.task_id: vetted[item.webhook_url].warning for item in items if item.webhook_url
+        (item.provider, item.task_id): vetted[item.webhook_url].warning
+        for item in items
+        if item.webhook_url
     }
-    with database.write() as session:
-        registrations = register.register_tasks(
-            session,
-            [
-                register.NewTask(
-                    item.task_id,
-                    item.metadata,
-                    None if item.webhook_url is None else vetted[item.webhook_url],
-                )
-                for item in items
-            ],
-            first_poll_delay_s=settings.poll_first_delay_s,
-            policy=policy,
-        )
+    by_provider: dict[str, list[TaskCreate]] = {}
+    for item in items:
+        by_provider.setdefault(item.provider, []).append(item)
+    registrations: dict[tuple[str, str], Registration] = {}
+    with database.write() as session:  # one transaction: all providers' tasks, or none
+        for provider, group in by_provider.items():
+            for registration in register.register_tasks(
+                session,
+                [
+                    register.NewTask(
+                        item.task_id,
+                        item.metadata,
+                        None if item.webhook_url is None else vetted[item.webhook_url],
+                    )
+                    for item in group
+                ],
+                first_poll_delay_s=PollPolicy.for_provider(settings, provider).first_delay_s,
+                provider=provider,
+                policy=policy,
+            ):
+                registrations[provider, registration.task.task_id] = registration
+    ordered = dict.fromkeys((item.provider, item.task_id) for item in items)
     results = [
-        RegisteredTask.model_validate(item).model_copy(
-            update={"webhook_warning": warnings.get(item.task.task_id)}
+        RegisteredTask.model_validate(registrations[key]).model_copy(
+            update={"webhook_warning": warnings.get(key)}
         )
-        for item in registrations
+        for key in ordered
     ]
-    response.status_code = 201 if any(item.created for item in registrations) else 200
+    response.status_code = 201 if any(item.created for item in results) else 200
     if isinstance(body, TaskBatchCreate):
         return RegisteredTasks(tasks=results)
     return results[0]
@@ -173,10 +193,14 @@ def list_tasks(
     response_model=TaskPublic,
     responses=documented_errors(404, 422),
 )
-def get_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
+def get_task(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> TaskPublic:
     with database.read() as session:
         [task] = pauses.annotate(
-            session, [queries.get_task(session, task_id)], now=database_now(session)
+            session,
+            [queries.get_task(session, task_id, provider=provider)],
+            now=database_now(session),
         )
     return TaskPublic.model_validate(task)
 
@@ -187,9 +211,11 @@ def get_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
     response_model=TransitionList,
     responses=documented_errors(404, 422),
 )
-def get_transitions(task_id: TaskIdPath, database: DatabaseDep) -> TransitionList:
+def get_transitions(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> TransitionList:
     with database.read() as session:
-        transitions = queries.history(session, task_id)
+        transitions = queries.history(session, task_id, provider=provider)
     return TransitionList(
         task_id=task_id, transitions=[TransitionPublic.model_validate(t) for t in transitions]
     )
@@ -206,9 +232,11 @@ def get_transitions(task_id: TaskIdPath, database: DatabaseDep) -> TransitionLis
     response_model=TaskPublic,
     responses=documented_errors(404, 409, 422),
 )
-def cancel_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
+def cancel_task(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> TaskPublic:
     with database.write() as session:
-        result = untrack.untrack(session, task_id)
+        result = untrack.untrack(session, task_id, provider=provider)
     return TaskPublic.model_validate(result.task)
 
 
@@ -225,7 +253,9 @@ def cancel_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
     response_class=Response,
     responses={204: {"description": "Erased."}, **documented_errors(404, 409, 422)},
 )
-def erase_task(task_id: TaskIdPath, database: DatabaseDep) -> Response:
+def erase_task(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> Response:
     with database.write() as session:
-        forget.forget(session, task_id)
+        forget.forget(session, task_id, provider=provider)
     return Response(status_code=204)
