@@ -162,6 +162,7 @@ class TaskCreate(_Input):
         description=f"Whose task ID it is: one of {', '.join(PROVIDERS)} (TensorsLab's video "
         "tasks, the default, or its image tasks). A task is identified by provider and ID.",
         examples=list(PROVIDERS),
+        json_schema_extra={"enum": list(PROVIDERS)},
     )
     webhook_url: str | None = Field(
         default=None,

@@ -56,6 +56,7 @@ ProviderQuery = Annotated[
         max_length=32,
         description=f"Whose task ID it is: {', '.join(PROVIDERS)} (the default: video tasks).",
         examples=list(PROVIDERS),
+        json_schema_extra={"enum": list(PROVIDERS)},
     ),
 ]
 
