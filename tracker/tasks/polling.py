@@ -77,6 +77,12 @@ class BatchSummary:
     ended: int  # tasks this batch moved to a terminal status (their webhooks are in the outbox)
     outcomes: dict[str, int]
     released: int = 0  # no longer leased when their turn came (untracked, or lease lost): unasked
+    deferred: int = 0  # no rate limit token in time: unasked, due again at once
+
+
+# How long one batch may wait for rate limit tokens (TENSORSLAB_MAX_REQUESTS_PER_S) before it
+# hands its remaining tasks back as due: the next tick claims them again, oldest due first.
+RATE_WAIT_BOUND_S = 10.0
 
 
 # How stale the batch's view of which rows it still holds may be when a poll starts: at most
@@ -135,6 +141,7 @@ def poll_batch(
     now: Callable[[], datetime] | None = None,
     rng: random.Random | None = None,
     read_scope: SessionFactory | None = None,
+    rate_limit: Callable[[float], bool] | None = None,
 ) -> BatchSummary:
     """Poll the claimed tasks and write each outcome; tasks no longer leased are skipped.
 
@@ -146,6 +153,12 @@ def poll_batch(
     at most every `LEASE_RECHECK_S` per batch): a task untracked meanwhile is not asked about.
     Times are the database's (`now` defaults to a `DatabaseClock` read with the leased rows),
     like the lease's end that beat stamped.
+
+    With `rate_limit` (the shared bucket: takes a token waiting at most the seconds given, and
+    says whether it did), each poll first takes a token, waiting at most until
+    `RATE_WAIT_BOUND_S` after the batch started and never past the lease's margin; a task that
+    got none is deferred: its lease is dropped and it is due again at the batch's start, so the
+    next claim (oldest due first) takes it before tasks that fell due later.
     """
     rng = rng or random.Random()
     with (read_scope or session_scope)() as session:  # only reads: no write lock on SQLite
@@ -161,6 +174,8 @@ def poll_batch(
         every_s=LEASE_RECHECK_S,
     )
     released: set[int] = set()
+    deferred: set[int] = set()
+    started_at, started = clock(), time.monotonic()
 
     def fetch(item: _Leased) -> tuple[_Leased, PollResult, datetime] | None:
         if clock() >= deadline:
@@ -168,6 +183,14 @@ def poll_batch(
         if not lease.holds(item.task_pk):
             released.add(item.task_pk)
             return None
+        if rate_limit is not None:
+            lease_left_s = (deadline - clock()).total_seconds()
+            wait_s = min(lease_left_s, started + RATE_WAIT_BOUND_S - time.monotonic())
+            if wait_s <= 0 or not rate_limit(wait_s):
+                deferred.add(item.task_pk)
+                return None
+            if clock() >= deadline:
+                return None
         result = provider.fetch(item.task_id)
         return item, result, clock()
 
@@ -179,16 +202,24 @@ def poll_batch(
 
     with session_scope() as session:
         labels, ended = _write_outcomes(session, claim, done, provider.name, policy=policy, rng=rng)
+        if deferred:
+            _release_deferred(session, claim, deferred, due_at=started_at)
     summary = BatchSummary(
         polled=len(done),
-        skipped=len(leased) - len(done) - len(released),
+        skipped=len(leased) - len(done) - len(released) - len(deferred),
         ended=ended,
         outcomes=dict(labels),
         released=len(released),
+        deferred=len(deferred),
     )
     log.info("polled %d tasks (%d ended): %s", summary.polled, summary.ended, summary.outcomes)
     if summary.released:
         log.info("%d claimed tasks were untracked or re-leased before their poll", summary.released)
+    if summary.deferred:
+        log.info(
+            "%d claimed tasks wait for the rate limit (TENSORSLAB_MAX_REQUESTS_PER_S): due again",
+            summary.deferred,
+        )
     if summary.skipped:
         log.warning(
             "%d claimed tasks were not polled: their lease would have ended before an answer "
@@ -212,6 +243,19 @@ def _fetch_pool(concurrency: int) -> ThreadPoolExecutor:
                 max_workers=concurrency, thread_name_prefix="tracker-poll"
             )
         return pool
+
+
+def _release_deferred(
+    session: Session, claim: Claim, task_pks: set[int], *, due_at: datetime
+) -> None:
+    """Hand rows this batch did not poll for want of a rate token back to the claim: due at
+    `due_at`, unleased (only rows still carrying this batch's token)."""
+    session.execute(
+        update(TrackedTask)
+        .where(TrackedTask.id.in_(sorted(task_pks)), TrackedTask.lease_token == claim.lease_token)
+        .values(lease_token=None, lease_expires_at=None, next_poll_at=due_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _load_leased(session: Session, claim: Claim) -> list[_Leased]:

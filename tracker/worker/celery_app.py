@@ -29,7 +29,7 @@ from tracker.db.clock import database_now
 from tracker.db.leasing import Claim
 from tracker.errors import BrokerUnavailable, DatabaseUnavailable, one_line
 from tracker.settings import get_settings
-from tracker.tasks import polling
+from tracker.tasks import polling, rate_limit
 from tracker.tasks.schedule import PollPolicy
 from tracker.upstream import Provider, make_provider
 from tracker.webhooks import sender
@@ -46,6 +46,22 @@ app.config_from_object("celeryconfig")  # lazy: read on first use, not at import
 
 _providers: dict[int, Provider] = {}
 _webhook_sessions: dict[int, requests.Session] = {}
+_buckets: dict[int, rate_limit.TokenBucket | None] = {}
+
+
+def _rate_limit() -> Callable[[float], bool] | None:
+    """This process's view of the API key's shared bucket; None when no cap is set."""
+    pid = os.getpid()
+    if pid not in _buckets:
+        _buckets[pid] = rate_limit.make_bucket(get_settings(), db.session_scope)
+    bucket = _buckets[pid]
+    if bucket is None:
+        return None
+    return functools.partial(_take_token, bucket)
+
+
+def _take_token(bucket: rate_limit.TokenBucket, wait_s: float) -> bool:
+    return rate_limit.acquire(bucket, wait_s=wait_s)
 
 
 def _provider() -> Provider:
@@ -82,6 +98,7 @@ def _fresh_process_resources(**_: Any) -> None:
     db.dispose_engine()
     _providers.clear()
     _webhook_sessions.clear()
+    _buckets.clear()
 
 
 @beat_embedded_init.connect
@@ -206,6 +223,7 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
         # started this long before the lease ends is over before it does.
         fetch_margin_s=settings.poll_attempt_deadline_s,
         concurrency=settings.poll_concurrency,
+        rate_limit=_rate_limit(),
     )
     metrics.record_polls(summary.outcomes)
     if summary.ended:
@@ -218,6 +236,7 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
         "skipped": summary.skipped,
         "ended": summary.ended,
         "released": summary.released,
+        "deferred": summary.deferred,
         "outcomes": summary.outcomes,
     }
 
