@@ -19,6 +19,8 @@ EXPECTED_TABLES = {
     "webhook_deliveries",
     "delivery_attempts",
     "api_tokens",
+    "submissions",  # 0010
+    "rate_buckets",  # 0010
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli import observe, run, secrets, tasks, tokens, webhooks
+from tracker.cli import observe, run, secrets, submit, tasks, tokens, webhooks
 from tracker.cli.output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -34,6 +34,8 @@ app.command("status", rich_help_panel=TASKS)(tasks.status)
 app.command("history", rich_help_panel=TASKS)(tasks.history)
 app.command("list", rich_help_panel=TASKS)(tasks.list_)
 app.command("untrack", rich_help_panel=TASKS)(tasks.untrack)
+app.add_typer(submit.submit_app, name="submit", rich_help_panel=TASKS)
+app.command("submissions", rich_help_panel=TASKS)(submit.submissions)
 app.command("watch", rich_help_panel=TASKS)(friendly_errors(observe.watch))
 app.command("stats", rich_help_panel=TASKS)(friendly_errors(observe.stats))
 app.command("worker", rich_help_panel=RUN)(run.worker)

@@ -109,7 +109,9 @@ class RedisBucket:
         try:
             answer = self._script(keys=[self._key], args=[self.rate_per_s, self.burst])
         except Exception as error:  # redis' ConnectionError, TimeoutError, ResponseError...
-            raise BrokerUnavailable(f"cannot reach the rate limit in Redis: {one_line(error)}")
+            raise BrokerUnavailable(
+                f"cannot reach the rate limit in Redis: {one_line(error)}"
+            ) from None
         return float(answer.decode() if isinstance(answer, bytes) else answer)
 
 

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from tracker.errors import InvalidInput
+from tracker.errors import InvalidInput, MissingAPIKey
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline, deadline_session
+from tracker.settings import Settings
 
 __all__ = [
     "IMAGE_PROVIDER",
@@ -41,6 +42,7 @@ __all__ = [
     "ModelSpec",
     "SubmissionRequest",
     "TensorsLabCreator",
+    "creator_from_settings",
     "parse_create_response",
     "validate_request",
 ]
@@ -360,6 +362,22 @@ class TensorsLabCreator:
 
     def close(self) -> None:
         self._session.close()
+
+
+def creator_from_settings(settings: Settings) -> TensorsLabCreator:
+    """The creator for the configured key and base URL. Raises `MissingAPIKey` without a key."""
+    if settings.tensorslab_api_key is None:
+        raise MissingAPIKey(
+            "TENSORSLAB_API_KEY is not set: tracker cannot create TensorsLab tasks without it "
+            "(set it in the environment or in .env)"
+        )
+    return TensorsLabCreator(
+        base_url=settings.tensorslab_base_url,
+        api_key=settings.tensorslab_api_key.get_secret_value(),
+        auth_scheme=settings.tensorslab_auth_scheme,
+        connect_timeout_s=settings.tensorslab_connect_timeout_s,
+        read_timeout_s=settings.tensorslab_read_timeout_s,
+    )
 
 
 def _never_connected(error: BaseException) -> bool:

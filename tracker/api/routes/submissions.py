@@ -1,0 +1,156 @@
+"""`/v1/submissions`: create a TensorsLab task and track it; list and read submissions.
+
+Thin: the body is checked against the provider's table (`validate_request`), then the submit
+use case runs. A caller's `Idempotency-Key` header makes a retried POST answer from the stored
+submission instead of creating a second paid task; the same key with another body is 409.
+A submission that made no task is answered in the error shape with the stored submission
+beside it: 409 `submission_refused`, 503 `submission_unknown` or `submission_not_sent`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracker.api.deps import DatabaseDep, SettingsDep
+from tracker.api.errors import documented_errors
+from tracker.api.schemas import TaskPublic
+from tracker.errors import SubmissionRefused, SubmissionUnknown
+from tracker.tasks import submit
+from tracker.tasks.submit import SubmissionView
+from tracker.upstream.tensorslab_create import MAX_PROMPT_CHARS, validate_request
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
+
+
+class SubmissionCreate(BaseModel):
+    """What to create: the model's kind and name, the prompt, and the model's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["video", "image"]
+    model: str = Field(max_length=64, examples=["seedancev2"])
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS * 4)  # the real limit is checked in chars
+    duration: int | None = Field(default=None, description="Video seconds (per model).")
+    resolution: str | None = Field(default=None, max_length=32, examples=["720p"])
+    ratio: str | None = Field(default=None, max_length=16, examples=["16:9"])
+    image_url: str | None = Field(default=None, max_length=4096)
+    batch_size: int | None = Field(default=None, description="Images per task (seedream).")
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    metadata: Any = Field(default=None, description="Your own JSON object (at most 16 KiB).")
+
+
+class SubmissionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    model: str
+    provider: str
+    status: str
+    request: dict[str, Any]
+    webhook_url: str | None
+    metadata: dict[str, Any]
+    idempotency_key: str | None
+    task_id: str | None
+    upstream_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    task: TaskPublic | None = None
+    webhook_id: int | None = None
+    webhook_secret: str | None = None
+
+
+class SubmissionList(BaseModel):
+    submissions: list[SubmissionPublic]
+
+
+def _public(view: SubmissionView) -> dict[str, Any]:
+    return SubmissionPublic.model_validate(view).model_dump(mode="json")
+
+
+@router.post(
+    "",
+    summary="Create a TensorsLab task and track it",
+    description=(
+        "Sends one create request (never retried: it is paid work) and tracks the task ID "
+        "it returns, with the webhook and metadata as a registration has them. Send an "
+        "`Idempotency-Key` header to make a retry safe: the same key answers from the stored "
+        "submission; the same key with another body is 409. A refusal by TensorsLab is 409 "
+        "`submission_refused`; a create sent without an answer is 503 `submission_unknown` "
+        "(a task may exist: check before submitting again); both carry the `submission`."
+    ),
+    status_code=201,
+    response_model=SubmissionPublic,
+    responses=documented_errors(409, 413, 422, 503),
+)
+def create_submission(
+    body: SubmissionCreate,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> object:
+    request = validate_request(
+        body.kind,
+        body.model,
+        prompt=body.prompt,
+        duration_s=body.duration,
+        resolution=body.resolution,
+        ratio=body.ratio,
+        image_url=body.image_url,
+        batch_size=body.batch_size,
+    )
+    view = submit.submit_configured(
+        request,
+        settings=settings,
+        session_scope=database.write,
+        metadata=body.metadata,
+        webhook_url=body.webhook_url,
+        idempotency_key=idempotency_key,
+    )
+    headers = {"Idempotent-Replayed": "true"} if view.replayed else None
+    error = submit.outcome_error(view)
+    if error is None:
+        return JSONResponse(_public(view), status_code=201, headers=headers)
+    if isinstance(error, SubmissionRefused):
+        status, code = 409, "submission_refused"
+    elif isinstance(error, SubmissionUnknown):
+        status, code = 503, "submission_unknown"
+    else:
+        status, code = 503, "submission_not_sent"
+    body_out = {
+        "error": {"code": code, "message": str(error), "details": []},
+        "submission": _public(view),
+    }
+    return JSONResponse(body_out, status_code=status, headers=headers)
+
+
+@router.get("", summary="Submissions, newest first", response_model=SubmissionList)
+def list_submissions(
+    database: DatabaseDep,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> SubmissionList:
+    with database.read() as session:
+        found = submit.list_submissions(session, status=status, limit=limit)
+    return SubmissionList(submissions=[SubmissionPublic.model_validate(item) for item in found])
+
+
+@router.get(
+    "/{submission_id}",
+    summary="One submission, with what was sent",
+    response_model=SubmissionPublic,
+    responses=documented_errors(404, 422),
+)
+def get_submission(
+    submission_id: Annotated[int, Path(ge=1)], database: DatabaseDep
+) -> SubmissionPublic:
+    with database.read() as session:
+        return SubmissionPublic.model_validate(submit.get_submission(session, submission_id))
