@@ -204,8 +204,9 @@ def submissions(
             out.print(f"{name:>10}  {escape(str(value))}", highlight=False)
         return
     table = Table(header_style="bold")
-    for column in ("id", "status", "model", "task id", "created", "message"):
-        table.add_column(column, overflow="fold")
+    for column in ("id", "status", "model", "task id", "created"):
+        table.add_column(column, no_wrap=column in ("id", "status"), overflow="fold")
+    table.add_column("message", overflow="fold", ratio=1)
     for view in found:
         table.add_row(
             str(view.id),
