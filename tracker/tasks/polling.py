@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import random
 import threading
@@ -22,13 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, lease_due_rows
 from tracker.db.models import ProviderPauseRow, TrackedTask
 from tracker.errors import DatabaseUnavailable
+from tracker.settings import Settings
 from tracker.states import TaskStatus
 from tracker.tasks.decide import PollOutcome, TaskSnapshot, decide
 from tracker.tasks.pauses import pause_provider
@@ -36,18 +38,42 @@ from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.transitions import record_transition
 from tracker.upstream.base import PollResult, Provider, TaskMissing, TaskReport
 
-__all__ = ["BatchSummary", "claim_due_tasks", "poll_batch"]
+__all__ = ["BatchSummary", "claim_due_tasks", "poll_batch", "rate_limited_claims"]
 
 log = logging.getLogger(__name__)
 
 
+def rate_limited_claims(settings: Settings) -> int | None:
+    """Under TENSORSLAB_MAX_REQUESTS_PER_S, how many tasks may be claimed and not yet polled
+    at once: what the shared bucket can serve until the next tick (its refill, plus the
+    burst). None without a cap. Claiming more would only park tasks in leases (and batches in
+    the broker's queue) while the oldest due wait; claiming this many, oldest due first, gives
+    every due task its turn, the longest waiting first."""
+    rate = settings.tensorslab_max_requests_per_s
+    if rate is None:
+        return None
+    return max(1, math.ceil(rate * settings.tick_interval_s) + settings.rate_limit_burst)
+
+
 def claim_due_tasks(
-    session: Session, *, now: datetime, limit: int, lease_s: float, batch_size: int
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    batch_size: int,
+    in_flight_cap: int | None = None,
 ) -> list[Claim]:
     """Lease up to `limit` due tasks of unpaused providers, in claims of `batch_size`.
 
-    `now` is the database's clock (`tracker.db.clock.database_now`).
+    With `in_flight_cap` (`rate_limited_claims`), at most that many tasks are leased with the
+    lease not ended, those of earlier claims included. `now` is the database's clock
+    (`tracker.db.clock.database_now`).
     """
+    if in_flight_cap is not None:
+        limit = min(limit, in_flight_cap - _in_flight(session, now=now, lease_s=lease_s))
+        if limit <= 0:
+            return []
     paused = select(ProviderPauseRow.provider).where(ProviderPauseRow.paused_until > now)
     return lease_due_rows(
         session,
@@ -58,6 +84,23 @@ def claim_due_tasks(
         lease_s=lease_s,
         batch_size=batch_size,
         conditions=[TrackedTask.provider.not_in(paused)],
+    )
+
+
+def _in_flight(session: Session, *, now: datetime, lease_s: float) -> int:
+    """Tasks leased now. A claim pushes `next_poll_at` to the lease's end, so they all lie in
+    (now, now + lease_s]: the due index finds them without reading every live row."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TrackedTask)
+            .where(
+                TrackedTask.next_poll_at > now,
+                TrackedTask.next_poll_at <= now + timedelta(seconds=lease_s),
+                TrackedTask.lease_expires_at > now,
+            )
+        )
+        or 0
     )
 
 

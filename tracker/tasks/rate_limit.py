@@ -42,7 +42,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Redis: refill by the time passed on Redis's own clock, then take one token if there is one.
-# Returns the seconds to wait as a string ("0" when taken): Lua numbers become integers.
+# Returns the seconds to wait as a string ("0.000000" when taken): Lua numbers returned to
+# Redis become integers. Numbers are stored with string.format: Lua's tostring keeps only 14
+# significant digits, which rounds an epoch time to 10 ms and would mint tokens on every call.
 _TAKE_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -65,9 +67,9 @@ if tokens >= 1 then
 else
   wait = (1 - tokens) / rate
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.9f', tokens), 'at', string.format('%.6f', at))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)
-return tostring(wait)
+return string.format('%.6f', wait)
 """
 
 

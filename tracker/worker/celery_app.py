@@ -119,7 +119,9 @@ def enqueue_due_tasks() -> int:
     """Claim due tasks and deliveries, send one message per batch; returns the tasks claimed."""
     settings = get_settings()
     claimed = _claim_and_send(
-        polling.claim_due_tasks,
+        functools.partial(
+            polling.claim_due_tasks, in_flight_cap=polling.rate_limited_claims(settings)
+        ),
         poll,
         lease_s=settings.poll_lease_s,
         batch_size=settings.poll_batch_size,
