@@ -67,7 +67,8 @@ if tokens >= 1 then
 else
   wait = (1 - tokens) / rate
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.9f', tokens), 'at', string.format('%.6f', at))
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.9f', tokens),
+  'at', string.format('%.6f', at))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)
 return string.format('%.6f', wait)
 """
