@@ -4,6 +4,7 @@ tasks end, and the `tracker` command run through typer's CliRunner."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import pytest
 from typer.testing import CliRunner
@@ -40,10 +41,10 @@ def run_cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
 
 def poll_until_terminal(
     url: str,
-    provider: Provider,
+    provider: Provider | Mapping[str, Provider],
     *,
     task_ids: list[str] | None = None,
-    policy: PollPolicy = FAST_POLICY,
+    policy: PollPolicy | Mapping[str, PollPolicy] = FAST_POLICY,
     until_s: float = 20,
 ) -> None:
     """Claim and poll, as ticks and workers would, until the tasks (default: all) are terminal."""

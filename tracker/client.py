@@ -5,6 +5,8 @@
     tracker = Tracker()                      # the configured database (TRACKER_DATABASE_URL)
     tracker.register("20251129_9f3c2a7e", metadata={"order": 1042})
     tracker.get("20251129_9f3c2a7e").status  # TaskStatus.REGISTERED, later COMPLETED ...
+    tracker.register("img_4f1e", provider="tensorslab-image")   # an image task
+    tracker.get("img_4f1e", provider="tensorslab-image").result_urls
 
 Each method is one transaction calling the same use cases as the CLI and the HTTP API
 (`tracker.tasks`, `tracker.webhooks`), and returns their frozen views. Errors are tracker's own
@@ -25,8 +27,10 @@ from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks import queries, register, submit, untrack
+from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.submit import SubmissionView
 from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
+from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.upstream.tensorslab_create import validate_request
 from tracker.webhooks import deliveries, endpoints
 from tracker.webhooks.deliveries import DeliveryView
@@ -67,14 +71,17 @@ class Tracker:
         *,
         metadata: Mapping[str, Any] | None = None,
         webhook_url: str | None = None,
+        provider: str = DEFAULT_PROVIDER,
     ) -> Registered:
-        """Start tracking one ID or several (all, or none if any is invalid)."""
+        """Start tracking one ID or several (all, or none if any is invalid) of `provider`:
+        `tensorslab` (video tasks, the default) or `tensorslab-image`."""
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         with self.database.write() as session:
             registrations = register.register(
                 session,
                 ids,
-                first_poll_delay_s=self.settings.poll_first_delay_s,
+                first_poll_delay_s=PollPolicy.for_provider(self.settings, provider).first_delay_s,
+                provider=provider,
                 metadata=dict(metadata) if isinstance(metadata, Mapping) else metadata,
                 webhook_url=webhook_url,
                 policy=self._policy(),
@@ -138,19 +145,22 @@ class Tracker:
         with self.database.read() as session:
             return submit.list_submissions(session, status=status, limit=limit)
 
-    def get(self, task_id: str) -> TaskView:
+    def get(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> TaskView:
         with self.database.read() as session:
-            return queries.get_task(session, task_id)
+            return queries.get_task(session, task_id, provider=provider)
 
-    def history(self, task_id: str) -> builtins.list[TransitionView]:
+    def history(
+        self, task_id: str, *, provider: str = DEFAULT_PROVIDER
+    ) -> builtins.list[TransitionView]:
         """Every status change of the task, oldest first."""
         with self.database.read() as session:
-            return queries.history(session, task_id)
+            return queries.history(session, task_id, provider=provider)
 
     def list(
         self,
         *,
         status: TaskStatus | str | None = None,
+        provider: str | None = None,
         created_since: datetime | None = None,
         updated_since: datetime | None = None,
         limit: int = 50,
@@ -161,16 +171,17 @@ class Tracker:
             return queries.page_tasks(
                 session,
                 status=TaskStatus(status) if status is not None else None,
+                provider=provider,
                 created_since=created_since,
                 updated_since=updated_since,
                 limit=limit,
                 cursor=cursor,
             )
 
-    def untrack(self, task_id: str) -> Untracked:
+    def untrack(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> Untracked:
         """Stop tracking: the task becomes `cancelled`; `TaskAlreadyEnded` if it had ended."""
         with self.database.write() as session:
-            return untrack.untrack(session, task_id)
+            return untrack.untrack(session, task_id, provider=provider)
 
     # --- webhooks ----------------------------------------------------------------------
 

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     poll_min_interval_s: Seconds = 5.0
     poll_max_interval_s: Seconds = 20.0
     poll_quiet_until_s: float = Field(default=90.0, ge=0, le=86400)
+    # The schedule of image tasks (provider tensorslab-image), which take seconds to a minute;
+    # the TRACKER_POLL_* values above are the video tasks' (provider tensorslab).
+    image_poll_first_delay_s: float = Field(default=2.0, ge=0, le=30 * 24 * 3600)
+    image_poll_min_interval_s: Seconds = 2.0
+    image_poll_max_interval_s: Seconds = 5.0
+    image_poll_quiet_until_s: float = Field(default=0.0, ge=0, le=86400)
     error_max_backoff_s: Seconds = 300.0
     no_credits_pause_s: Seconds = 600.0
     not_found_grace_s: Seconds = 300.0
@@ -335,6 +341,12 @@ class Settings(BaseSettings):
                 "TRACKER_POLL_MIN_INTERVAL_S "
                 f"({self.poll_min_interval_s:g}) is larger than TRACKER_POLL_MAX_INTERVAL_S "
                 f"({self.poll_max_interval_s:g})"
+            )
+        if self.image_poll_min_interval_s > self.image_poll_max_interval_s:
+            raise ValueError(
+                "TRACKER_IMAGE_POLL_MIN_INTERVAL_S "
+                f"({self.image_poll_min_interval_s:g}) is larger than "
+                f"TRACKER_IMAGE_POLL_MAX_INTERVAL_S ({self.image_poll_max_interval_s:g})"
             )
         return self
 

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 from tracker.tasks.register import MAX_METADATA_BYTES
+from tracker.upstream.names import DEFAULT_PROVIDER, PROVIDERS
 
 __all__ = [
     "AttemptPublic",
@@ -101,8 +102,15 @@ class TaskCreate(_Input):
     task_id: str = Field(
         min_length=1,
         max_length=MAX_TASK_ID_LENGTH,
-        description="The ID TensorsLab returned when the video task was created.",
+        description="The ID TensorsLab returned when the video or image task was created.",
         examples=[EXAMPLE_TASK_ID],
+    )
+    provider: str = Field(
+        default=DEFAULT_PROVIDER,
+        max_length=32,
+        description=f"Whose task ID it is: one of {', '.join(PROVIDERS)} (TensorsLab's video "
+        "tasks, the default, or its image tasks). A task is identified by provider and ID.",
+        examples=list(PROVIDERS),
     )
     webhook_url: str | None = Field(
         default=None,
@@ -146,10 +154,14 @@ class TaskPublic(_Output):
     task_id: str
     provider: str
     status: TaskStatus
-    result_urls: list[str] = Field(description="The video URLs, once completed.")
+    result_urls: list[str] = Field(description="The video or image URLs, once completed.")
     upstream_message: str | None
     last_error: str | None
-    details: dict[str, Any] = Field(description="TensorsLab's moreTaskInfo, as last seen.")
+    details: dict[str, Any] = Field(
+        description="TensorsLab's details of the task, as last seen: for video its "
+        "moreTaskInfo (prompt, resolution, duration...), for images category, width, height, "
+        "prompt, starttime."
+    )
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime

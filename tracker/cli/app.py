@@ -17,8 +17,8 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     help=(
-        "Follow TensorsLab video tasks until they finish: register task IDs, let the worker "
-        "poll them, query every status change.\n\n"
+        "Follow TensorsLab video and image tasks until they finish: register task IDs, let the "
+        "worker poll them, query every status change.\n\n"
         "Settings come from the environment or a .env file (see the README). "
         "New here? Run `tracker demo`."
     ),

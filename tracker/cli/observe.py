@@ -16,12 +16,13 @@ from rich.text import Text
 from tracker import db
 from tracker.cli import tables
 from tracker.cli.output import JsonFlag, err, out
-from tracker.cli.parsing import parse_since, read_task_ids
+from tracker.cli.parsing import ProviderOption, parse_since, read_task_ids
 from tracker.db.clock import database_now
 from tracker.states import TaskStatus
 from tracker.tasks import stats as stats_use_case
 from tracker.tasks import watch as watch_use_case
 from tracker.tasks.ids import validate_provider
+from tracker.upstream.names import DEFAULT_PROVIDER
 
 __all__ = ["format_duration", "stats", "watch"]
 
@@ -40,9 +41,11 @@ def format_duration(seconds: float) -> str:
     return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
 
 
-def _snapshot(task_ids: list[str]) -> watch_use_case.WatchSnapshot:
+def _snapshot(task_ids: list[str], provider: str) -> watch_use_case.WatchSnapshot:
     with db.read_scope() as session:
-        return watch_use_case.watch_snapshot(session, task_ids, now=database_now(session))
+        return watch_use_case.watch_snapshot(
+            session, task_ids, now=database_now(session), provider=provider
+        )
 
 
 def _watch_table(snapshot: watch_use_case.WatchSnapshot, *, live: bool = False) -> Table:
@@ -77,6 +80,7 @@ def watch(
         float | None,
         typer.Option("--timeout", min=0, help="Give up (exit 1) after this many seconds."),
     ] = None,
+    provider: ProviderOption = DEFAULT_PROVIDER,
     json_output: Annotated[
         bool,
         typer.Option(
@@ -92,7 +96,7 @@ def watch(
     Exits 0 when all are terminal, 1 at --timeout, 130 when stopped with Ctrl-C.
     """
     ids = list(read_task_ids(task_ids))
-    snapshot = _snapshot(ids)  # unknown IDs fail here, before any output
+    snapshot = _snapshot(ids, provider)  # unknown IDs fail here, before any output
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # Transient: the live view gives way to one final table, printed the same way on a terminal
     # and into a pipe or a file (where a live view shows nothing).
@@ -108,7 +112,7 @@ def watch(
                 if pause <= 0:
                     break
                 time.sleep(pause)
-                snapshot = _snapshot(ids)
+                snapshot = _snapshot(ids, provider)
     except KeyboardInterrupt:
         if not json_output:
             out.print(_watch_table(snapshot))
@@ -187,7 +191,35 @@ def _stats_tables(figures: stats_use_case.Stats) -> Group:
         "Percentiles are nearest-rank.",
         style="dim",
     )
-    return Group(counts, table, notes)
+    if len(figures.by_provider) < 2:
+        return Group(counts, table, notes)
+    return Group(counts, table, _by_provider_table(figures), notes)
+
+
+def _by_provider_table(figures: stats_use_case.Stats) -> Table:
+    """One row per provider: its tasks, results and the figures' p50 / p95."""
+    table = Table(title="by provider", header_style="bold")
+    table.add_column("provider", no_wrap=True)
+    for column in ("tasks", "completed", "failed", "polls per task (mean)"):
+        table.add_column(column, justify="right")
+    for column in ("registration → result p50 / p95", "detection window p95"):
+        table.add_column(column, justify="right")
+    for name, each in figures.by_provider.items():
+        polls = each.polls_per_task
+        result = each.time_to_result_s
+        window = each.detection_window_s
+        table.add_row(
+            Text(name),
+            str(each.total),
+            str(each.counts[TaskStatus.COMPLETED]),
+            str(each.counts[TaskStatus.FAILED]),
+            "-" if polls is None else f"{polls.mean:.1f}",
+            "-"
+            if result is None
+            else f"{format_duration(result.p50)} / {format_duration(result.p95)}",
+            "-" if window is None else format_duration(window.p95),
+        )
+    return table
 
 
 def stats(
@@ -195,7 +227,10 @@ def stats(
         str | None,
         typer.Option(help="Only tasks registered since then: 24h, 30m, 7d, or an ISO time."),
     ] = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider's tasks.")] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="Only this provider's tasks (tensorslab, tensorslab-image)."),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Counts by status, polls per task, time to result, and a bound on detection delay.

@@ -1,4 +1,5 @@
-"""Reading what people type: task IDs (`-` for stdin) and times (`2h`, `1d`, ISO 8601)."""
+"""Reading what people type: task IDs (`-` for stdin), times (`2h`, `1d`, ISO 8601) and the
+`--provider` option of the commands that name one task."""
 
 from __future__ import annotations
 
@@ -6,10 +7,24 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
 
 from tracker.errors import InvalidInput
+from tracker.upstream.names import PROVIDERS
 
-__all__ = ["parse_since", "read_task_ids"]
+__all__ = ["ProviderOption", "parse_since", "read_task_ids"]
+
+# A task is identified by its provider and its ID: the same ID may be a video and an image task.
+ProviderOption = Annotated[
+    str,
+    typer.Option(
+        "--provider",
+        help=f"Whose task ID it is: {' or '.join(PROVIDERS)} "
+        f"(TensorsLab's video tasks, the default, or its image tasks).",
+    ),
+]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from tracker.states import TaskStatus
 from tracker.tasks.views import TaskView, TransitionView
+from tracker.upstream.names import DEFAULT_PROVIDER
 
 __all__ = ["STATUS_STYLES", "history_table", "status_text", "task_table", "tasks_table", "to_json"]
 
@@ -72,12 +73,21 @@ def _when(moment: datetime | None, *, now: datetime | None = None) -> str:
 
 
 def tasks_table(tasks: Iterable[TaskView], *, title: str | None = None) -> Table:
+    """One row per task. A `provider` column appears when a task is not a video task
+    (`tensorslab`): one ID may be a task of each provider."""
+    tasks = list(tasks)
+    with_provider = any(task.provider != DEFAULT_PROVIDER for task in tasks)
     table = Table(title=title, header_style="bold")
-    for column in ("task id", "status", "polls", "updated", "result / message"):
+    table.add_column("task id", overflow="fold")
+    if with_provider:
+        table.add_column("provider", no_wrap=True)
+    for column in ("status", "polls", "updated", "result / message"):
         table.add_column(column, overflow="fold")
     for task in tasks:
+        provider = (Text(task.provider),) if with_provider else ()
         table.add_row(
             Text(task.task_id),
+            *provider,
             status_text(task.status),
             str(task.poll_count),
             _when(task.updated_at),

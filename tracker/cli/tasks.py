@@ -14,13 +14,16 @@ from rich.markup import escape
 from tracker import db
 from tracker.cli import tables
 from tracker.cli.output import JsonFlag, err, friendly_errors, out
-from tracker.cli.parsing import read_task_ids
+from tracker.cli.parsing import ProviderOption, read_task_ids
 from tracker.db.clock import database_now
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import queries
 from tracker.tasks import register as register_use_case
 from tracker.tasks import untrack as untrack_use_case
+from tracker.tasks.ids import validate_provider
+from tracker.tasks.schedule import PollPolicy
+from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.webhooks.guard import AddressPolicy
 
 __all__ = ["history", "list_", "register", "status", "untrack"]
@@ -39,6 +42,7 @@ def register(
             "printed once, if the URL has none)."
         ),
     ] = None,
+    provider: ProviderOption = DEFAULT_PROVIDER,
     json_output: JsonFlag = False,
 ) -> None:
     """Start tracking task IDs. All are stored, or none if any is invalid.
@@ -46,13 +50,15 @@ def register(
     Registering an ID that is already tracked is harmless: it changes nothing (but adds
     --webhook if the task does not send to that URL yet) and says so.
     """
+    validate_provider(provider)
     ids = list(read_task_ids(task_ids))
     settings = get_settings()
     with db.session_scope() as session:
         registrations = register_use_case.register(
             session,
             ids,
-            first_poll_delay_s=settings.poll_first_delay_s,
+            first_poll_delay_s=PollPolicy.for_provider(settings, provider).first_delay_s,
+            provider=provider,
             webhook_url=webhook,
             policy=AddressPolicy.from_settings(settings),
         )
@@ -92,11 +98,13 @@ def register(
 
 @friendly_errors
 def status(
-    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="The task ID.")],
+    provider: ProviderOption = DEFAULT_PROVIDER,
+    json_output: JsonFlag = False,
 ) -> None:
     """Show one task: status, result URLs, messages, poll counts and times."""
     with db.read_scope() as session:
-        task = queries.get_task(session, task_id)
+        task = queries.get_task(session, task_id, provider=provider)
     if json_output:
         out.print_json(tables.to_json(task))
     else:
@@ -105,11 +113,13 @@ def status(
 
 @friendly_errors
 def history(
-    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="The task ID.")],
+    provider: ProviderOption = DEFAULT_PROVIDER,
+    json_output: JsonFlag = False,
 ) -> None:
     """Show every status change of a task, oldest first."""
     with db.read_scope() as session:
-        transitions = queries.history(session, task_id)
+        transitions = queries.history(session, task_id, provider=provider)
     if json_output:
         out.print_json(tables.to_json(transitions))
     else:
@@ -122,16 +132,23 @@ def list_(
         TaskStatus | None, typer.Option("--status", "-s", help="Only tasks in this status.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 50,
+    provider: Annotated[
+        str | None, typer.Option(help="Only this provider's tasks (tensorslab, tensorslab-image).")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """List tracked tasks, newest first."""
+    if provider is not None:
+        validate_provider(provider)
     with db.read_scope() as session:
-        tasks = queries.list_tasks(session, status=status_filter, limit=limit)
+        tasks = queries.list_tasks(session, status=status_filter, provider=provider, limit=limit)
         pauses = queries.provider_pauses(session, now=database_now(session))
     if json_output:
         out.print_json(tables.to_json(tasks))
         return
-    out.print(tables.tasks_table(tasks, title=f"{len(tasks)} tracked tasks (newest first)"))
+    which = f"{provider} " if provider is not None else ""
+    title = f"{len(tasks)} tracked {which}tasks (newest first)"
+    out.print(tables.tasks_table(tasks, title=title))
     for pause in pauses:
         err.print(
             f"[yellow]polling of {escape(pause.provider)} is paused until "
@@ -142,14 +159,16 @@ def list_(
 
 @friendly_errors
 def untrack(
-    task_id: Annotated[str, typer.Argument(help="The task ID.")], json_output: JsonFlag = False
+    task_id: Annotated[str, typer.Argument(help="The task ID.")],
+    provider: ProviderOption = DEFAULT_PROVIDER,
+    json_output: JsonFlag = False,
 ) -> None:
     """Stop tracking a task: it becomes `cancelled` and is never polled again.
 
     A task that already completed, failed, expired or was not found is a conflict (exit 4).
     """
     with db.session_scope() as session:
-        result = untrack_use_case.untrack(session, task_id)
+        result = untrack_use_case.untrack(session, task_id, provider=provider)
     if json_output:
         out.print_json(tables.to_json({"changed": result.changed, "task": result.task}))
     elif result.changed:

@@ -5,6 +5,10 @@ that still carry its token and the status it read, so a second tick, a second be
 or a slow worker whose lease ran out can never record a transition twice. A worker that dies
 leaves rows that fall due again when the lease ends: the database, not the broker, knows what
 is due. A transition and its webhook deliveries (the outbox) are written in one transaction.
+
+A batch may hold tasks of several providers (video and image): each task is asked through its
+own provider's client and scheduled by its own provider's policy, and a pause one provider's
+answer calls for (no credits, Retry-After) pauses that provider only.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,6 +112,7 @@ def _in_flight(session: Session, *, now: datetime, lease_s: float) -> int:
 class _Leased:
     task_pk: int
     task_id: str
+    provider: str
     snapshot: TaskSnapshot
 
 
@@ -176,9 +181,9 @@ SessionFactory = Callable[[], Any]  # a context manager yielding a Session in a 
 def poll_batch(
     claim: Claim,
     *,
-    provider: Provider,
+    provider: Provider | Mapping[str, Provider],
     session_scope: SessionFactory,
-    policy: PollPolicy,
+    policy: PollPolicy | Mapping[str, PollPolicy],
     fetch_margin_s: float,
     concurrency: int = 1,
     now: Callable[[], datetime] | None = None,
@@ -197,6 +202,9 @@ def poll_batch(
     Times are the database's (`now` defaults to a `DatabaseClock` read with the leased rows),
     like the lease's end that beat stamped.
 
+    `provider` and `policy` are one client and one schedule, or one per provider name; a task
+    whose provider has no client here is not asked about (it falls due again).
+
     With `rate_limit` (the shared bucket: takes a token waiting at most the seconds given, and
     says whether it did), each poll first takes a token, waiting at most until
     `RATE_WAIT_BOUND_S` after the batch started and never past the lease's margin; a task that
@@ -204,6 +212,7 @@ def poll_batch(
     next claim (oldest due first) takes it before tasks that fell due later.
     """
     rng = rng or random.Random()
+    providers = dict(provider) if isinstance(provider, Mapping) else {provider.name: provider}
     with (read_scope or session_scope)() as session:  # only reads: no write lock on SQLite
         leased = _load_leased(session, claim)
         if now is None:
@@ -219,12 +228,17 @@ def poll_batch(
     released: set[int] = set()
     deferred: set[int] = set()
     started_at, started = clock(), time.monotonic()
+    unserved: set[str] = set()  # providers of leased tasks this batch has no client for
 
     def fetch(item: _Leased) -> tuple[_Leased, PollResult, datetime] | None:
         if clock() >= deadline:
             return None
         if not lease.holds(item.task_pk):
             released.add(item.task_pk)
+            return None
+        client = providers.get(item.provider)
+        if client is None:
+            unserved.add(item.provider)
             return None
         if rate_limit is not None:
             lease_left_s = (deadline - clock()).total_seconds()
@@ -234,7 +248,7 @@ def poll_batch(
                 return None
             if clock() >= deadline:
                 return None
-        result = provider.fetch(item.task_id)
+        result = client.fetch(item.task_id)
         return item, result, clock()
 
     if concurrency > 1 and len(leased) > 1:
@@ -244,7 +258,7 @@ def poll_batch(
     done = [answer for answer in answers if answer is not None]
 
     with session_scope() as session:
-        labels, ended = _write_outcomes(session, claim, done, provider.name, policy=policy, rng=rng)
+        labels, ended = _write_outcomes(session, claim, done, policy=policy, rng=rng)
         if deferred:
             _release_deferred(session, claim, deferred, due_at=started_at)
     summary = BatchSummary(
@@ -263,7 +277,9 @@ def poll_batch(
             "%d claimed tasks wait for the rate limit (TENSORSLAB_MAX_REQUESTS_PER_S): due again",
             summary.deferred,
         )
-    if summary.skipped:
+    if unserved:
+        log.warning("no client for provider(s) %s here: their tasks were not polled", unserved)
+    if summary.skipped and not unserved:
         log.warning(
             "%d claimed tasks were not polled: their lease would have ended before an answer "
             "(raise TRACKER_POLL_LEASE_S or TRACKER_POLL_CONCURRENCY, or lower the batch size)",
@@ -274,6 +290,10 @@ def poll_batch(
 
 _fetch_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _fetch_pools_lock = threading.Lock()
+
+
+def _policy_of(policy: PollPolicy | Mapping[str, PollPolicy], provider: str) -> PollPolicy:
+    return policy if isinstance(policy, PollPolicy) else policy[provider]
 
 
 def _fetch_pool(concurrency: int) -> ThreadPoolExecutor:
@@ -306,6 +326,7 @@ def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
         select(
             TrackedTask.id,
             TrackedTask.task_id,
+            TrackedTask.provider,
             TrackedTask.status,
             TrackedTask.created_at,
             TrackedTask.not_found_since,
@@ -316,6 +337,7 @@ def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
         _Leased(
             task_pk=row.id,
             task_id=row.task_id,
+            provider=row.provider,
             snapshot=TaskSnapshot(
                 status=TaskStatus(row.status),
                 created_at=row.created_at,
@@ -332,9 +354,8 @@ def _write_outcomes(
     session: Session,
     claim: Claim,
     done: list[tuple[_Leased, PollResult, datetime]],
-    provider_name: str,
     *,
-    policy: PollPolicy,
+    policy: PollPolicy | Mapping[str, PollPolicy],
     rng: random.Random,
 ) -> tuple[Counter[str], int]:
     """Write each answer's outcome to the rows this batch still holds.
@@ -353,7 +374,8 @@ def _write_outcomes(
     held = _lock_held_rows(session, claim, [item.task_pk for item, _, _ in done])
     unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for item, result, answered_at in done:
-        outcome = decide(item.snapshot, result, now=answered_at, policy=policy, rng=rng)
+        policy_now = _policy_of(policy, item.provider)
+        outcome = decide(item.snapshot, result, now=answered_at, policy=policy_now, rng=rng)
         if held.get(item.task_pk) != item.snapshot.status.value:
             labels["lease_lost"] += 1
         elif outcome.new_status is None:
@@ -367,7 +389,7 @@ def _write_outcomes(
             labels[_label(result) if written else "lease_lost"] += 1
             ended += written and outcome.is_terminal
         if outcome.provider_pause is not None:
-            pause_provider(session, provider_name, outcome.provider_pause, at=answered_at)
+            pause_provider(session, item.provider, outcome.provider_pause, at=answered_at)
     for columns, rows in unchanged.items():
         written = session.execute(_write_statement(columns), rows).rowcount  # type: ignore[attr-defined]
         if written != len(rows):  # impossible while the rows are locked: refuse a partial write

@@ -52,6 +52,7 @@ def rows_by_task_id(
 
 def get_row(session: Session, task_id: str, provider: str = DEFAULT_PROVIDER) -> TrackedTask:
     """The stored row of one task; `UnknownTask` when it is not tracked."""
+    validate_provider(provider)
     validate_task_id(task_id)
     row = session.scalar(
         select(TrackedTask).where(TrackedTask.provider == provider, TrackedTask.task_id == task_id)

@@ -15,15 +15,22 @@ The default schedule is built for real TensorsLab videos, which take about 2 to 
 - every delay gets +-`JITTER_RATIO` jitter so tasks registered together spread out, except that
   jitter never stretches a normal interval past `max_interval_s`: that bound is a promise about
   the detection delay.
+
+Image tasks (provider `tensorslab-image`) take seconds to a minute, so they have knobs of their
+own (`TRACKER_IMAGE_POLL_*`): first poll at 2 s, no quiet period, then every half of the age
+within 2 s .. 5 s (about 2, 4, 6, 9, 13.5, 18.5 s ... then every 5 s). The error backoff, the
+pauses, the not-found grace and the maximum age are shared. `PollPolicy.for_provider` picks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
 from tracker.settings import Settings
 from tracker.states import TaskStatus
+from tracker.upstream.names import IMAGE_PROVIDER, PROVIDERS
 
 __all__ = [
     "INTERVAL_PER_AGE",
@@ -32,6 +39,7 @@ __all__ = [
     "error_backoff_s",
     "jittered",
     "next_poll_delay_s",
+    "policies_by_provider",
     "poll_interval_s",
 ]
 
@@ -65,6 +73,26 @@ class PollPolicy:
             max_tracking_age_s=settings.max_tracking_age_s,
             quiet_until_s=settings.poll_quiet_until_s,
         )
+
+    @classmethod
+    def for_provider(cls, settings: Settings, provider: str) -> PollPolicy:
+        """The schedule of `provider`'s tasks: video's `TRACKER_POLL_*` knobs, or the image
+        ones (`TRACKER_IMAGE_POLL_*`) for `tensorslab-image`."""
+        policy = cls.from_settings(settings)
+        if provider != IMAGE_PROVIDER:
+            return policy
+        return dataclasses.replace(
+            policy,
+            first_delay_s=settings.image_poll_first_delay_s,
+            min_interval_s=settings.image_poll_min_interval_s,
+            max_interval_s=settings.image_poll_max_interval_s,
+            quiet_until_s=settings.image_poll_quiet_until_s,
+        )
+
+
+def policies_by_provider(settings: Settings) -> dict[str, PollPolicy]:
+    """Every provider's schedule, by provider name."""
+    return {name: PollPolicy.for_provider(settings, name) for name in PROVIDERS}
 
 
 def poll_interval_s(policy: PollPolicy, *, age_s: float, status: TaskStatus) -> float:

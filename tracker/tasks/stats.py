@@ -16,7 +16,7 @@ status, a looser bound.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -69,6 +69,10 @@ class Stats:
     """Seconds from the last poll that saw the task unfinished (its registration when the first
     poll already saw it finished) to the poll that saw it completed or failed: the task
     finished inside this window, so the detection delay is at most this."""
+    by_provider: Mapping[str, Stats] = field(default_factory=dict, compare=False)
+    """Over all providers (`provider` None): the same figures per provider that has tasks in
+    scope, by name (video and image tasks take very different times). Empty otherwise. Not
+    compared: it is derived from the figures of the same tasks."""
 
 
 def compute_stats(
@@ -111,7 +115,15 @@ def compute_stats(
         .group_by(Transition.task_pk)
         .subquery()
     )
+    by_provider: dict[str, Stats] = {}
+    if provider is None:
+        names = select(TrackedTask.provider).where(*scope).distinct()
+        by_provider = {
+            name: compute_stats(session, now=now, provider=name, since=since)
+            for name in sorted(session.scalars(names))
+        }
     return Stats(
+        by_provider=by_provider,
         as_of=now,
         since=since,
         provider=provider,

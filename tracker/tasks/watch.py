@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from tracker.db.models import Transition
 from tracker.errors import InvalidTaskId, UnknownTask
 from tracker.states import TaskStatus
-from tracker.tasks.ids import DEFAULT_PROVIDER, validate_task_id
+from tracker.tasks.ids import DEFAULT_PROVIDER, validate_provider, validate_task_id
 from tracker.tasks.pagination import chunked
 from tracker.tasks.queries import rows_by_task_id
 from tracker.tasks.views import TaskView
@@ -47,6 +47,7 @@ def watch_snapshot(
     provider: str = DEFAULT_PROVIDER,
 ) -> WatchSnapshot:
     """The given tasks as they are now. `UnknownTask` for the first ID that is not tracked."""
+    validate_provider(provider)
     if not task_ids:
         raise InvalidTaskId("no task ID given")
     ordered = list(

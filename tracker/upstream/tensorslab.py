@@ -1,177 +1,81 @@
-"""TensorsLab's `POST /v1/video/infobytaskid`, spoken exactly as its OpenAPI contract says.
+"""TensorsLab's video tasks: `POST /v1/video/infobytaskid`, spoken exactly as its OpenAPI
+contract says.
 
-One `requests.Session` per client (one client per worker process) keeps connections alive.
-Each poll is one attempt bounded as a whole (connect, send, answer and JSON body) by
-`deadline_s` = connect + read timeout (`tracker.http_deadline`): an upstream that trickles its
-answer cannot keep a poll open past its lease.
-Every answer becomes one `PollResult`; anything outside the contract becomes a
-`ContractViolation` rather than a guess, so it can never cause a false transition.
+The HTTP attempt, its deadline and the envelope (`code`, `msg`, `data`) are shared with the image
+endpoint (`tensorslab_api.py`); this module reads the video `data`: `task_status` 1 pending,
+2 processing, 5 uploading, 3 completed, 4 failed, `url` (the videos), `message` on failure and the
+`moreTaskInfo` details.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
-from tracker.http_deadline import DeadlineExceeded, attempt_deadline, deadline_session
-from tracker.retry_after import parse_retry_after
 from tracker.states import status_from_upstream_code
-from tracker.upstream.base import (
-    ContractViolation,
-    InsufficientCredits,
-    PollResult,
-    TaskMissing,
-    TaskReport,
-    Throttled,
-    Unauthorized,
-    Unavailable,
-    UpstreamFailure,
+from tracker.upstream.base import ContractViolation, PollResult, TaskReport
+from tracker.upstream.tensorslab_api import (
+    MAX_RETRY_AFTER_S,
+    StatusClient,
+    excerpt,
+    parse_envelope,
+    string_list,
 )
 
-__all__ = ["STATUS_PATH", "TensorsLabClient", "parse_response"]
+__all__ = [
+    "MAX_RETRY_AFTER_S",
+    "PROVIDER_NAME",
+    "STATUS_PATH",
+    "TensorsLabClient",
+    "parse_response",
+]
 
+PROVIDER_NAME = "tensorslab"
 STATUS_PATH = "/v1/video/infobytaskid"
-CODE_SUCCESS = 1000
-CODE_FAILURE = 9999
-CODE_INSUFFICIENT_CREDITS = 9000
 DETAIL_FIELDS = ("prompt", "imageurl", "resolution", "fps", "source", "duration", "seed", "ratio")
-MAX_RETRY_AFTER_S = 3600.0
-_EXCERPT_CHARS = 200
 
 
-class TensorsLabClient:
-    """Asks TensorsLab about tasks. Thread-compatible per instance; make one per process."""
+class TensorsLabClient(StatusClient):
+    """Asks TensorsLab about video tasks. Thread-compatible per instance; make one per process."""
 
-    name = "tensorslab"
+    name = PROVIDER_NAME
+    status_path = STATUS_PATH
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        auth_scheme: str = "Bearer",
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 30.0,
-        session: requests.Session | None = None,
-    ) -> None:
-        self._url = base_url.rstrip("/") + STATUS_PATH
-        self._timeout = (connect_timeout_s, read_timeout_s)
-        self.deadline_s = connect_timeout_s + read_timeout_s  # the whole attempt, body included
-        self._session = deadline_session(session or requests.Session())
-        self._session.headers.update(
-            {
-                "Authorization": f"{auth_scheme} {api_key}" if auth_scheme else api_key,
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": "tracker/0.1 (self-hosted task tracker)",
-            }
-        )
+    def request_body(self, task_id: str) -> dict[str, Any]:
+        return {"taskid": task_id, "moreTaskInfo": True}
 
-    def fetch(self, task_id: str) -> PollResult:
-        body = json.dumps({"taskid": task_id, "moreTaskInfo": True})
-        try:
-            # The body is read inside the deadline too (stream=False: `post` returns it read).
-            with attempt_deadline(self.deadline_s):
-                # Redirects are not in the contract; following one could send the key elsewhere.
-                response = self._session.post(
-                    self._url, data=body, timeout=self._timeout, allow_redirects=False
-                )
-        except DeadlineExceeded as error:
-            return Unavailable(f"timed out: {error}")
-        except requests.Timeout as error:
-            return Unavailable(f"timed out: {type(error).__name__}")
-        except requests.ConnectionError as error:
-            return Unavailable(f"connection failed: {_first_line(error)}")
-        except requests.RequestException as error:
-            return Unavailable(f"request failed: {_first_line(error)}")
-        except Exception as error:  # urllib3 protocol errors can escape requests' wrapping
-            return Unavailable(f"request failed: {_first_line(error)}")
-        try:
-            return parse_response(
-                task_id,
-                status_code=response.status_code,
-                headers=response.headers,
-                text=response.text,
-            )
-        except Exception as error:  # e.g. RecursionError on a deeply nested body: one task's
-            # strange answer must not lose its whole batch; it is a contract violation.
-            return ContractViolation(f"unreadable answer: {type(error).__name__}")
-
-    def close(self) -> None:
-        self._session.close()
+    def parse_response(
+        self, task_id: str, *, status_code: int, headers: Mapping[str, str], text: str
+    ) -> PollResult:
+        return parse_response(task_id, status_code=status_code, headers=headers, text=text)
 
 
 def parse_response(
     task_id: str, *, status_code: int, headers: Mapping[str, str], text: str
 ) -> PollResult:
     """Turn one HTTP answer into a `PollResult`. Pure: no I/O, so every case is table-tested."""
-    if status_code == 429:
-        return Throttled(
-            f"HTTP 429: {_excerpt(text)}", retry_after_s=_retry_after_s(headers.get("Retry-After"))
-        )
-    if status_code >= 500:
-        return Unavailable(
-            f"HTTP {status_code}: {_excerpt(text)}",
-            retry_after_s=_retry_after_s(headers.get("Retry-After")),
-        )
-    if status_code in (401, 403):
-        return Unauthorized(f"HTTP {status_code}: API key refused: {_excerpt(text)}")
-
-    payload = _json_object(text)
-    if status_code == 404:
-        # The contract documents 404 with an ErrorResponse body. A 404 without one is more likely
-        # a wrong base URL or a proxy than an unknown task, so it must not count toward not_found.
-        code = payload.get("code") if payload is not None else None
-        if payload is None or not isinstance(code, int) or isinstance(code, bool):
-            return ContractViolation(f"HTTP 404 without the documented body: {_excerpt(text)}")
-        message = payload.get("msg")
-        return TaskMissing(message=message if isinstance(message, str) else "", payload=payload)
-    if status_code != 200:
-        return ContractViolation(f"unexpected HTTP {status_code}: {_excerpt(text)}")
-    if payload is None:
-        return ContractViolation(f"body is not a JSON object: {_excerpt(text)}")
-
-    code = payload.get("code")
-    message = payload.get("msg")
-    if not isinstance(code, int) or isinstance(code, bool):
-        return ContractViolation(f"`code` missing or not an integer: {_excerpt(text)}")
-    if code == CODE_INSUFFICIENT_CREDITS:
-        return InsufficientCredits(f"code 9000: {message or 'insufficient credits'}")
-    if code == CODE_FAILURE:
-        return UpstreamFailure(f"code 9999: {message or '(no message)'}")
-    if code != CODE_SUCCESS:
-        return ContractViolation(f"unknown code {code}: {_excerpt(text)}")
-    return _task_report(task_id, payload, text)
+    return parse_envelope(
+        task_id, status_code=status_code, headers=headers, text=text, read_data=_task_report
+    )
 
 
 def _task_report(task_id: str, payload: dict[str, Any], text: str) -> PollResult:
-    data = payload.get("data")
-    if not isinstance(data, dict):
-        return ContractViolation(f"code 1000 without a `data` object: {_excerpt(text)}")
-    reported_id = data.get("taskid")
-    if reported_id is not None and reported_id != task_id:
-        return ContractViolation(f"asked for {task_id!r}, answer is about {reported_id!r}")
+    data: dict[str, Any] = payload["data"]
     raw_status = data.get("task_status")
     if not isinstance(raw_status, int) or isinstance(raw_status, bool):
-        return ContractViolation(f"`task_status` missing or not an integer: {_excerpt(text)}")
+        return ContractViolation(f"`task_status` missing or not an integer: {excerpt(text)}")
     try:
         status = status_from_upstream_code(raw_status)
     except ValueError as error:
         return ContractViolation(str(error))
-    urls = data.get("url")
+    urls = string_list(data.get("url"))
     if urls is None:
-        urls = []
-    if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
-        return ContractViolation(f"`url` is not a list of strings: {_excerpt(text)}")
+        return ContractViolation(f"`url` is not a list of strings: {excerpt(text)}")
     message = data.get("message")
     if message is None:
         message = ""
     if not isinstance(message, str):
-        return ContractViolation(f"`message` is not a string: {_excerpt(text)}")
+        return ContractViolation(f"`message` is not a string: {excerpt(text)}")
     details = {key: data[key] for key in DETAIL_FIELDS if data.get(key) not in (None, "")}
     return TaskReport(
         status=status,
@@ -180,26 +84,3 @@ def _task_report(task_id: str, payload: dict[str, Any], text: str) -> PollResult
         details=details,
         payload=payload,
     )
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), bounded; None if absent."""
-    seconds = parse_retry_after(value, now=datetime.now(UTC))
-    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0][:_EXCERPT_CHARS] if str(error) else type(error).__name__

@@ -30,8 +30,8 @@ from tracker.db.leasing import Claim
 from tracker.errors import BrokerUnavailable, DatabaseUnavailable, one_line
 from tracker.settings import get_settings
 from tracker.tasks import polling, rate_limit
-from tracker.tasks.schedule import PollPolicy
-from tracker.upstream import Provider, make_provider
+from tracker.tasks.schedule import policies_by_provider
+from tracker.upstream import PROVIDERS, Provider, make_provider
 from tracker.webhooks import sender
 from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.guarded_http import guarded_session
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 app = Celery("tracker")
 app.config_from_object("celeryconfig")  # lazy: read on first use, not at import
 
-_providers: dict[int, Provider] = {}
+_providers: dict[int, dict[str, Provider]] = {}
 _webhook_sessions: dict[int, requests.Session] = {}
 _buckets: dict[int, rate_limit.TokenBucket | None] = {}
 
@@ -64,12 +64,15 @@ def _take_token(bucket: rate_limit.TokenBucket, wait_s: float) -> bool:
     return rate_limit.acquire(bucket, wait_s=wait_s)
 
 
-def _provider() -> Provider:
-    """This process's upstream client (one HTTP session per worker process)."""
-    provider = _providers.get(os.getpid())
-    if provider is None:
-        provider = _providers[os.getpid()] = metrics.TimedProvider(make_provider(get_settings()))
-    return provider
+def _provider_clients() -> dict[str, Provider]:
+    """This process's upstream clients by provider name (one HTTP session each per process)."""
+    clients = _providers.get(os.getpid())
+    if clients is None:
+        settings = get_settings()
+        clients = _providers[os.getpid()] = {
+            name: metrics.TimedProvider(make_provider(settings, name)) for name in PROVIDERS
+        }
+    return clients
 
 
 def _webhook_session() -> requests.Session:
@@ -217,10 +220,10 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     summary = polling.poll_batch(
         Claim.from_message(message),
-        provider=_provider(),
+        provider=_provider_clients(),
         session_scope=db.session_scope,
         read_scope=db.read_scope,
-        policy=PollPolicy.from_settings(settings),
+        policy=policies_by_provider(settings),
         # A poll's whole attempt is bounded by this deadline (tracker.http_deadline), so a poll
         # started this long before the lease ends is over before it does.
         fetch_margin_s=settings.poll_attempt_deadline_s,

@@ -26,6 +26,9 @@ from tracker.states import TaskStatus
 from tracker.tasks import queries, register, untrack
 from tracker.tasks.ids import MAX_TASK_ID_LENGTH
 from tracker.tasks.pagination import MAX_PAGE_SIZE
+from tracker.tasks.schedule import PollPolicy
+from tracker.tasks.views import Registration
+from tracker.upstream.names import DEFAULT_PROVIDER, PROVIDERS
 from tracker.webhooks.guard import AddressPolicy
 
 __all__ = ["router"]
@@ -39,6 +42,14 @@ TaskIdPath = Annotated[
         max_length=MAX_TASK_ID_LENGTH,
         description="The TensorsLab task ID.",
         examples=["20251129_9f3c2a7e"],
+    ),
+]
+ProviderQuery = Annotated[
+    str,
+    Query(
+        max_length=32,
+        description=f"Whose task ID it is: {', '.join(PROVIDERS)} (the default: video tasks).",
+        examples=list(PROVIDERS),
     ),
 ]
 
@@ -74,15 +85,23 @@ def register_tasks(
             f"{len(items)} tasks in one request; the limit is {settings.api_max_batch} "
             "(TRACKER_API_MAX_BATCH): send them in several requests",
         )
-    with database.write() as session:
-        registrations = register.register_tasks(
-            session,
-            [register.NewTask(item.task_id, item.metadata, item.webhook_url) for item in items],
-            first_poll_delay_s=settings.poll_first_delay_s,
-            policy=AddressPolicy.from_settings(settings),
-        )
-    results = [RegisteredTask.model_validate(item) for item in registrations]
-    response.status_code = 201 if any(item.created for item in registrations) else 200
+    by_provider: dict[str, list[TaskCreate]] = {}
+    for item in items:
+        by_provider.setdefault(item.provider, []).append(item)
+    registrations: dict[tuple[str, str], Registration] = {}
+    with database.write() as session:  # one transaction: all providers' tasks, or none
+        for provider, group in by_provider.items():
+            for registration in register.register_tasks(
+                session,
+                [register.NewTask(item.task_id, item.metadata, item.webhook_url) for item in group],
+                first_poll_delay_s=PollPolicy.for_provider(settings, provider).first_delay_s,
+                provider=provider,
+                policy=AddressPolicy.from_settings(settings),
+            ):
+                registrations[provider, registration.task.task_id] = registration
+    ordered = dict.fromkeys((item.provider, item.task_id) for item in items)
+    results = [RegisteredTask.model_validate(registrations[key]) for key in ordered]
+    response.status_code = 201 if any(item.created for item in results) else 200
     if isinstance(body, TaskBatchCreate):
         return RegisteredTasks(tasks=results)
     return results[0]
@@ -130,9 +149,11 @@ def list_tasks(
     response_model=TaskPublic,
     responses=documented_errors(404, 422),
 )
-def get_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
+def get_task(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> TaskPublic:
     with database.read() as session:
-        return TaskPublic.model_validate(queries.get_task(session, task_id))
+        return TaskPublic.model_validate(queries.get_task(session, task_id, provider=provider))
 
 
 @router.get(
@@ -141,9 +162,11 @@ def get_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
     response_model=TransitionList,
     responses=documented_errors(404, 422),
 )
-def get_transitions(task_id: TaskIdPath, database: DatabaseDep) -> TransitionList:
+def get_transitions(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> TransitionList:
     with database.read() as session:
-        transitions = queries.history(session, task_id)
+        transitions = queries.history(session, task_id, provider=provider)
     return TransitionList(
         task_id=task_id, transitions=[TransitionPublic.model_validate(t) for t in transitions]
     )
@@ -160,7 +183,9 @@ def get_transitions(task_id: TaskIdPath, database: DatabaseDep) -> TransitionLis
     response_model=TaskPublic,
     responses=documented_errors(404, 409, 422),
 )
-def untrack_task(task_id: TaskIdPath, database: DatabaseDep) -> TaskPublic:
+def untrack_task(
+    task_id: TaskIdPath, database: DatabaseDep, provider: ProviderQuery = DEFAULT_PROVIDER
+) -> TaskPublic:
     with database.write() as session:
-        result = untrack.untrack(session, task_id)
+        result = untrack.untrack(session, task_id, provider=provider)
     return TaskPublic.model_validate(result.task)

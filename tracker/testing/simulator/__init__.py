@@ -1,6 +1,7 @@
-"""A fake TensorsLab video task API on loopback, for tests, demos and benchmarks.
+"""A fake TensorsLab task API on loopback, for tests, demos and benchmarks.
 
-`Simulator` serves `POST /v1/video/infobytaskid` as the OpenAPI contract describes, playing scripted
+`Simulator` serves `POST /v1/video/infobytaskid` as the OpenAPI contract describes, and
+`POST /v1/images/infobytaskid` for image tasks (`TaskScript(..., kind="image")`), playing scripted
 task lifecycles (`TaskScript` of `Step`s) and injecting `Faults`; `/_sim/...` is its admin API.
 """
 

@@ -21,7 +21,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from tracker.testing.simulator.scripts import ScriptError, Status, Step, TaskScript
+from tracker.testing.simulator.scripts import ScriptError, Status, Step, TaskKind, TaskScript
 
 __all__ = [
     "CREATE_PREFIXES",
@@ -31,7 +31,7 @@ __all__ = [
     "parse_form",
 ]
 
-CREATE_PREFIXES = {"/v1/video/": "video", "/v1/images/": "image"}
+CREATE_PREFIXES: dict[str, TaskKind] = {"/v1/video/": "video", "/v1/images/": "image"}
 # A created task: processing for one answered poll, then completed.
 DEFAULT_SCRIPT = (Step(Status.PROCESSING, polls=1), Step(Status.COMPLETED))
 STATUS_NAMES = frozenset({"infobytaskid", "deletevideotask", "deleteimagestask"})
@@ -116,20 +116,27 @@ class CreateBehaviour:
             urls=tuple(obj.get("urls", ())),
         )
 
-    def task_script(self, task_id: str, kind: str, fields: Mapping[str, str]) -> TaskScript:
+    def task_script(
+        self, task_id: str, kind: TaskKind, model: str, fields: Mapping[str, str]
+    ) -> TaskScript:
+        """The task a create makes, with the details its status endpoint reports."""
         details: dict[str, str | int] = {}
         if "prompt" in fields:
             details["prompt"] = fields["prompt"]
         if kind == "video":
-            if fields.get("resolution"):
-                details["resolution"] = fields["resolution"]
-            if fields.get("ratio"):
-                details["ratio"] = fields["ratio"]
+            for name in ("resolution", "ratio"):
+                if fields.get(name):
+                    details[name] = fields[name]
             if fields.get("duration", "").isdigit():
                 details["duration"] = int(fields["duration"])
-        suffix = "mp4" if kind == "video" else "png"
-        urls = self.urls or (f"https://cdn.example.invalid/{task_id}.{suffix}",)
-        return TaskScript(task_id, self.script, urls=urls, details=details)
+            if fields.get("imageUrl"):
+                details["imageurl"] = fields["imageUrl"]
+        else:
+            details["category"] = model
+        script = self.script
+        if kind == "image":  # image tasks have no uploading status (5)
+            script = tuple(step for step in script if step.status != Status.UPLOADING)
+        return TaskScript(task_id, script, urls=self.urls, details=details, kind=kind)
 
 
 class RequestLog:

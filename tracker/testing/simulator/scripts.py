@@ -3,6 +3,11 @@
 A `TaskScript` says which statuses a fake TensorsLab task goes through and for how long; a `TaskRun`
 plays it against the clock the caller passes in; `Faults` says how the fake API misbehaves. The
 HTTP server in `server.py` holds the lock, the clock and the random generator.
+
+A script's `kind` says which endpoint knows the task: `video` (the default) answers at
+`/v1/video/infobytaskid` with `task_status` 1-5 and `message`, `image` at
+`/v1/images/infobytaskid` with `image_status` 1-4 (no uploading step), `error_message` and the
+image details (`category`, `width`, `height`, `prompt`, `starttime`).
 """
 
 from __future__ import annotations
@@ -10,17 +15,21 @@ from __future__ import annotations
 import dataclasses
 import enum
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 __all__ = [
     "DETAIL_DEFAULTS",
+    "IMAGE_DETAIL_DEFAULTS",
+    "KINDS",
     "Fault",
     "Faults",
     "ScriptError",
     "Status",
     "Step",
+    "TaskKind",
     "TaskRun",
     "TaskScript",
 ]
@@ -49,6 +58,20 @@ DETAIL_DEFAULTS: Mapping[str, str | int] = {
     "seed": 0,
     "ratio": "16:9",
 }
+
+
+# The image endpoint's details and their defaults; `starttime` defaults to the task's creation.
+IMAGE_DETAIL_DEFAULTS: Mapping[str, str | int] = {
+    "category": "seedreamv45",
+    "width": 2048,
+    "height": 2048,
+    "prompt": "",
+    "starttime": "",
+}
+
+TaskKind = Literal["video", "image"]
+KINDS: tuple[TaskKind, ...] = ("video", "image")
+_IMAGE_STATUSES = frozenset({Status.PENDING, Status.PROCESSING, Status.COMPLETED, Status.FAILED})
 
 
 class ScriptError(ValueError):
@@ -201,10 +224,13 @@ class TaskScript:
     missing_for_polls: int = 0
     details: Mapping[str, str | int] = field(default_factory=dict)
     faults: Faults | None = None
+    kind: TaskKind = "video"
 
     def __post_init__(self) -> None:
         if not isinstance(self.task_id, str) or not self.task_id:
             raise ScriptError("taskid must be a non-empty string")
+        if self.kind not in KINDS:
+            raise ScriptError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
         object.__setattr__(self, "steps", tuple(self.steps))
         object.__setattr__(self, "urls", tuple(self.urls))
         if not self.steps:
@@ -214,39 +240,65 @@ class TaskScript:
                 raise ScriptError(
                     f"script step {i} needs after_s or polls (only the last is endless)"
                 )
+        if self.kind == "image":
+            for step in self.steps:
+                if step.status not in _IMAGE_STATUSES:
+                    raise ScriptError(
+                        f"an image task's step status must be one of 1..4, got {step.status}"
+                    )
         if not self.urls:
-            object.__setattr__(self, "urls", (f"https://cdn.example.invalid/{self.task_id}.mp4",))
+            suffix = "png" if self.kind == "image" else "mp4"
+            url = f"https://cdn.example.invalid/{self.task_id}.{suffix}"
+            object.__setattr__(self, "urls", (url,))
         _number(self.missing_for_s, "missing_for_s")
         _number(self.missing_for_polls, "missing_for_polls", integer=True)
+        defaults = self.detail_defaults
         for key, value in self.details.items():
-            default = DETAIL_DEFAULTS.get(key)
+            default = defaults.get(key)
             if default is None:
-                raise ScriptError(
-                    f"details: unknown field {key!r}; allowed: {list(DETAIL_DEFAULTS)}"
-                )
+                raise ScriptError(f"details: unknown field {key!r}; allowed: {list(defaults)}")
             if isinstance(value, bool) or type(value) is not type(default):
                 raise ScriptError(f"details {key} must be a {type(default).__name__}")
 
+    @property
+    def detail_defaults(self) -> Mapping[str, str | int]:
+        return IMAGE_DETAIL_DEFAULTS if self.kind == "image" else DETAIL_DEFAULTS
+
+    @property
+    def status_field(self) -> str:
+        """The name of the status in the `data` object of this kind's endpoint."""
+        return "image_status" if self.kind == "image" else "task_status"
+
     @classmethod
     def completes(
-        cls, task_id: str, *, after_polls: int = 1, urls: tuple[str, ...] = ()
+        cls,
+        task_id: str,
+        *,
+        after_polls: int = 1,
+        urls: tuple[str, ...] = (),
+        kind: TaskKind = "video",
     ) -> TaskScript:
         """Processing for `after_polls` answered queries, then completed (0: completed at once)."""
         head = (Step(Status.PROCESSING, polls=after_polls),) if after_polls else ()
-        return cls(task_id, (*head, Step(Status.COMPLETED)), urls=urls)
+        return cls(task_id, (*head, Step(Status.COMPLETED)), urls=urls, kind=kind)
 
     @classmethod
     def fails(
-        cls, task_id: str, *, message: str = "generation failed", after_polls: int = 1
+        cls,
+        task_id: str,
+        *,
+        message: str = "generation failed",
+        after_polls: int = 1,
+        kind: TaskKind = "video",
     ) -> TaskScript:
         """Processing for `after_polls` answered queries, then failed with `message`."""
         head = (Step(Status.PROCESSING, polls=after_polls),) if after_polls else ()
-        return cls(task_id, (*head, Step(Status.FAILED)), message=message)
+        return cls(task_id, (*head, Step(Status.FAILED)), message=message, kind=kind)
 
     @classmethod
     def from_json(cls, obj: object) -> Self:
         allowed = {"taskid", "script", "urls", "message", "missing_for_s", "missing_for_polls"}
-        data = _keys(obj, "task", allowed | {"details", "faults"})
+        data = _keys(obj, "task", allowed | {"details", "faults", "kind"})
         steps = data.get("script")
         if not isinstance(steps, list):
             raise ScriptError("task: 'script' must be a list of steps")
@@ -268,11 +320,13 @@ class TaskScript:
             missing_for_polls=data.get("missing_for_polls", 0),
             details=dict(details),
             faults=None if faults is None else Faults.from_json(faults),
+            kind=data.get("kind", "video"),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "taskid": self.task_id,
+            "kind": self.kind,
             "script": [s.to_json() for s in self.steps],
             "urls": list(self.urls),
             "message": self.message,
@@ -282,8 +336,12 @@ class TaskScript:
             "faults": None if self.faults is None else self.faults.to_json(),
         }
 
-    def task_data(self, status: int, *, more_info: bool) -> dict[str, Any]:
+    def task_data(
+        self, status: int, *, more_info: bool, created_at: float | None = None
+    ) -> dict[str, Any]:
         """The `data` object of a successful answer while the task shows `status`."""
+        if self.kind == "image":
+            return self._image_data(status, created_at=created_at)
         data: dict[str, Any] = {
             "taskid": self.task_id,
             "task_status": int(status),
@@ -293,6 +351,18 @@ class TaskScript:
         if more_info:
             data.update(DETAIL_DEFAULTS)
             data.update(self.details)
+        return data
+
+    def _image_data(self, status: int, *, created_at: float | None) -> dict[str, Any]:
+        """The image endpoint's `data`: always with its details (it has no moreTaskInfo)."""
+        started = time.gmtime(created_at if created_at is not None else time.time())
+        data: dict[str, Any] = {"taskid": self.task_id, "image_status": int(status)}
+        data.update(IMAGE_DETAIL_DEFAULTS)
+        data["starttime"] = time.strftime("%Y-%m-%d %H:%M:%S", started)
+        data.update(self.details)
+        data["url"] = list(self.urls) if status == Status.COMPLETED else []
+        if status == Status.FAILED:
+            data["error_message"] = self.message
         return data
 
 

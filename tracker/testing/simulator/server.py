@@ -1,7 +1,11 @@
-"""A real HTTP server on loopback that imitates TensorsLab's `POST /v1/video/infobytaskid`.
+"""A real HTTP server on loopback that imitates TensorsLab's status endpoints:
+`POST /v1/video/infobytaskid` for video tasks and `POST /v1/images/infobytaskid` for image tasks.
 
 It plays scripted task lifecycles (`scripts.py`), injects faults, and offers an admin API under
-`/_sim/` to create tasks, set faults and read what happened. Standard library only.
+`/_sim/` to create tasks, set faults and read what happened. Standard library only. Video and
+image tasks are apart, as upstream's are: each endpoint knows only the tasks of its kind, and
+the same ID may be a video task and an image task (admin routes about one task take
+`?kind=image` for the image one).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any, Self
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from tracker.testing.loopback import LoopbackHandler, LoopbackServer
 from tracker.testing.simulator.creates import (
@@ -28,12 +32,22 @@ from tracker.testing.simulator.creates import (
     RequestLog,
     parse_form,
 )
-from tracker.testing.simulator.scripts import Fault, Faults, ScriptError, TaskRun, TaskScript
+from tracker.testing.simulator.scripts import (
+    KINDS,
+    Fault,
+    Faults,
+    ScriptError,
+    TaskKind,
+    TaskRun,
+    TaskScript,
+)
 from tracker.testing.trickle import trickle
 
-__all__ = ["API_PATH", "Simulator", "serve"]
+__all__ = ["API_PATH", "IMAGE_API_PATH", "Simulator", "serve"]
 
 API_PATH = "/v1/video/infobytaskid"
+IMAGE_API_PATH = "/v1/images/infobytaskid"
+STATUS_PATHS: dict[str, TaskKind] = {API_PATH: "video", IMAGE_API_PATH: "image"}
 MAX_BODY_BYTES = 64 * 1024 * 1024  # room for a bulk create of many thousands of tasks
 
 
@@ -56,7 +70,7 @@ def _api_error(status: int, msg: str) -> Reply:
     return json_reply(status, {"code": 9999, "msg": msg})
 
 
-def _fault_reply(fault: Fault, data: dict[str, Any], variant: int) -> Reply:
+def _fault_reply(fault: Fault, data: dict[str, Any], variant: int, status_field: str) -> Reply:
     if fault.kind == "error":
         page = f"<html><body><h1>{fault.http_status} {HTTPStatus(fault.http_status).phrase}</h1>"
         return Reply(fault.http_status, f"{page}</body></html>".encode(), "text/html")
@@ -70,7 +84,7 @@ def _fault_reply(fault: Fault, data: dict[str, Any], variant: int) -> Reply:
     bodies = (
         Reply(200, whole[: len(whole) // 2]),
         Reply(200, b"<!DOCTYPE html><html><body><p>Service is busy</p></body></html>", "text/html"),
-        json_reply(200, {"code": 1000, "msg": "success", "data": {**data, "task_status": 7}}),
+        json_reply(200, {"code": 1000, "msg": "success", "data": {**data, status_field: 7}}),
         json_reply(200, {"code": 1000, "msg": "success"}),
     )
     return bodies[variant % len(bodies)]
@@ -96,10 +110,11 @@ class Simulator(LoopbackServer):
         self.verbose = verbose  # log each request to stderr
         self._lock = threading.Lock()  # guards everything below; held for microseconds
         self._rng = random.Random(seed)
-        self._tasks: dict[str, TaskRun] = {}
+        self._tasks: dict[tuple[TaskKind, str], TaskRun] = {}  # by (kind, task ID)
         self._faults = Faults()
         self._by_http_status: collections.Counter[int] = collections.Counter()
         self._by_outcome: collections.Counter[str] = collections.Counter()
+        self._by_kind: collections.Counter[str] = collections.Counter()
         self._malformed_count = 0
         self._started_at = time.time()
         self._stopping = threading.Event()  # set by stop(): ends trickled answers at once
@@ -127,35 +142,38 @@ class Simulator(LoopbackServer):
     def add_task(self, script: TaskScript) -> dict[str, Any]:
         """Create (or replace) one task; returns its state."""
         self.add_tasks((script,))
-        return self.task_state(script.task_id)
+        return self.task_state(script.task_id, kind=script.kind)
 
     def add_tasks(self, scripts: Iterable[TaskScript]) -> int:
         now = time.time()
-        runs = {s.task_id: TaskRun(s, created_at=now) for s in scripts}
+        runs = {(s.kind, s.task_id): TaskRun(s, created_at=now) for s in scripts}
         with self._lock:
             self._tasks.update(runs)
         return len(runs)
 
-    def remove_task(self, task_id: str) -> bool:
+    def remove_task(self, task_id: str, *, kind: TaskKind = "video") -> bool:
         with self._lock:
-            return self._tasks.pop(task_id, None) is not None
+            return self._tasks.pop((kind, task_id), None) is not None
 
-    def set_faults(self, faults: Faults | None, *, task_id: str | None = None) -> None:
-        """Replace the global faults, or one task's (None there: the task follows the global)."""
+    def set_faults(
+        self, faults: Faults | None, *, task_id: str | None = None, kind: TaskKind = "video"
+    ) -> None:
+        """Replace the global faults (both endpoints), or one task's (None there: the task
+        follows the global)."""
         with self._lock:
             if task_id is None:
                 self._faults = faults or Faults()
             else:
-                self._tasks[task_id].faults = faults
+                self._tasks[kind, task_id].faults = faults
 
-    def faults(self, *, task_id: str | None = None) -> Faults | None:
+    def faults(self, *, task_id: str | None = None, kind: TaskKind = "video") -> Faults | None:
         with self._lock:
-            return self._faults if task_id is None else self._tasks[task_id].faults
+            return self._faults if task_id is None else self._tasks[kind, task_id].faults
 
-    def task_state(self, task_id: str) -> dict[str, Any]:
+    def task_state(self, task_id: str, *, kind: TaskKind = "video") -> dict[str, Any]:
         """The task's state (raises KeyError for an unknown task)."""
         with self._lock:
-            return self._tasks[task_id].state(time.time())
+            return self._tasks[kind, task_id].state(time.time())
 
     def stats(self) -> dict[str, Any]:
         now = time.time()
@@ -167,6 +185,7 @@ class Simulator(LoopbackServer):
                 "queries": sum(self._by_http_status.values()),
                 "by_http_status": {str(k): v for k, v in sorted(self._by_http_status.items())},
                 "by_outcome": dict(sorted(self._by_outcome.items())),
+                "by_kind": {kind: self._by_kind[kind] for kind in KINDS},
                 "tasks": len(self._tasks),
                 "tasks_finished": finished,
                 "started_at": self._started_at,
@@ -182,6 +201,7 @@ class Simulator(LoopbackServer):
             self._faults = Faults()
             self._by_http_status.clear()
             self._by_outcome.clear()
+            self._by_kind.clear()
             self._malformed_count = 0
             self._started_at = time.time()
             self._create_behaviour = CreateBehaviour()
@@ -207,7 +227,7 @@ class Simulator(LoopbackServer):
     def create(
         self,
         authorization: str | None,
-        kind: str,
+        kind: TaskKind,
         model: str,
         content_type: str | None,
         body: bytes,
@@ -239,7 +259,7 @@ class Simulator(LoopbackServer):
             return self._count(reply, "refused")
         with self._lock:
             task_id = f"sim{kind[0]}_{len(self._creates) + 1:06d}_{self._rng.getrandbits(32):08x}"
-        self.add_task(behaviour.task_script(task_id, kind, fields))
+        self.add_task(behaviour.task_script(task_id, kind, model, fields))
         if behaviour.drop_after_receiving:
             self._record_create(kind, model, fields, task_id, "dropped")
             with self._lock:
@@ -267,24 +287,31 @@ class Simulator(LoopbackServer):
             return False
         return self.api_key is None or hmac.compare_digest(key.encode(), self.api_key.encode())
 
-    def _count(self, reply: Reply, outcome: str) -> Reply:
+    def _count(self, reply: Reply, outcome: str, kind: TaskKind = "video") -> Reply:
         with self._lock:
             self._by_http_status[reply.status] += 1
             self._by_outcome[outcome] += 1
+            self._by_kind[kind] += 1
         return reply
 
     def query(
-        self, authorization: str | None, body: bytes, send: Callable[[Reply], None] | None = None
+        self,
+        authorization: str | None,
+        body: bytes,
+        send: Callable[[Reply], None] | None = None,
+        *,
+        kind: TaskKind = "video",
     ) -> Reply:
-        """Answer one `infobytaskid` request as TensorsLab would, faults included.
+        """Answer one `infobytaskid` request of `kind`'s endpoint as TensorsLab would, faults
+        included.
 
         With `send`, the reply is also sent through it while the query still counts as being
         answered (a trickled answer takes long).
         """
         task_id, more_info, problem = _parse_query(body)
-        run = self._tasks.get(task_id) if task_id else None  # lock-free read
+        run = self._tasks.get((kind, task_id)) if task_id else None  # lock-free read
         if run is None:
-            reply = self._query(authorization, task_id, more_info, problem, None)
+            reply = self._query(authorization, task_id, more_info, problem, None, kind)
             if send is not None:
                 send(reply)
             return reply
@@ -294,7 +321,7 @@ class Simulator(LoopbackServer):
             run.in_flight += 1
             run.max_in_flight = max(run.max_in_flight, run.in_flight)
         try:
-            reply = self._query(authorization, task_id, more_info, problem, run)
+            reply = self._query(authorization, task_id, more_info, problem, run, kind)
             if send is not None:
                 send(reply)
             return reply
@@ -309,23 +336,30 @@ class Simulator(LoopbackServer):
         more_info: bool,
         problem: str | None,
         run: TaskRun | None,
+        kind: TaskKind,
     ) -> Reply:
         faults = run.faults if run is not None and run.faults is not None else self._faults
         if faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000)
-        reply = self._answer(authorization, task_id, more_info, problem)
+        reply = self._answer(authorization, task_id, more_info, problem, kind)
         return replace(reply, trickle_s=faults.trickle_s) if faults.trickle_s else reply
 
     def _answer(
-        self, authorization: str | None, task_id: str | None, more_info: bool, problem: str | None
+        self,
+        authorization: str | None,
+        task_id: str | None,
+        more_info: bool,
+        problem: str | None,
+        kind: TaskKind,
     ) -> Reply:
         if not self._authorized(authorization):
-            return self._count(_api_error(401, "invalid api key"), "unauthorized")
+            return self._count(_api_error(401, "invalid api key"), "unauthorized", kind)
         if problem or task_id is None:
-            return self._count(_api_error(400, problem or "taskid is required"), "bad_request")
+            reply = _api_error(400, problem or "taskid is required")
+            return self._count(reply, "bad_request", kind)
         with self._lock:
             now = time.time()
-            run = self._tasks.get(task_id)
+            run = self._tasks.get((kind, task_id))
             own = run is not None and run.faults is not None
             current = run.faults if run is not None and run.faults is not None else self._faults
             fault, left = current.pick(self._rng)
@@ -342,29 +376,36 @@ class Simulator(LoopbackServer):
             variant = self._malformed_count
             if fault is not None and fault.kind == "malformed":
                 self._malformed_count += 1
+        status_field = "image_status" if kind == "image" else "task_status"
         if fault is not None:
-            data = {"taskid": task_id, "task_status": 2, "url": [], "message": ""}
+            data = {"taskid": task_id, status_field: 2, "url": []}
             if run is not None:
                 data = run.script.task_data(
-                    run.script.steps[run.step_index].status, more_info=False
+                    run.script.steps[run.step_index].status,
+                    more_info=False,
+                    created_at=run.created_at,
                 )
-            return self._count(_fault_reply(fault, data, variant), fault.kind)
+            reply = _fault_reply(fault, data, variant, status_field)
+            return self._count(reply, fault.kind, kind)
         if run is None or status is None:
-            return self._count(_api_error(404, "task not found"), "not_found")
-        data = run.script.task_data(status, more_info=more_info)
+            return self._count(_api_error(404, "task not found"), "not_found", kind)
+        data = run.script.task_data(status, more_info=more_info, created_at=run.created_at)
         reply = json_reply(200, {"code": 1000, "msg": "success", "data": data})
-        return self._count(reply, "ok")
+        return self._count(reply, "ok", kind)
 
     # -- the admin API -----------------------------------------------------------------------
-    def admin(self, method: str, path: str, body: bytes) -> Reply:
+    def admin(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
         """Answer one `/_sim/...` request; errors are `{"error": "..."}`."""
         try:
             obj = json.loads(body) if body.strip() else None
-            return self._admin(method, path.removeprefix("/_sim/"), obj)
+            kind = parse_qs(query).get("kind", ["video"])[-1]
+            if kind not in KINDS:
+                raise ScriptError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+            return self._admin(method, path.removeprefix("/_sim/"), obj, kind)
         except (ScriptError, ValueError, TypeError) as exc:
             return json_reply(400, {"error": str(exc)})
 
-    def _admin(self, method: str, route: str, obj: Any) -> Reply:
+    def _admin(self, method: str, route: str, obj: Any, kind: TaskKind = "video") -> Reply:
         if (method, route) == ("POST", "tasks"):
             if isinstance(obj, dict) and "tasks" in obj:
                 if not isinstance(obj["tasks"], list):
@@ -391,16 +432,17 @@ class Simulator(LoopbackServer):
             return json_reply(200, {"reset": True, "seed": self.seed})
         if route.startswith("tasks/"):
             task_id, _, part = route.removeprefix("tasks/").partition("/")
-            if task_id not in self._tasks:
-                return json_reply(404, {"error": f"unknown task {task_id!r}"})
+            if (kind, task_id) not in self._tasks:
+                return json_reply(404, {"error": f"unknown {kind} task {task_id!r}"})
             if (method, part) == ("GET", ""):
-                return json_reply(200, self.task_state(task_id))
+                return json_reply(200, self.task_state(task_id, kind=kind))
             if (method, part) == ("DELETE", ""):
-                self.remove_task(task_id)
+                self.remove_task(task_id, kind=kind)
                 return json_reply(200, {"deleted": task_id})
             if part == "faults" and method == "PUT":
-                self.set_faults(None if obj is None else Faults.from_json(obj), task_id=task_id)
-                return json_reply(200, self.task_state(task_id))
+                faults = None if obj is None else Faults.from_json(obj)
+                self.set_faults(faults, task_id=task_id, kind=kind)
+                return json_reply(200, self.task_state(task_id, kind=kind))
         return json_reply(404, {"error": f"no admin route {method} /_sim/{route}"})
 
 
@@ -430,7 +472,7 @@ def _parse_query(body: bytes) -> tuple[str | None, bool, str | None]:
     return task_id, more, None
 
 
-def _create_route(path: str) -> tuple[str, str] | None:
+def _create_route(path: str) -> tuple[TaskKind, str] | None:
     """(kind, model) of a create endpoint's path, e.g. /v1/video/seedancev2; else None."""
     for prefix, kind in CREATE_PREFIXES.items():
         if path.startswith(prefix):
@@ -453,7 +495,8 @@ class _Handler(LoopbackHandler[Simulator]):
 
     def respond(self, method: str) -> None:
         try:
-            path = unquote(self.path.split("?", 1)[0])
+            raw_path, _, query = self.path.partition("?")
+            path = unquote(raw_path)
             length = int(self.headers.get("Content-Length") or 0)
             if not 0 <= length <= MAX_BODY_BYTES:
                 raise ValueError(f"bad Content-Length {length}")
@@ -472,12 +515,13 @@ class _Handler(LoopbackHandler[Simulator]):
                     self.close_connection = True
                     return
                 reply = answer
-            elif path == API_PATH and method == "POST":
-                self.sim.query(self.headers.get("Authorization"), body, send=self._send)
+            elif path in STATUS_PATHS and method == "POST":
+                kind = STATUS_PATHS[path]
+                self.sim.query(self.headers.get("Authorization"), body, send=self._send, kind=kind)
                 return
             elif path.startswith("/_sim/"):
-                reply = self.sim.admin(method, path, body)
-            elif path == API_PATH:
+                reply = self.sim.admin(method, path, body, query)
+            elif path in STATUS_PATHS:
                 reply = _api_error(405, f"method {method} not allowed")
             else:
                 reply = _api_error(404, f"no such path: {path}")
