@@ -252,3 +252,49 @@ def test_an_idempotency_key_makes_a_retried_post_create_one_task(
     bad = http.post(f"{base}/v1/submissions", json={**body, "duration": 99})
     assert bad.status_code == 422, bad.text
     assert len(simulator.creates()) == 1
+
+
+def test_submit_image_is_tracked_by_the_image_provider_to_its_urls(
+    tmp_path: Path, simulator: Simulator, processes: Callable[..., Processes]
+) -> None:
+    database_url = _sqlite(tmp_path)
+    group = processes(database_url=database_url, broker_url="filesystem://", simulator=simulator)
+    group.start("worker", "worker", "--concurrency", "1")
+    group.start("beat", "beat")
+
+    done = _run(
+        group,
+        "submit",
+        "image",
+        "--model",
+        "seedreamv45",
+        "--prompt",
+        "a lighthouse at dusk",
+        "--resolution",
+        "16:9",
+        "--batch-size",
+        "2",
+        "--json",
+    )
+
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["provider"] == "tensorslab-image"
+    task_id = answer["task_id"]
+    [created] = simulator.creates()
+    assert (created.kind, created.model) == ("image", "seedreamv45")
+    assert dict(created.fields) == {
+        "prompt": "a lighthouse at dusk",
+        "resolution": "16:9",
+        "batchsize": "2",
+    }
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        group.check_alive()
+        with db.read_scope(database_url) as session:
+            task = queries.get_task(session, task_id, provider="tensorslab-image")
+        if task.status.is_terminal:
+            break
+        time.sleep(0.3)
+    assert task.status.value == "completed", group.logs()
+    assert task.result_urls == (f"https://cdn.example.invalid/{task_id}.png",)

@@ -28,6 +28,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from tracker.errors import InvalidInput, MissingAPIKey
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline, deadline_session
 from tracker.settings import Settings
+from tracker.upstream.names import IMAGE_PROVIDER, VIDEO_PROVIDER
 
 __all__ = [
     "IMAGE_PROVIDER",
@@ -48,8 +49,6 @@ __all__ = [
 ]
 
 Kind = Literal["video", "image"]
-VIDEO_PROVIDER = "tensorslab"
-IMAGE_PROVIDER = "tensorslab-image"
 MAX_PROMPT_CHARS = 8192  # TensorsLab's limit on a prompt
 MAX_URL_CHARS = 2048
 CODE_SUCCESS = 1000
