@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracker.api.deps import DatabaseDep, SettingsDep
-from tracker.api.errors import documented_errors
-from tracker.api.schemas import TaskPublic
+from tracker.api.errors import ApiError, documented_errors
+from tracker.api.schemas import ErrorBody, TaskPublic
 from tracker.errors import SubmissionRefused, SubmissionUnknown
 from tracker.tasks import submit
 from tracker.tasks.submit import SubmissionView
@@ -68,6 +68,13 @@ class SubmissionPublic(BaseModel):
     webhook_secret: str | None = None
 
 
+class SubmissionFailure(BaseModel):
+    """The error shape, with the stored submission when one was recorded (refused, unknown)."""
+
+    error: ErrorBody
+    submission: SubmissionPublic | None = None
+
+
 class SubmissionList(BaseModel):
     submissions: list[SubmissionPublic]
 
@@ -89,7 +96,20 @@ def _public(view: SubmissionView) -> dict[str, Any]:
     ),
     status_code=201,
     response_model=SubmissionPublic,
-    responses=documented_errors(409, 413, 422, 503),
+    responses={
+        **documented_errors(400, 413, 422),
+        409: {
+            "model": SubmissionFailure,
+            "description": "TensorsLab refused it (`submission_refused`, with the submission), "
+            "or the Idempotency-Key was used for another request.",
+        },
+        503: {
+            "model": SubmissionFailure,
+            "description": "Sent without an answer (`submission_unknown`: a task may exist), "
+            "not sent, no rate limit token in time, no TENSORSLAB_API_KEY, or the database "
+            "does not answer.",
+        },
+    },
 )
 def create_submission(
     body: SubmissionCreate,
@@ -107,6 +127,12 @@ def create_submission(
         image_url=body.image_url,
         batch_size=body.batch_size,
     )
+    if settings.tensorslab_api_key is None:
+        raise ApiError(
+            503,
+            "this tracker has no TENSORSLAB_API_KEY: it cannot create TensorsLab tasks",
+            code="unavailable",
+        )
     view = submit.submit_configured(
         request,
         settings=settings,
@@ -132,7 +158,12 @@ def create_submission(
     return JSONResponse(body_out, status_code=status, headers=headers)
 
 
-@router.get("", summary="Submissions, newest first", response_model=SubmissionList)
+@router.get(
+    "",
+    summary="Submissions, newest first",
+    response_model=SubmissionList,
+    responses=documented_errors(422),
+)
 def list_submissions(
     database: DatabaseDep,
     status: Annotated[str | None, Query(max_length=32)] = None,
