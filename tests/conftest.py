@@ -36,6 +36,8 @@ TABLES = (
     "task_transitions",
     "provider_pauses",
     "tracked_tasks",
+    "submissions",
+    "rate_buckets",
 )
 
 
