@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -121,7 +122,10 @@ def test_unset_means_no_cap_and_the_burst_defaults_to_one_second() -> None:
 
 def test_the_bucket_is_in_redis_with_a_redis_broker_else_in_the_database(redis_url: str) -> None:
     assert rate_limit.make_bucket(Settings(), db.session_scope) is None
-    capped = {"TENSORSLAB_MAX_REQUESTS_PER_S": "5", "TENSORSLAB_API_KEY": "sk-secret"}
+    capped: dict[str, Any] = {
+        "TENSORSLAB_MAX_REQUESTS_PER_S": "5",
+        "TENSORSLAB_API_KEY": "sk-secret",
+    }
     in_redis = rate_limit.make_bucket(
         Settings(**capped, TRACKER_BROKER_URL=redis_url), db.session_scope
     )

@@ -57,7 +57,7 @@ def test_the_issue_s_models_are_in_the_table_with_their_endpoints() -> None:
 def test_accepted_requests_become_the_form_fields_tensorslab_names(
     kind: str, model: str, options: dict[str, object], fields: dict[str, str]
 ) -> None:
-    request = validate_request(kind, model, prompt="a cat", **options)  # type: ignore[arg-type]
+    request = validate_request(kind, model, prompt="a cat", **options)
     form = request.form_fields()
     assert form["prompt"] == "a cat"
     assert fields.items() <= form.items()
@@ -91,7 +91,7 @@ def test_refused_requests_say_what_is_wrong_in_one_line(
 ) -> None:
     options = {"prompt": "a cat", **options}
     with pytest.raises(InvalidInput) as caught:
-        validate_request(kind, model, **options)  # type: ignore[arg-type]
+        validate_request(kind, model, **options)
     assert said in str(caught.value)
     assert "\n" not in str(caught.value)
 
