@@ -135,3 +135,38 @@ def test_an_unknown_outcome_keeps_what_was_sent_and_its_key_answers_the_same(
     assert "will not resend" in str(outcome_error(view))
     assert len(simulator.creates()) == 1
     assert SIM_API_KEY not in repr(_stored(url))
+
+
+def test_the_python_client_sends_an_idempotency_key_and_raises_on_a_refusal(
+    url: str, simulator: Simulator
+) -> None:
+    from tracker import Tracker
+    from tracker.settings import Settings
+
+    tracker = Tracker(
+        settings=Settings(
+            database_url=url,
+            TENSORSLAB_BASE_URL=simulator.base_url,
+            TENSORSLAB_API_KEY=SIM_API_KEY,
+        )
+    )
+    made = tracker.submit("image", "seedreamv4", prompt="a cat", resolution="1:1")
+    assert made.idempotency_key is not None and made.idempotency_key.startswith("python-")
+    assert made.task_id is not None
+    assert tracker.get(made.task_id, provider="tensorslab-image").task_id == made.task_id
+    again = tracker.submit(
+        "image",
+        "seedreamv4",
+        prompt="a cat",
+        resolution="1:1",
+        idempotency_key=made.idempotency_key,
+    )
+    assert again.replayed and again.task_id == made.task_id
+    assert len(simulator.creates()) == 1
+    simulator.set_create_behaviour(CreateBehaviour(refuse_http_status=400))
+    with pytest.raises(SubmissionRefused, match="HTTP 400"):
+        tracker.submit("video", "seedancev2", prompt="a dog")
+    assert [item.status for item in tracker.submissions()] == [
+        SubmissionStatus.REFUSED,
+        SubmissionStatus.CREATED,
+    ]
