@@ -352,7 +352,7 @@ class TensorsLabCreator:
         except requests.ConnectionError as error:
             if _never_connected(error):
                 return CreateNotSent(f"could not connect: {_first_line(error)}")
-            return CreateUnknown(f"the connection failed after sending: {_first_line(error)}")
+            return CreateUnknown(f"connection lost after sending: {_innermost(error)}")
         except requests.Timeout as error:
             return CreateUnknown(f"timed out waiting for the answer: {type(error).__name__}")
         except Exception as error:  # urllib3 protocol errors can escape requests' wrapping
@@ -394,6 +394,19 @@ def _never_connected(error: BaseException) -> bool:
             if isinstance(inner, BaseException):
                 pending.append(inner)
     return False
+
+
+def _innermost(error: BaseException) -> str:
+    """The root cause of a wrapped requests/urllib3 error, as `Type: message`."""
+    current = error
+    for _ in range(10):
+        inner = getattr(current, "reason", None) or current.__cause__
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
+        if inner is None:
+            break
+        current = inner
+    return f"{type(current).__name__}: {_first_line(current)}"
 
 
 def parse_create_response(*, status_code: int, text: str) -> CreateResult:
