@@ -134,10 +134,9 @@ class DatabaseBucket:
 
     def take(self) -> float:
         with self._session_scope() as session:
-            now = _epoch_now(session)
             session.execute(
                 insert_for(session, RateBucket)
-                .values(name=self._name, tokens=float(self.burst), updated_at_s=now)
+                .values(name=self._name, tokens=float(self.burst), updated_at_s=0.0)
                 .on_conflict_do_nothing(index_elements=["name"])
             )
             # FOR UPDATE on PostgreSQL; on SQLite the transaction (BEGIN IMMEDIATE) holds the
@@ -147,6 +146,9 @@ class DatabaseBucket:
                 .where(RateBucket.name == self._name)
                 .with_for_update()
             ).one()
+            # The time is read once the row is ours: read before, it would be as old as the
+            # wait for the lock, and the request would leave that much later than its token.
+            now = _epoch_now(session)
             tokens, at = float(row.tokens), float(row.updated_at_s)
             if now > at:
                 tokens = min(float(self.burst), tokens + (now - at) * self.rate_per_s)
