@@ -24,7 +24,9 @@ if _settings.uses_embedded_broker:
     import tracker.worker.embedded_broker as _embedded
 
     _embedded.register()
-    broker_url = f"{_embedded.ALIAS}://"  # kombu's filesystem transport, made safe
+    # kombu's filesystem transport, made safe; the host name only spares kombu's warning
+    # "No hostname was supplied" (the transport has no use for one).
+    broker_url = f"{_embedded.ALIAS}://localhost//"
     _folder = _settings.broker_folder.resolve()
     for _name in ("queue", "processed", "control"):
         # The transport needs them to exist; messages are only the owner's to read (0700).
@@ -48,6 +50,9 @@ result_backend = None
 timezone = "UTC"
 enable_utc = True
 worker_prefetch_multiplier = 1
+# No tracker task acknowledges late, so this cancels nothing; set, it spares the
+# CPendingDeprecationWarning Celery prints at each lost broker connection otherwise.
+worker_cancel_long_running_tasks_on_connection_loss = True
 worker_hijack_root_logger = False
 worker_redirect_stdouts = False
 worker_send_task_events = False
@@ -66,6 +71,7 @@ task_routes = {
     "tracker.tick": {"queue": _settings.poll_queue},
     "tracker.poll": {"queue": _settings.poll_queue, "priority": 6},
     "tracker.deliver": {"queue": _settings.webhook_queue},
+    "tracker.prune": {"queue": _settings.poll_queue, "priority": 9},
 }
 
 beat_schedule = {
@@ -74,6 +80,9 @@ beat_schedule = {
         "schedule": _settings.tick_interval_s,
         # A tick that waited longer than a few intervals is stale; the next one does its job.
         "options": {"expires": max(_settings.tick_interval_s * 5, 5.0)},
-    }
+    },
+    # Retention (TRACKER_RETENTION_DAYS): checked hourly, run daily. The database records
+    # when the last prune began, so two beats or a restarted beat still prune once a day.
+    "prune": {"task": "tracker.prune", "schedule": 3600.0, "options": {"expires": 3000.0}},
 }
 beat_schedule_filename = str((_settings.data_dir / "celerybeat-schedule").resolve())

@@ -35,9 +35,12 @@ TABLES = (
     "webhook_endpoints",
     "task_transitions",
     "provider_pauses",
+    "provider_failures",
+    "retention_runs",
     "tracked_tasks",
     "submissions",
     "rate_buckets",
+    "process_heartbeats",
 )
 
 

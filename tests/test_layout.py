@@ -29,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "tokens": {"errors", "db"},
     "metrics": {"errors", "states", "settings", "db", "upstream", "tasks"},
     "health": {"errors", "settings", "db", "upstream"},
+    "ops": {"errors", "states", "settings", "db", "upstream", "tasks", "webhooks", "health"},
     "testing": {"errors", "states", "settings", "db", "webhooks"},
     "simulator": {"testing"},
 }

@@ -23,19 +23,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tracker.db.clock import database_now
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 from tracker.states import DeliveryStatus, TaskStatus
-from tracker.tasks import queries, register, submit, untrack
+from tracker.tasks import forget, pauses, queries, register, submit, untrack
+from tracker.tasks.forget import Forgotten
+from tracker.tasks.pauses import Resumed
 from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.submit import SubmissionView
 from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
 from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.upstream.tensorslab_create import validate_request
-from tracker.webhooks import deliveries, endpoints
+from tracker.webhooks import deliveries, endpoints, probe
 from tracker.webhooks.deliveries import DeliveryView
 from tracker.webhooks.endpoints import CreatedEndpoint, EndpointView
 from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.guarded_http import guarded_session
+from tracker.webhooks.vetting import vet_webhook_url
 
 __all__ = ["Registered", "Tracker"]
 
@@ -76,6 +81,7 @@ class Tracker:
         """Start tracking one ID or several (all, or none if any is invalid) of `provider`:
         `tensorslab` (video tasks, the default) or `tensorslab-image`."""
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        vetted = None if webhook_url is None else vet_webhook_url(webhook_url, self._policy())
         with self.database.write() as session:
             registrations = register.register(
                 session,
@@ -83,7 +89,7 @@ class Tracker:
                 first_poll_delay_s=PollPolicy.for_provider(self.settings, provider).first_delay_s,
                 provider=provider,
                 metadata=dict(metadata) if isinstance(metadata, Mapping) else metadata,
-                webhook_url=webhook_url,
+                webhook_url=vetted,
                 policy=self._policy(),
             )
         secret = next((item.webhook_secret for item in registrations if item.webhook_secret), None)
@@ -183,13 +189,38 @@ class Tracker:
         with self.database.write() as session:
             return untrack.untrack(session, task_id, provider=provider)
 
+    def forget(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> Forgotten:
+        """Erase an ended task and its whole history; `TaskStillTracked` while it is live."""
+        with self.database.write() as session:
+            return forget.forget(session, task_id, provider=provider)
+
+    def resume(self, provider: str = DEFAULT_PROVIDER) -> Resumed:
+        """Lift a provider's pause now (`tensorslab` or `tensorslab-image`); `ProviderNotPaused`
+        when it is not paused."""
+        with self.database.write() as session:
+            return pauses.resume(session, provider, now=database_now(session))
+
     # --- webhooks ----------------------------------------------------------------------
 
-    def add_webhook(self, url: str, *, events: Sequence[str] = ()) -> CreatedEndpoint:
+    def add_webhook(
+        self,
+        url: str,
+        *,
+        events: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> CreatedEndpoint:
         """The URL's endpoint, for every task; `.secret` is its signing secret when this call
-        made it (returned this once), None when the URL had one (`.created` False)."""
+        made it (returned this once), None when the URL had one (`.created` False).
+
+        `headers` are sent with every attempt; they go to a new endpoint only (an existing one
+        keeps its own: `.headers_unchanged` says they differ; `update_webhook` replaces them).
+        A host that does not resolve right now is accepted (`vet_webhook_url` says so, if you
+        want to warn)."""
+        vetted = vet_webhook_url(url, self._policy())
         with self.database.write() as session:
-            return endpoints.add_endpoint(session, url, events=events, policy=self._policy())
+            return endpoints.add_endpoint(
+                session, vetted, events=events, headers=headers or {}, policy=self._policy()
+            )
 
     def webhooks(self, *, include_per_task: bool = False) -> builtins.list[EndpointView]:
         with self.database.read() as session:
@@ -202,10 +233,30 @@ class Tracker:
         url: str | None = None,
         events: Sequence[str] | None = None,
         enabled: bool | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> EndpointView:
+        """Change what is given; `headers` replaces every custom header (`{}` removes them)."""
+        vetted = None if url is None else vet_webhook_url(url, self._policy())
         with self.database.write() as session:
             return endpoints.update_endpoint(
-                session, webhook_id, policy=self._policy(), url=url, events=events, enabled=enabled
+                session,
+                webhook_id,
+                policy=self._policy(),
+                url=vetted,
+                events=events,
+                enabled=enabled,
+                headers=headers,
+            )
+
+    def test_webhook(self, webhook_id: int) -> DeliveryView:
+        """Send a signed `webhook.test` to the endpoint now; its delivery, with the attempt."""
+        with guarded_session(self._policy()) as http:
+            return probe.send_test_event(
+                webhook_id,
+                session_scope=self.database.write,
+                http=http,
+                timeout_s=self.settings.webhook_timeout_s,
+                disable_after_s=self.settings.webhook_disable_after_s,
             )
 
     def remove_webhook(self, webhook_id: int) -> EndpointView:
@@ -236,8 +287,12 @@ class Tracker:
         with self.database.read() as session:
             return deliveries.get_delivery(session, str(delivery))
 
-    def redeliver(self, delivery: int | str) -> DeliveryView:
-        """Send a delivery again, with the same `webhook-id`."""
+    def redeliver(self, delivery: int | str, *, now: bool = False) -> DeliveryView:
+        """Send a finished delivery again, with the same `webhook-id`; with `now`, make a
+        pending one due now instead (`AlreadyDelivered` for a delivered one)."""
         with self.database.write() as session:
-            deliveries.redeliver(session, str(delivery))
-            return deliveries.get_delivery(session, str(delivery))
+            if now:
+                deliveries.send_now(session, delivery)
+            else:
+                deliveries.redeliver(session, delivery)
+            return deliveries.get_delivery(session, delivery)

@@ -6,6 +6,7 @@ into a clear message, an exit code and a status code.
         InvalidTaskId            an empty, too long, or whitespace task ID
         InvalidMetadata          registration metadata that is not a JSON object
         InvalidWebhookURL        not http(s), has credentials, or aims at a refused network
+        InvalidWebhookHeader     a custom header that is malformed or would replace tracker's
       NotFound                   nothing stored under that name              3      404
         UnknownTask              no tracked task with that ID
         UnknownEndpoint          no webhook endpoint with that ID
@@ -15,9 +16,14 @@ into a clear message, an exit code and a status code.
       Conflict                   well-formed, but the current state forbids it   4      409
         TaskAlreadyEnded         untracking a task that completed, failed, expired...
         DeliveryPending          redelivering a delivery that is still pending
+          DeliveryHeld           pending, but held for a disabled endpoint
+        AlreadyDelivered         `redeliver --now` of a delivery that was delivered
+        EndpointDisabled         testing an endpoint that is disabled
         EndpointURLTaken         moving a webhook to a URL another endpoint has
         SubmissionRefused        upstream refused to create the task (code 9000/9999, HTTP 4xx)
         IdempotencyKeyReused     an Idempotency-Key sent again with another request
+        TaskStillTracked         forgetting a task that is still tracked (untrack it first)
+        ProviderNotPaused        resuming a provider whose polling is not paused
       Unavailable                a service tracker needs does not answer     1      503
         DatabaseUnavailable      unreachable, locked, read-only, full, or without the schema
         BrokerUnavailable        the Celery broker does not accept a connection
@@ -36,25 +42,31 @@ Every message is one line written for the person who caused it, and never holds 
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyDelivered",
     "BrokerUnavailable",
     "ConfigError",
     "Conflict",
     "DatabaseUnavailable",
+    "DeliveryHeld",
     "DeliveryPending",
+    "EndpointDisabled",
     "EndpointURLTaken",
     "IdempotencyKeyReused",
     "InvalidInput",
     "InvalidMetadata",
     "InvalidTaskId",
+    "InvalidWebhookHeader",
     "InvalidWebhookURL",
     "MissingAPIKey",
     "NotFound",
     "PortUnavailable",
+    "ProviderNotPaused",
     "RateLimited",
     "SubmissionNotSent",
     "SubmissionRefused",
     "SubmissionUnknown",
     "TaskAlreadyEnded",
+    "TaskStillTracked",
     "TrackerError",
     "Unavailable",
     "UnknownDelivery",
@@ -90,6 +102,10 @@ class InvalidMetadata(InvalidInput):
 
 
 class InvalidWebhookURL(InvalidInput):
+    pass
+
+
+class InvalidWebhookHeader(InvalidInput):
     pass
 
 
@@ -132,6 +148,18 @@ class DeliveryPending(Conflict):
     pass
 
 
+class DeliveryHeld(DeliveryPending):
+    pass
+
+
+class AlreadyDelivered(Conflict):
+    pass
+
+
+class EndpointDisabled(Conflict):
+    pass
+
+
 class EndpointURLTaken(Conflict):
     pass
 
@@ -141,6 +169,14 @@ class SubmissionRefused(Conflict):
 
 
 class IdempotencyKeyReused(Conflict):
+    pass
+
+
+class TaskStillTracked(Conflict):
+    pass
+
+
+class ProviderNotPaused(Conflict):
     pass
 
 

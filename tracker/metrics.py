@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracker.db.engine import make_private_folder
-from tracker.db.models import DeliveryAttempt, TrackedTask, Transition, WebhookDelivery
+from tracker.db.models import (
+    DeliveryAttempt,
+    ProcessHeartbeat,
+    TrackedTask,
+    Transition,
+    WebhookDelivery,
+)
 from tracker.settings import Settings
 from tracker.states import DeliveryStatus, TaskStatus
-from tracker.tasks import queries
+from tracker.tasks import pauses, queries, retention
 from tracker.upstream import PollResult, Provider
 
 __all__ = [
@@ -159,6 +165,10 @@ class DatabaseFigures:
     transitions_by_status: dict[str, int]
     deliveries_by_status: dict[str, int]
     attempts_by_outcome: dict[str, int]
+    paused_providers: dict[str, str] = field(default_factory=dict)  # provider: cause
+    pruned_tasks: int = 0  # removed by retention and `tracker prune`, in all
+    # Seconds since the most recently seen process of each kind (beat, polls...) was seen.
+    heartbeat_age_s: dict[str, float] = field(default_factory=dict)
 
 
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
@@ -169,6 +179,11 @@ def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures
         )
     ).one()
     attempts = _grouped(session, DeliveryAttempt.succeeded)
+    last_seen = session.execute(
+        select(ProcessHeartbeat.kind, func.max(ProcessHeartbeat.last_seen_at)).group_by(
+            ProcessHeartbeat.kind
+        )
+    ).all()
     return DatabaseFigures(
         tasks_by_status={status.value: counts.get(status, 0) for status in TaskStatus},
         due_tasks=due_tasks,
@@ -178,6 +193,13 @@ def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures
         attempts_by_outcome={
             "succeeded": attempts.get(True, 0),
             "failed": attempts.get(False, 0),
+        },
+        paused_providers={
+            pause.provider: pause.cause for pause in pauses.active_pauses(session, now=now)
+        },
+        pruned_tasks=retention.pruned_total(session),
+        heartbeat_age_s={
+            kind: max(0.0, (now - seen).total_seconds()) for kind, seen in last_seen if seen
         },
     )
 
@@ -225,6 +247,29 @@ class _DatabaseCollector:
         for outcome, count in figures.attempts_by_outcome.items():
             attempts.add_metric([outcome], count)
         yield attempts
+        paused = GaugeMetricFamily(
+            "tracker_provider_paused",
+            "1 while polling of a provider is paused; reason is the cause code (no_credits, "
+            "rate_limited, unauthorized, unreachable).",
+            labels=["provider", "reason"],
+        )
+        for provider, cause in sorted(figures.paused_providers.items()):
+            paused.add_metric([provider, cause], 1)
+        yield paused
+        yield CounterMetricFamily(
+            "tracker_pruned_tasks",
+            "Ended tasks removed by retention (beat's daily prune) and `tracker prune`.",
+            value=figures.pruned_tasks,
+        )
+        ages = GaugeMetricFamily(
+            "tracker_heartbeat_age_seconds",
+            "Seconds since the most recently seen process of each kind (beat, polls, webhooks, "
+            "worker) recorded its heartbeat; no sample for a kind never seen.",
+            labels=["kind"],
+        )
+        for kind, age_s in sorted(figures.heartbeat_age_s.items()):
+            ages.add_metric([kind], age_s)
+        yield ages
 
 
 class _WorkerFilesCollector:

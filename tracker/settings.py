@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     tensorslab_burst: int | None = Field(default=None, validation_alias="TENSORSLAB_BURST")
 
     tick_interval_s: Seconds = 1.0
+    # How often each process (beat, a worker) refreshes its heartbeat row, at most; one not seen
+    # for 3 intervals (or 10 ticks, if longer) is gone (tracker.ops.heartbeats).
+    heartbeat_interval_s: Seconds = Field(default=5.0, le=3600)
     poll_first_delay_s: float = Field(default=5.0, ge=0, le=30 * 24 * 3600)  # 0: right away
     poll_min_interval_s: Seconds = 5.0
     poll_max_interval_s: Seconds = 20.0
@@ -114,6 +117,10 @@ class Settings(BaseSettings):
     image_poll_quiet_until_s: float = Field(default=0.0, ge=0, le=86400)
     error_max_backoff_s: Seconds = 300.0
     no_credits_pause_s: Seconds = 600.0
+    auth_pause_s: Seconds = 300.0
+    unreachable_after_s: Seconds = 180.0
+    unreachable_pause_s: Seconds = 120.0
+    retention_days: int = Field(default=90, ge=0, le=36500)
     not_found_grace_s: Seconds = 300.0
     max_tracking_age_s: Seconds = 86400.0
     poll_lease_s: Seconds = 120.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,15 @@ def test_every_v1_route_refuses_a_request_without_a_valid_token(
         ("GET", "/v1/tasks/abc"),
         ("GET", "/v1/tasks/abc/transitions"),
         ("DELETE", "/v1/tasks/abc"),
+        ("POST", "/v1/tasks/abc/cancel"),
+        ("POST", "/v1/providers/tensorslab/resume"),
         ("GET", "/v1/webhooks"),
         ("POST", "/v1/webhooks"),
         ("GET", "/v1/webhooks/1"),
         ("PATCH", "/v1/webhooks/1"),
         ("DELETE", "/v1/webhooks/1"),
         ("POST", "/v1/webhooks/1/rotate-secret"),
+        ("POST", "/v1/webhooks/1/test"),
         ("GET", "/v1/deliveries"),
         ("GET", "/v1/deliveries/1"),
         ("POST", "/v1/deliveries/1/redeliver"),
@@ -136,7 +140,7 @@ def test_health_readiness_and_metrics_need_no_token(api: TestClient) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.json()["checks"]["database"] == ready.json()["checks"]["broker"] == "ok"
     metrics = api.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
@@ -256,13 +260,14 @@ def test_get_a_task_its_transitions_and_untrack_it(client: TestClient) -> None:
         "transitions": [],
     }
 
-    cancelled = client.delete("/v1/tasks/vid-9")
+    cancelled = client.post("/v1/tasks/vid-9/cancel")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["next_poll_at"] is None
     [transition] = client.get("/v1/tasks/vid-9/transitions").json()["transitions"]
     assert (transition["from_status"], transition["to_status"]) == ("registered", "cancelled")
-    assert client.delete("/v1/tasks/vid-9").status_code == 200  # cancelling again: unchanged
+    again = client.post("/v1/tasks/vid-9/cancel")  # cancelling again: unchanged
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
 def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
@@ -275,7 +280,7 @@ def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
         session.execute(
             update(TrackedTask).values(status=TaskStatus.COMPLETED.value, next_poll_at=None)
         )
-    response = client.delete("/v1/tasks/done")
+    response = client.post("/v1/tasks/done/cancel")
     assert response.status_code == 409
     assert "already completed" in _error(response)["message"]
 
@@ -289,6 +294,7 @@ def test_unknown_tasks_are_404(client: TestClient) -> None:
             "message": "no tracked tensorslab task with ID 'nope'",
             "details": [],
         }
+    assert client.post("/v1/tasks/nope/cancel").status_code == 404
     assert client.delete("/v1/tasks/nope").status_code == 404
 
 
@@ -317,7 +323,7 @@ def test_listing_pages_through_every_task_newest_first(client: TestClient) -> No
 def test_listing_filters_by_status_and_time(client: TestClient) -> None:
     client.post("/v1/tasks", json={"task_id": "a"})
     client.post("/v1/tasks", json={"task_id": "b"})
-    client.delete("/v1/tasks/a")
+    client.post("/v1/tasks/a/cancel")
 
     cancelled = client.get("/v1/tasks", params={"status": "cancelled"}).json()["tasks"]
     assert [task["task_id"] for task in cancelled] == ["a"]
@@ -341,9 +347,15 @@ def _cursor(raw: str) -> str:
         ({"created_since": "2026-01-01T00:00:00"}, "created_since"),  # no timezone
         ({"provider": "runway"}, None),
         ({"cursor": "not-a-cursor"}, None),
-        ({"cursor": _cursor("2026-01-01T00:00:00+00:00|" + "9" * 30)}, None),  # past BIGINT
-        ({"created_since": "0001-01-01T00:00:00+05:00"}, None),  # before year 1 in UTC
-        ({"updated_since": "9999-12-31T23:59:59-12:00"}, None),  # after year 9999 in UTC
+        ({"cursor": _cursor("2026-01-01T00:00:00+00:00|" + "9" * 30)}, None),  # the old form
+        ({"cursor": "1764637616778009_" + "9" * 20}, None),  # past BIGINT
+        ({"cursor": ""}, None),
+        ({"updated_since": "0.5"}, "updated_since"),  # a number is not a date
+        ({"updated_since": "1764637616"}, "updated_since"),  # nor are epoch seconds
+        ({"updated_since": "2026-12-02"}, "updated_since"),  # a date alone
+        ({"updated_since": "2026-12-02T10:00:00+1:00"}, "updated_since"),
+        ({"updated_since": "2026-02-30T10:00:00Z"}, "updated_since"),  # no such day
+        ({"updated_since": "2026-12-02T10:00:00+24:00"}, "updated_since"),
     ],
 )
 def test_bad_list_parameters_are_422_naming_the_problem(
@@ -358,6 +370,59 @@ def test_bad_list_parameters_are_422_naming_the_problem(
         assert next(iter(params)) in error["message"] or "cursor" in error["message"]
 
 
+def test_metadata_with_half_a_surrogate_pair_is_refused_and_nothing_stored(
+    client: TestClient,
+) -> None:
+    body = b'{"task_id": "x", "metadata": {"k": "\\ud800"}}'  # valid JSON, not Unicode
+    response = client.post("/v1/tasks", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "unpaired surrogate" in _error(response)["message"]
+    assert client.get("/v1/tasks/x").status_code == 404
+
+
+def test_a_time_without_a_timezone_is_refused_with_the_form_to_use(client: TestClient) -> None:
+    response = client.get("/v1/tasks", params={"updated_since": "2026-12-02T10:00:00"})
+    assert response.status_code == 422
+    [detail] = _error(response)["details"]
+    assert detail["field"] == "updated_since"
+    assert "ISO 8601 with a timezone, e.g. 2026-12-02T10:00:00Z" in detail["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "found"),
+    [
+        ({"updated_since": "2026-11-30T10:00:00z"}, True),  # RFC 3339 allows lower case
+        ({"updated_since": "2026-11-30t10:00:00.123456789+01:00"}, True),  # > 6 digits
+        ({"created_since": "0001-01-01T00:00:00+05:00"}, True),  # before year 1 in UTC: all
+        ({"updated_since": "9999-12-31T23:59:59-12:00"}, False),  # after 9999 in UTC: none
+        ({"created_since": "2999-01-01T00:00:00Z"}, False),
+    ],
+)
+def test_every_rfc3339_time_is_a_valid_bound(
+    client: TestClient, params: dict[str, str], found: bool
+) -> None:
+    client.post("/v1/tasks", json={"task_id": "bound"})
+    response = client.get("/v1/tasks", params=params)
+    assert response.status_code == 200, response.text
+    assert bool(response.json()["tasks"]) is found
+
+
+def test_any_cursor_of_the_documented_form_is_a_position(client: TestClient) -> None:
+    for task_id in ("c1", "c2"):
+        client.post("/v1/tasks", json={"task_id": task_id})
+    first = client.get("/v1/tasks", params={"limit": 1}).json()
+    assert re.fullmatch(r"[0-9]+_[0-9]+", first["next_cursor"])
+    rest = client.get("/v1/tasks", params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    assert [t["task_id"] for t in first["tasks"] + rest["tasks"]] == ["c2", "c1"]
+    # A position the server did not hand out is still a position, even past every row ID.
+    end = client.get("/v1/tasks", params={"cursor": "99999999999999999_" + "9" * 19})
+    assert [t["task_id"] for t in end.json()["tasks"]] == ["c2", "c1"]
+    start = client.get("/v1/tasks", params={"cursor": "0_0"})
+    assert start.status_code == 200 and start.json()["tasks"] == []
+    deliveries = client.get("/v1/deliveries", params={"cursor": "9" * 19})
+    assert deliveries.status_code == 200, deliveries.text
+
+
 # --- bad input: a clear 4xx, nothing stored ------------------------------------------------
 
 
@@ -370,6 +435,8 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("whitespace id", {"task_id": "a b"}, 422, "whitespace"),
     ("metadata not an object", {"task_id": "x", "metadata": [1, 2]}, 422, "JSON object"),
     ("metadata a string", {"task_id": "x", "metadata": "{}"}, 422, "JSON object"),
+    ("NUL in metadata", {"task_id": "x", "metadata": {"k": ["a\x00"]}}, 422, "NUL character"),
+    ("NUL in a metadata key", {"task_id": "x", "metadata": {"a\x00": 1}}, 422, "NUL character"),
     ("refused network", {"task_id": "x", "webhook_url": "http://10.1.2.3/h"}, 422, "private"),
     ("not a URL", {"task_id": "x", "webhook_url": "ftp://example.com"}, 422, "http"),
     ("too many ids", {"tasks": [{"task_id": f"t{n}"} for n in range(51)]}, 413, "limit is 50"),
@@ -483,7 +550,7 @@ def test_deliveries_are_listed_with_attempts_and_redelivered(client: TestClient)
     client.post("/v1/webhooks", json={"url": RECEIVER_URL, "events": ["task.cancelled"]})
     for task_id in ("d1", "d2", "d3"):
         client.post("/v1/tasks", json={"task_id": task_id})
-        client.delete(f"/v1/tasks/{task_id}")  # writes one task.cancelled delivery each
+        client.post(f"/v1/tasks/{task_id}/cancel")  # writes one task.cancelled delivery each
 
     first = client.get("/v1/deliveries", params={"limit": 2}).json()
     assert [d["task_id"] for d in first["deliveries"]] == ["d3", "d2"]
@@ -498,12 +565,15 @@ def test_deliveries_are_listed_with_attempts_and_redelivered(client: TestClient)
     assert [d["event_type"] for d in by_task] == ["task.cancelled"]
 
     pending = by_task[0]
-    conflict = client.post(f"/v1/deliveries/{pending['id']}/redeliver")
-    assert conflict.status_code == 409
-    assert "still pending" in _error(conflict)["message"]
-    assert client.get(f"/v1/deliveries/{pending['id']}").json()["status"] == "pending"
+    due = client.post(f"/v1/deliveries/{pending['message_id']}/redeliver")  # due now: no change
+    assert due.status_code == 202
+    assert due.json()["id"] == pending["id"] and due.json()["status"] == "pending"
+    assert client.get(f"/v1/deliveries/{pending['message_id']}").json()["id"] == pending["id"]
     assert client.get("/v1/deliveries/999999").status_code == 404
+    assert client.get("/v1/deliveries/msg_0123").status_code == 404
     assert client.post("/v1/deliveries/999999/redeliver").status_code == 404
+    for bad in ("0", "-1", "12a", "msg_", "9" * 20):
+        assert client.get(f"/v1/deliveries/{bad}").status_code == 422, bad
 
 
 def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -> None:
@@ -514,7 +584,8 @@ def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -
         for method in item
         if method in ("get", "post", "patch", "delete")
     }
-    assert len(operations) == 20  # 17, and POST, GET, GET one of /v1/submissions
+    # 17, webhook test, task cancel, provider resume, POST, GET, GET one of /v1/submissions
+    assert len(operations) == 23
     for path, item in document["paths"].items():
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)
@@ -532,7 +603,7 @@ def test_metrics_count_tasks_and_how_late_the_most_overdue_poll_is(client: TestC
     from tracker.db.models import TrackedTask
 
     client.post("/v1/tasks", json={"tasks": [{"task_id": "m1"}, {"task_id": "m2"}]})
-    client.delete("/v1/tasks/m2")
+    client.post("/v1/tasks/m2/cancel")
     with db.session_scope() as session:  # m1's poll is an hour overdue, as if no worker ran
         session.execute(
             update(TrackedTask)

@@ -46,10 +46,13 @@ def database_and_token() -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_no_server_error_and_every_response_fits_the_schema(case: Any) -> None:
+    # /readyz answers its documented 503 once the tasks registered by other examples are
+    # overdue (no beat runs here); its body must still fit the schema.
+    server_error = [] if case.path == "/readyz" else [checks.not_a_server_error]
     case.call_and_validate(
         headers=TOKEN_HEADER,
         checks=[
-            checks.not_a_server_error,
+            *server_error,
             checks.response_schema_conformance,
             checks.status_code_conformance,
             checks.content_type_conformance,

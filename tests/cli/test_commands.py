@@ -37,7 +37,7 @@ def test_help_lists_every_command_with_a_description() -> None:
     for command in (
         "register", "status", "history", "list", "untrack",
         "worker", "beat", "up", "simulate", "demo", "db",
-        "api", "tokens", "watch", "stats", "webhooks", "deliveries", "redeliver",
+        "api", "tokens", "watch", "stats", "webhooks", "deliveries", "redeliver", "doctor",
     ):  # fmt: skip
         assert f" {command} " in out, command
     code, out, _ = run_cli("db", "--help")

@@ -64,7 +64,7 @@ def test_watching_tasks_that_are_already_terminal_prints_the_table_and_exits_0(
     code, out, err = run_cli("watch", "vid-1", "vid-2")
 
     assert code == 0, err
-    assert "2 of 2 tasks finished" in out
+    assert "2 of 2 tasks finished" in err  # not a terminal: the title on stderr, rows on stdout
     assert "vid-1" in out and "vid-2" in out and out.count("cancelled") == 2
 
     code, out, _ = run_cli("watch", "-", "--json", stdin="vid-2\n\nvid-1\n")
@@ -92,7 +92,7 @@ def test_watch_ends_when_the_last_task_becomes_terminal(
     thread.join()
 
     assert code == 0, err
-    assert "2 of 2 tasks finished" in out and out.count("cancelled") == 2
+    assert "2 of 2 tasks finished" in err and out.count("cancelled") == 2
 
 
 def test_watch_gives_up_at_the_timeout(cli_db: str) -> None:
@@ -102,8 +102,9 @@ def test_watch_gives_up_at_the_timeout(cli_db: str) -> None:
     code, out, err = run_cli("watch", "slow", "done", "--interval", "0.1", "--timeout", "0.3")
 
     assert code == 1
-    assert "1 of 2 tasks finished" in out
-    assert err.startswith("error: timed out after 0.3 s; 1 of 2 tasks not finished: slow")
+    assert "slow\tregistered" in out and "done\tcancelled" in out
+    assert err.startswith("1 of 2 tasks finished\n")
+    assert "error: timed out after 0.3 s; 1 of 2 tasks not finished: slow" in err
 
     code, out, err = run_cli("watch", "slow", "--json", "--interval", "0.1", "--timeout", "0.2")
     assert code == 1 and "timed out" in err

@@ -14,6 +14,8 @@ EXPECTED_TABLES = {
     "tracked_tasks",
     "task_transitions",
     "provider_pauses",
+    "provider_failures",
+    "retention_runs",
     "webhook_endpoints",
     "webhook_subscriptions",
     "webhook_deliveries",
@@ -21,6 +23,7 @@ EXPECTED_TABLES = {
     "api_tokens",
     "submissions",  # 0010
     "rate_buckets",  # 0010
+    "process_heartbeats",
 }
 
 

@@ -133,7 +133,15 @@ def test_the_whole_story_over_http(
 
         _wait_for("the redelivery's attempt is recorded", two_attempts, group)
 
-    assert requests.get(f"{base}/readyz").json()["checks"] == {"database": "ok", "broker": "ok"}
+    ready = requests.get(f"{base}/readyz").json()
+    assert ready["checks"] == {
+        "database": "ok",
+        "broker": "ok",
+        "beat": "ok",
+        "workers": "ok",
+        "overdue": "ok",
+    }
+    assert ready["paused"] == []
     exposition = requests.get(f"{base}/metrics").text
     assert 'tracker_tasks{status="completed"} 1.0' in exposition
     assert 'tracker_transitions_total{to_status="completed"} 1.0' in exposition

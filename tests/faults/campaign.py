@@ -168,7 +168,7 @@ class Campaign:
             moves: dict[int, list[tuple[str, str]]] = defaultdict(list)
             for t in session.scalars(select(Transition).order_by(Transition.id)):
                 moves[t.task_pk].append((t.from_status, t.to_status))
-            rows: dict[tuple[int, str], int] = defaultdict(int)
+            rows: dict[tuple[int | None, str], int] = defaultdict(int)
             for d in session.scalars(select(WebhookDelivery)):
                 rows[(d.task_pk, d.event_type)] += 1
         details: list[str] = []

@@ -16,6 +16,7 @@ import pytest
 from tracker.states import TaskStatus
 from tracker.tasks.decide import (
     RETRY_AFTER_SPREAD,
+    PauseCause,
     PollOutcome,
     ProviderPause,
     TaskSnapshot,
@@ -32,6 +33,7 @@ from tracker.upstream.base import (
     Throttled,
     Unauthorized,
     Unavailable,
+    Unreachable,
     UpstreamFailure,
     UpstreamProblem,
 )
@@ -303,10 +305,12 @@ PROBLEMS = [
     pytest.param(Throttled("HTTP 429: slow down", retry_after_s=3.0), True, id="throttled-3s"),
     pytest.param(InsufficientCredits("code 9000: insufficient credits"), True, id="no-credits"),
     pytest.param(UpstreamFailure("code 9999: task query failed"), False, id="upstream-failure"),
-    pytest.param(Unauthorized("HTTP 401: API key refused: x"), False, id="unauthorized"),
+    pytest.param(Unauthorized("HTTP 401: API key refused: x"), True, id="unauthorized"),
     pytest.param(ContractViolation("unknown code 1234: {}"), False, id="contract-violation"),
     pytest.param(Unavailable("HTTP 503: <html>"), False, id="unavailable-503"),
     pytest.param(Unavailable("timed out: ReadTimeout"), False, id="unavailable-timeout"),
+    # One failed connection is no pause: a run of them is, decided per provider (pauses.py).
+    pytest.param(Unreachable("connection failed: refused"), False, id="unreachable"),
 ]
 
 
@@ -376,6 +380,19 @@ def test_no_credits_pauses_the_provider_for_at_least_the_pause_setting(seed: int
     assert outcome.provider_pause.until >= NOW + timedelta(seconds=POLICY.no_credits_pause_s)
     assert outcome.provider_pause.until == outcome.next_poll_at
     assert "insufficient_credits" in outcome.provider_pause.reason
+    assert outcome.provider_pause.cause is PauseCause.NO_CREDITS
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_a_refused_key_pauses_the_provider_for_the_auth_pause_then_a_probe(code: int) -> None:
+    problem = Unauthorized(f"HTTP {code}: API key refused: bad key")
+    outcome = run(snapshot(S.PENDING), problem)
+
+    assert outcome.provider_pause == ProviderPause(
+        NOW + timedelta(seconds=POLICY.auth_pause_s), problem.describe(), PauseCause.UNAUTHORIZED
+    )
+    assert delay_s(outcome) >= POLICY.auth_pause_s, "the task waits out the pause too"
+    assert PauseCause.UNAUTHORIZED.needs_probe and not PauseCause.RATE_LIMITED.needs_probe
 
 
 @pytest.mark.parametrize("seed", range(50), ids=lambda s: f"seed-{s}")
@@ -386,7 +403,7 @@ def test_throttled_with_retry_after_100s_waits_at_least_100s_whatever_the_jitter
 
     assert delay_s(outcome) >= 100.0
     assert outcome.provider_pause == ProviderPause(
-        NOW + timedelta(seconds=100), "throttled: HTTP 429"
+        NOW + timedelta(seconds=100), "throttled: HTTP 429", PauseCause.RATE_LIMITED
     )
 
 

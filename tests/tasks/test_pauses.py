@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tracker import db
 from tracker.db.models import ProviderPauseRow
-from tracker.tasks.decide import ProviderPause
+from tracker.tasks.decide import PauseCause, ProviderPause
 from tracker.tasks.pauses import pause_provider
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -34,7 +34,12 @@ def test_two_batches_pausing_at_once_both_commit_and_the_later_end_wins(
         try:
             with db.session_scope(url) as session:
                 until = NOW + timedelta(seconds=600)
-                pause_provider(session, "tensorslab", ProviderPause(until, "no credits"), at=NOW)
+                pause_provider(
+                    session,
+                    "tensorslab",
+                    ProviderPause(until, "no credits", PauseCause.NO_CREDITS),
+                    at=NOW,
+                )
                 first_paused.set()
                 first_may_commit.wait(10)
         except BaseException as error:  # reported by the assertion below
@@ -51,31 +56,54 @@ def test_two_batches_pausing_at_once_both_commit_and_the_later_end_wins(
     timer.start()
     with db.session_scope(url) as session:
         until = NOW + timedelta(seconds=900)
-        pause_provider(session, "tensorslab", ProviderPause(until, "throttled"), at=NOW)
+        pause_provider(
+            session,
+            "tensorslab",
+            ProviderPause(until, "throttled", PauseCause.RATE_LIMITED),
+            at=NOW,
+        )
     thread.join(10)
     timer.cancel()
     assert errors == []
     stored = _pause(url)
     assert stored is not None
-    assert (stored.paused_until, stored.reason) == (NOW + timedelta(seconds=900), "throttled")
+    assert (stored.paused_until, stored.reason) == (
+        NOW + timedelta(seconds=900),
+        "throttled",
+    )
 
 
 def test_a_shorter_pause_never_cuts_a_longer_one(database_url: str) -> None:
     with db.session_scope(database_url) as session:
         pause_provider(
-            session, "tensorslab", ProviderPause(NOW + timedelta(hours=1), "no credits"), at=NOW
+            session,
+            "tensorslab",
+            ProviderPause(NOW + timedelta(hours=1), "no credits", PauseCause.NO_CREDITS),
+            at=NOW,
         )
     with db.session_scope(database_url) as session:
         pause_provider(
-            session, "tensorslab", ProviderPause(NOW + timedelta(seconds=5), "throttled"), at=NOW
+            session,
+            "tensorslab",
+            ProviderPause(NOW + timedelta(seconds=5), "throttled", PauseCause.RATE_LIMITED),
+            at=NOW,
         )
     stored = _pause(database_url)
     assert stored is not None
-    assert (stored.paused_until, stored.reason) == (NOW + timedelta(hours=1), "no credits")
+    assert (stored.paused_until, stored.reason) == (
+        NOW + timedelta(hours=1),
+        "no credits",
+    )
     with db.session_scope(database_url) as session:
         pause_provider(
-            session, "tensorslab", ProviderPause(NOW + timedelta(hours=2), "throttled"), at=NOW
+            session,
+            "tensorslab",
+            ProviderPause(NOW + timedelta(hours=2), "throttled", PauseCause.RATE_LIMITED),
+            at=NOW,
         )
     stored = _pause(database_url)
     assert stored is not None
-    assert (stored.paused_until, stored.reason) == (NOW + timedelta(hours=2), "throttled")
+    assert (stored.paused_until, stored.reason) == (
+        NOW + timedelta(hours=2),
+        "throttled",
+    )

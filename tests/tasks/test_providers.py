@@ -8,6 +8,7 @@ policy, and a pause one provider's answer calls for holds back that provider's t
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -18,7 +19,7 @@ from tests.conftest import SIM_API_KEY
 from tests.support import FAST_POLICY, poll_until_terminal
 from tracker import db
 from tracker.db.clock import utc_now
-from tracker.db.models import ProviderPauseRow, TrackedTask
+from tracker.db.models import ProviderFailureRow, ProviderPauseRow, TrackedTask
 from tracker.errors import InvalidInput, UnknownTask
 from tracker.settings import Settings
 from tracker.states import TaskStatus
@@ -249,3 +250,134 @@ def test_a_policy_per_provider_must_name_every_provider_polled() -> None:
     assert policies[IMAGE_PROVIDER] == dataclasses.replace(
         video, first_delay_s=2.0, min_interval_s=2.0, max_interval_s=5.0, quiet_until_s=0.0
     )
+
+
+def test_a_task_whose_provider_has_no_client_here_is_not_asked_about(
+    database_url: str, simulator: Simulator, clients: dict[str, Provider]
+) -> None:
+    """Never through another provider's client: it is left for its lease to end."""
+    simulator.add_task(TaskScript.completes("vid-n", after_polls=0))
+    simulator.add_task(TaskScript.completes("img-n", after_polls=0, kind="image"))
+    _register(database_url, VIDEO_PROVIDER, "vid-n")
+    _register(database_url, IMAGE_PROVIDER, "img-n")
+    only_video = {VIDEO_PROVIDER: clients[VIDEO_PROVIDER]}
+    assert _poll_once(database_url, only_video, now=utc_now()) == 2
+    assert _task(database_url, "vid-n", VIDEO_PROVIDER).status is TaskStatus.COMPLETED
+    image = _task(database_url, "img-n", IMAGE_PROVIDER)
+    assert (image.status, image.poll_count) == (TaskStatus.REGISTERED, 0)
+    assert simulator.stats()["by_kind"] == {"video": 1, "image": 0}
+
+
+def _tick(url: str, clients: dict[str, Provider], policy: PollPolicy, at: datetime) -> int:
+    """One tick at `at` and its batches, their answers stamped `at` too; how many claimed."""
+    with db.session_scope(url) as session:
+        claims = polling.claim_due_tasks(session, now=at, limit=100, lease_s=60, batch_size=10)
+    for claim in claims:
+        polling.poll_batch(
+            claim,
+            provider=clients,
+            session_scope=lambda: db.session_scope(url),
+            policy=policy,
+            fetch_margin_s=1,
+            now=lambda: at,
+        )
+    return sum(len(claim.row_ids) for claim in claims)
+
+
+def _failing(url: str) -> set[str]:
+    with db.read_scope(url) as session:
+        return set(session.scalars(select(ProviderFailureRow.provider)))
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "paused (" in record.getMessage()
+    ]
+
+
+def test_a_refused_key_at_the_video_endpoint_pauses_videos_only_with_a_probe_of_its_own(
+    database_url: str,
+    simulator: Simulator,
+    clients: dict[str, Provider],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """401 for video tasks: videos pause (one WARNING), images are polled on; when the pause's
+    time is up one video probe is claimed beside every due image task, and its answer lifts
+    the video pause."""
+    caplog.set_level(logging.INFO, logger="tracker.tasks.polling")
+    videos = ("vid-a", "vid-b", "vid-c")
+    for task_id in videos:
+        simulator.add_task(TaskScript(task_id, (Step(2),)))
+        simulator.set_faults(Faults(auth_status=401), task_id=task_id)
+    simulator.add_task(TaskScript("img-a", (Step(2),), kind="image"))
+    _register(database_url, VIDEO_PROVIDER, *videos)
+    _register(database_url, IMAGE_PROVIDER, "img-a")
+    policy = dataclasses.replace(FAST_POLICY, auth_pause_s=300)
+    start = utc_now() + timedelta(seconds=1)
+
+    assert _tick(database_url, clients, policy, start) == 4
+    assert set(_paused(database_url)) == {VIDEO_PROVIDER}
+    [warning] = _warnings(caplog)
+    assert warning.startswith("polling of tensorslab paused (unauthorized)")
+    assert "`tracker resume` lifts it now" in warning
+
+    for seconds in (10, 20):
+        _make_due(database_url, start)
+        assert _tick(database_url, clients, policy, start + timedelta(seconds=seconds)) == 1
+    assert simulator.task_state("img-a", kind="image")["polls"] == 3
+
+    for task_id in videos:  # the key is fixed
+        simulator.set_faults(None, task_id=task_id)
+    _make_due(database_url, start)
+    probe_at = start + timedelta(seconds=310)
+    assert _tick(database_url, clients, policy, probe_at) == 2, "the image task and one probe"
+    assert _paused(database_url) == {}, "the probe's answer lifted the pause"
+    _make_due(database_url, start)
+    assert _tick(database_url, clients, policy, probe_at + timedelta(seconds=1)) == 4
+    assert len(_warnings(caplog)) == 1
+
+
+def test_an_image_endpoint_that_cannot_be_reached_pauses_images_only(
+    database_url: str,
+    simulator: Simulator,
+    clients: dict[str, Provider],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In batches that hold both, the video answers do not end the image endpoint's run of
+    failed connections: after `unreachable_after_s` of them images pause (`unreachable`),
+    videos go on, and `tracker resume tensorslab-image` is the advice."""
+    caplog.set_level(logging.INFO, logger="tracker.tasks.polling")
+    simulator.add_task(TaskScript("vid-u", (Step(2),)))
+    _register(database_url, VIDEO_PROVIDER, "vid-u")
+    _register(database_url, IMAGE_PROVIDER, "img-u")
+    nowhere = TensorsLabImageClient(
+        base_url="http://127.0.0.1:9", api_key=SIM_API_KEY, connect_timeout_s=1
+    )
+    split = {VIDEO_PROVIDER: clients[VIDEO_PROVIDER], IMAGE_PROVIDER: nowhere}
+    policy = dataclasses.replace(FAST_POLICY, unreachable_after_s=30, unreachable_pause_s=120)
+    start = utc_now() + timedelta(seconds=1)
+    try:
+        assert _tick(database_url, split, policy, start) == 2
+        assert _failing(database_url) == {IMAGE_PROVIDER} and _paused(database_url) == {}
+        _make_due(database_url, start)
+        assert _tick(database_url, split, policy, start + timedelta(seconds=40)) == 2
+    finally:
+        nowhere.close()
+    assert list(_paused(database_url)) == [IMAGE_PROVIDER]
+    assert _paused(database_url)[IMAGE_PROVIDER].startswith("unreachable for 40 s")
+    [warning] = _warnings(caplog)
+    assert warning.startswith("polling of tensorslab-image paused (unreachable)")
+    assert "`tracker resume tensorslab-image` lifts it now" in warning
+
+    _make_due(database_url, start)
+    assert _tick(database_url, split, policy, start + timedelta(seconds=50)) == 1  # video only
+    assert simulator.task_state("vid-u")["polls"] == 3
+
+    # The endpoint is back: after the pause, one image probe reaches it and lifts the pause.
+    simulator.add_task(TaskScript("img-u", (Step(2),), kind="image"))
+    _make_due(database_url, start)
+    assert _tick(database_url, clients, policy, start + timedelta(seconds=170)) == 2
+    assert _paused(database_url) == {} and _failing(database_url) == set()
+    assert simulator.task_state("img-u", kind="image")["polls"] == 1

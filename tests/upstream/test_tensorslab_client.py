@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from tracker.upstream.base import (
     Throttled,
     Unauthorized,
     Unavailable,
+    Unreachable,
     UpstreamFailure,
 )
 from tracker.upstream.tensorslab import STATUS_PATH, TensorsLabClient
@@ -308,7 +310,7 @@ def _closed_port() -> int:
     return port
 
 
-def test_connection_refused_is_unavailable() -> None:
+def test_connection_refused_is_unreachable() -> None:
     client = TensorsLabClient(
         base_url=f"http://127.0.0.1:{_closed_port()}", api_key=API_KEY, connect_timeout_s=2
     )
@@ -317,7 +319,33 @@ def test_connection_refused_is_unavailable() -> None:
     finally:
         client.close()
 
-    assert isinstance(result, Unavailable)
+    assert isinstance(result, Unreachable) and result.kind == "unreachable"
+    assert "connection failed" in result.message
+
+
+def test_a_connection_dropped_after_connecting_is_unavailable_not_unreachable() -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def drop_one() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.close()  # reached, then no answer
+
+    thread = threading.Thread(target=drop_one, daemon=True)
+    thread.start()
+    client = TensorsLabClient(
+        base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", api_key=API_KEY
+    )
+    try:
+        result = client.fetch("any")
+    finally:
+        client.close()
+        thread.join(5)
+        listener.close()
+
+    assert isinstance(result, Unavailable) and not isinstance(result, Unreachable)
     assert "connection failed" in result.message
 
 

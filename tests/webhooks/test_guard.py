@@ -28,6 +28,8 @@ from tracker.webhooks.guard import (
     AddressPolicy,
     RefusedURL,
     check_url,
+    system_resolver,
+    vet_url,
 )
 from tracker.webhooks.guarded_http import RefusedAddress, RefusedConnection, guarded_session
 
@@ -215,7 +217,6 @@ def test_a_bad_allowed_networks_setting_names_the_entry(setting: str, message: s
         ("http://metadata.example/x", "resolves to 169.254.169.254, a link-local address"),
         ("http://v6-internal.example/x", "fd00::1, a private address"),
         ("http://mixed.example/hook", "resolves to 10.1.2.3, a private address"),
-        ("https://nowhere.example/hook", "nowhere.example does not resolve"),
     ],
 )
 def test_check_url_refuses_bad_and_internal_urls(url: str, message: str) -> None:
@@ -262,6 +263,51 @@ def test_check_url_allows_loopback_when_the_policy_does() -> None:
     assert check_url("http://hooks.example:8080/hook", LOOPBACK_ONLY, resolve=resolve)
     with pytest.raises(RefusedURL, match="private"):
         check_url("http://split.example/hook", LOOPBACK_ONLY, resolve=resolve)
+
+
+def test_a_name_that_does_not_resolve_now_is_accepted_with_a_warning() -> None:
+    resolve = RecordingResolver()
+    vetted = vet_url(" https://nowhere.example/hook ", AddressPolicy(), resolve=resolve)
+    assert vetted.url == "https://nowhere.example/hook"
+    assert vetted.warning is not None
+    assert vetted.warning.startswith("the host nowhere.example does not resolve right now")
+    assert "Name or service not known" in vetted.warning
+    assert check_url("https://nowhere.example/hook", AddressPolicy(), resolve=resolve)
+
+
+def test_a_dns_that_does_not_answer_is_a_warning_after_the_timeout() -> None:
+    answered = threading.Event()
+
+    def silent(host: str, port: int) -> list[str]:
+        answered.wait(30)  # a DNS server that says nothing
+        return []
+
+    try:
+        vetted = vet_url("https://slow.example/", AddressPolicy(), resolve=silent, timeout_s=0.2)
+    finally:
+        answered.set()
+    assert vetted.warning is not None and "no DNS answer within 0.2 s" in vetted.warning
+
+
+def test_names_under_invalid_fail_without_a_dns_query() -> None:
+    for host in ("hooks.invalid", "a.b.INVALID.", "invalid"):
+        with pytest.raises(socket.gaierror, match="RFC 6761"):
+            system_resolver(host, 443)
+    vetted = vet_url("https://receiver.tracker-test.invalid/hook", AddressPolicy())
+    assert vetted.warning is not None and "does not resolve right now" in vetted.warning
+
+
+def test_refused_literals_and_userinfo_are_still_refused_without_a_lookup() -> None:
+    resolve = RecordingResolver()
+    for url, message in (
+        ("http://10.0.0.1/hook", "10.0.0.1, a private address"),
+        ("http://169.254.169.254/latest", "169.254.169.254, a link-local address"),
+        ("https://user:pass@hooks.example/x", "user name or password"),
+        ("https://token@hooks.example/x", "user name or password"),
+    ):
+        with pytest.raises(RefusedURL, match=message):
+            vet_url(url, AddressPolicy(), resolve=resolve)
+    assert resolve.calls == []
 
 
 def test_check_url_without_resolving_judges_only_ip_literals() -> None:

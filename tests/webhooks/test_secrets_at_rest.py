@@ -23,9 +23,11 @@ from tests.webhooks.test_delivery import LOOPBACK, _deliveries, _send_due, recei
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import WebhookDelivery, WebhookEndpoint
+from tracker.errors import UnreadableSecret
 from tracker.tasks import register, untrack
 from tracker.testing.receiver import WebhookReceiver
-from tracker.webhooks import endpoints
+from tracker.webhooks import endpoints, probe
+from tracker.webhooks.guarded_http import guarded_session
 from tracker.webhooks.signing import generate_secret
 from tracker.webhooks.vault import ENCRYPTED_PREFIX
 
@@ -248,3 +250,24 @@ def test_plain_secrets_from_before_are_encrypted_by_db_upgrade_and_still_sign(
     [item] = receiver.wait_for(1)
     assert item.verified
     assert len(item.headers["webhook-signature"].split(" ")) == 2
+
+
+def test_a_webhook_test_with_an_unreadable_secret_is_refused_and_stores_nothing(
+    database_url: str, configure: Configure, receiver: WebhookReceiver
+) -> None:
+    configure(TRACKER_SECRET_KEY=K1, TRACKER_DATABASE_URL=database_url)
+    created = _add(database_url, receiver)
+    configure(TRACKER_SECRET_KEY=K2)  # K1 lost
+
+    with guarded_session(LOOPBACK) as http, pytest.raises(UnreadableSecret, match="decrypted"):
+        probe.send_test_event(
+            created.endpoint.id,
+            session_scope=lambda: db.session_scope(database_url),
+            http=http,
+            timeout_s=5,
+            disable_after_s=86400,
+        )
+
+    assert _deliveries(database_url) == [] and receiver.received == []
+    code, _, err = run_cli("webhooks", "test", str(created.endpoint.id))
+    assert code == 1 and "cannot be decrypted" in err and len(err.strip().splitlines()) == 1

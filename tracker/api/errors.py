@@ -56,6 +56,7 @@ CODE_BY_STATUS = {
     500: "internal_error",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
     503: "unavailable",
 }
 
@@ -72,13 +73,17 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     409: _described("The current state forbids this action."),
     413: _described("The body or the batch is larger than the configured cap."),
     422: _described("A field is missing, of the wrong type, or refused; `details` says which."),
-    503: _described("The database or the broker does not answer."),
+    429: _described(
+        "Too many wrong bearer tokens from this address; `Retry-After` says when to try again."
+    ),
+    503: _described("The database or the broker does not answer; `Retry-After` says when."),
 }
 
 
 def documented_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a /v1 route: 401 (every one needs a token) and `codes`."""
-    return {code: ERROR_RESPONSES[code] for code in (401, *codes)}
+    """The `responses=` of a /v1 route: `codes`, and what any /v1 route may answer: 401 and 429
+    (every one checks a token) and 503 (every one uses the database)."""
+    return {code: ERROR_RESPONSES[code] for code in sorted({401, 429, 503, *codes})}
 
 
 class ApiError(Exception):

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from contextlib import nullcontext
 from typing import Annotated
 
 import typer
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from tracker import db
 from tracker.cli import tables
-from tracker.cli.output import JsonFlag, err, out
+from tracker.cli.output import JsonFlag, err, out, print_table
 from tracker.cli.parsing import ProviderOption, parse_since, read_task_ids
 from tracker.db.clock import database_now
 from tracker.states import TaskStatus
@@ -24,7 +26,7 @@ from tracker.tasks import watch as watch_use_case
 from tracker.tasks.ids import validate_provider
 from tracker.upstream.names import DEFAULT_PROVIDER
 
-__all__ = ["format_duration", "stats", "watch"]
+__all__ = ["WATCH_ROWS_UP_TO", "format_duration", "stats", "watch", "watch_view"]
 
 EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl-C (128 + SIGINT)
 
@@ -48,6 +50,18 @@ def _snapshot(task_ids: list[str], provider: str) -> watch_use_case.WatchSnapsho
         )
 
 
+# Above this many tasks, `watch` shows counts by status and a progress bar, not a row each:
+# a table of a thousand rows scrolls past, and redrawing it every interval is slow.
+WATCH_ROWS_UP_TO = 20
+
+
+def watch_view(snapshot: watch_use_case.WatchSnapshot, *, live: bool = False) -> RenderableType:
+    """What `watch` shows for `snapshot`: a row per task for a few, counts and a bar for many."""
+    if len(snapshot.tasks) > WATCH_ROWS_UP_TO:
+        return _watch_summary(snapshot, live=live)
+    return _watch_table(snapshot, live=live)
+
+
 def _watch_table(snapshot: watch_use_case.WatchSnapshot, *, live: bool = False) -> Table:
     done = sum(item.status.is_terminal for item in snapshot.tasks)
     table = Table(
@@ -67,6 +81,47 @@ def _watch_table(snapshot: watch_use_case.WatchSnapshot, *, live: bool = False) 
             Text("\n".join(item.result_urls) or task.upstream_message or task.last_error or ""),
         )
     return table
+
+
+def _watch_summary(snapshot: watch_use_case.WatchSnapshot, *, live: bool = False) -> Group:
+    """Counts by status (those with any task) and a bar of how many finished."""
+    counts = Counter(item.status for item in snapshot.tasks)
+    total = len(snapshot.tasks)
+    done = sum(count for status, count in counts.items() if status.is_terminal)
+    table = Table(header_style="bold")
+    table.add_column("status")
+    table.add_column("tasks", justify="right")
+    for status in TaskStatus:
+        if counts[status]:
+            table.add_row(tables.status_text(status), f"{counts[status]:,}")
+    progress = Table.grid(padding=(0, 1))
+    progress.add_row(
+        ProgressBar(total=total, completed=done, width=40),
+        Text(f"{done:,} of {total:,} tasks finished ({done / total:.0%})"),
+    )
+    parts: list[RenderableType] = [progress, table]
+    if live:
+        parts.append(Text("refreshing; Ctrl-C stops", style="dim"))
+    return Group(*parts)
+
+
+def _print_watch(snapshot: watch_use_case.WatchSnapshot) -> None:
+    """The final view: on a terminal as shown live; into a pipe as plain lines."""
+    if out.is_terminal:
+        out.print(watch_view(snapshot))
+    elif len(snapshot.tasks) > WATCH_ROWS_UP_TO:
+        counts = Counter(item.status for item in snapshot.tasks)
+        done = sum(count for status, count in counts.items() if status.is_terminal)
+        err.print(f"{done:,} of {len(snapshot.tasks):,} tasks finished", highlight=False)
+        summary = Table()
+        summary.add_column("status")
+        summary.add_column("tasks")
+        for status in TaskStatus:
+            if counts[status]:
+                summary.add_row(Text(status.value), str(counts[status]))
+        print_table(summary)
+    else:
+        print_table(_watch_table(snapshot))
 
 
 def watch(
@@ -92,7 +147,8 @@ def watch(
 ) -> None:
     """Show tasks live until every one has reached a terminal status.
 
-    For each task: status, how long it has been in it, polls, result URLs or message.
+    For each task: status, how long it has been in it, polls, result URLs or message; for more
+    than 20 tasks, counts by status and a progress bar instead.
     Exits 0 when all are terminal, 1 at --timeout, 130 when stopped with Ctrl-C.
     """
     ids = list(read_task_ids(task_ids))
@@ -105,7 +161,7 @@ def watch(
         with nullcontext() if json_output else live:
             while not snapshot.all_terminal:
                 if not json_output:
-                    live.update(_watch_table(snapshot, live=True), refresh=True)
+                    live.update(watch_view(snapshot, live=True), refresh=True)
                 pause = (
                     interval_s if deadline is None else min(interval_s, deadline - time.monotonic())
                 )
@@ -115,12 +171,12 @@ def watch(
                 snapshot = _snapshot(ids, provider)
     except KeyboardInterrupt:
         if not json_output:
-            out.print(_watch_table(snapshot))
+            _print_watch(snapshot)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if json_output:
         out.print_json(tables.to_json(snapshot))
     else:
-        out.print(_watch_table(snapshot))
+        _print_watch(snapshot)
     if not snapshot.all_terminal:
         waiting = [item for item in snapshot.tasks if not item.status.is_terminal]
         shown = ", ".join(f"{item.task.task_id} ({item.status.value})" for item in waiting[:10])

@@ -42,6 +42,16 @@ class LogLevelName(enum.StrEnum):
 LogLevel = Annotated[
     LogLevelName, typer.Option("--loglevel", "-l", case_sensitive=False, help="Log level.")
 ]
+LogFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-file",
+        dir_okay=False,
+        help="Append the logs to this file (every process: pool, beat, API) instead of stderr.",
+    ),
+]
+# `tracker up` has printed the summary already; its children say nothing more at start.
+NoSummary = Annotated[bool, typer.Option("--no-summary", hidden=True)]
 
 
 @db_app.command("upgrade")
@@ -120,6 +130,8 @@ def worker(
         bool,
         typer.Option("--beat", hidden=True, help="Run beat inside this worker (`tracker up`)."),
     ] = False,
+    log_file: LogFile = None,
+    no_summary: NoSummary = False,
 ) -> None:
     """Run a worker: polls the batches that beat hands out and sends the webhooks due.
 
@@ -137,6 +149,8 @@ def worker(
         loglevel=loglevel.value,
         with_beat=with_beat,
         queues=kinds,
+        log_file=log_file,
+        summary=not no_summary,
     )
 
 
@@ -147,11 +161,14 @@ def beat(
         Path | None,
         typer.Option("--schedule", help="Beat's state file (default: in TRACKER_DATA_DIR)."),
     ] = None,
+    log_file: LogFile = None,
 ) -> None:
     """Run beat: every TRACKER_TICK_INTERVAL_S it claims due tasks and hands them to workers."""
     from tracker.worker import processes
 
-    processes.run_beat(get_settings(), loglevel=loglevel.value, schedule_file=schedule_file)
+    processes.run_beat(
+        get_settings(), loglevel=loglevel.value, schedule_file=schedule_file, log_file=log_file
+    )
 
 
 @friendly_errors
@@ -162,6 +179,7 @@ def up(
         bool,
         typer.Option(help="Also serve the HTTP API on TRACKER_API_HOST:TRACKER_API_PORT."),
     ] = True,
+    log_file: LogFile = None,
 ) -> None:
     """Run workers, beat and the HTTP API together, for one machine. Needs TENSORSLAB_API_KEY.
 
@@ -174,7 +192,11 @@ def up(
     from tracker.worker import supervisor
 
     code = supervisor.run_up(
-        get_settings(), concurrency=concurrency, loglevel=loglevel.value, with_api=api
+        get_settings(),
+        concurrency=concurrency,
+        loglevel=loglevel.value,
+        with_api=api,
+        log_file=log_file,
     )
     if code:
         raise typer.Exit(code)
@@ -233,8 +255,17 @@ def serve_api(
     log_level: Annotated[
         str, typer.Option("--loglevel", "-l", help="uvicorn's log level (info, warning...).")
     ] = "info",
+    log_file: LogFile = None,
+    no_summary: NoSummary = False,
 ) -> None:
     """Serve the HTTP API (docs at /docs); every /v1 route needs a `tracker tokens create` token."""
     from tracker.worker import processes
 
-    processes.run_api(get_settings(), host=host, port=port, log_level=log_level.lower())
+    processes.run_api(
+        get_settings(),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        log_file=log_file,
+        summary=not no_summary,
+    )

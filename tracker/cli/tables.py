@@ -72,11 +72,15 @@ def _when(moment: datetime | None, *, now: datetime | None = None) -> str:
     return f"{stamp} ({'in ' + span if seconds > 0 else span + ' ago'})"
 
 
-def tasks_table(tasks: Iterable[TaskView], *, title: str | None = None) -> Table:
+def tasks_table(
+    tasks: Iterable[TaskView], *, title: str | None = None, with_provider: bool | None = None
+) -> Table:
     """One row per task. A `provider` column appears when a task is not a video task
-    (`tensorslab`): one ID may be a task of each provider."""
+    (`tensorslab`): one ID may be a task of each provider. `with_provider` decides it for
+    tables that must match (the pages of one listing); None: these tasks decide."""
     tasks = list(tasks)
-    with_provider = any(task.provider != DEFAULT_PROVIDER for task in tasks)
+    if with_provider is None:
+        with_provider = any(task.provider != DEFAULT_PROVIDER for task in tasks)
     table = Table(title=title, header_style="bold")
     table.add_column("task id", overflow="fold")
     if with_provider:
@@ -119,6 +123,15 @@ def task_table(task: TaskView) -> Table:
         ("finished", _when(task.completed_at)),
         ("polls / errors", f"{task.poll_count} / {task.error_count}"),
     ]
+    if task.paused is not None:
+        pause = task.paused
+        rows.append(
+            (
+                "paused",
+                f"polling of {pause.provider} is paused ({pause.cause}): "
+                f"{pause.reason}; no poll before {_when(pause.paused_until)}",
+            )
+        )
     if task.details:
         rows.append(("details", ", ".join(f"{k}={v}" for k, v in task.details.items())))
     if task.metadata:

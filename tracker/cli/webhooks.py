@@ -1,7 +1,8 @@
 """The webhook commands of `tracker`: `webhooks ...`, `deliveries ...`, `redeliver`.
 
 Thin like the rest of the CLI: parse, call `webhooks.endpoints`, format. Secrets are printed
-only by the commands that create them, once.
+only by the commands that create them, once; custom header values never (they may be
+credentials): listings show the names only.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ from rich.text import Text
 
 from tracker import db
 from tracker.cli import tables
-from tracker.cli.output import JsonFlag, friendly_errors, out
+from tracker.cli.output import JsonFlag, err, friendly_errors, out
 from tracker.cli.parsing import parse_since
 from tracker.db.clock import database_now
 from tracker.errors import InvalidInput
 from tracker.settings import get_settings
 from tracker.webhooks import deliveries as deliveries_use_case
-from tracker.webhooks import endpoints
+from tracker.webhooks import endpoints, probe
 from tracker.webhooks.events import ALL_EVENTS, DEFAULT_EVENTS
 from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.guarded_http import guarded_session
+from tracker.webhooks.headers import parse_header
+from tracker.webhooks.vetting import vet_webhook_url
 
 __all__ = ["deliveries_app", "redeliver", "webhooks_app"]
 
 webhooks_app = typer.Typer(
-    help="Where webhooks go: add, list, remove, disable, enable, rotate.", no_args_is_help=True
+    help="Where webhooks go: add, list, test, headers, remove, disable, enable, rotate.",
+    no_args_is_help=True,
 )
 deliveries_app = typer.Typer(
     help="Webhook deliveries and their attempts.", invoke_without_command=True
@@ -37,18 +42,22 @@ deliveries_app = typer.Typer(
 
 def _endpoint_table(views: list[endpoints.EndpointView]) -> Table:
     table = Table(header_style="bold", title=f"{len(views)} webhook endpoints")
-    for column in ("id", "url", "events", "state", "since"):
+    with_headers = any(view.header_names for view in views)  # else no column for them
+    for column in ("id", "url", "events", *(["headers"] if with_headers else []), "state", "since"):
         table.add_column(column, overflow="fold")
     for view in views:
         state = "enabled" if view.enabled else f"disabled: {view.disabled_reason}"
         if view.enabled and view.failing_since:
             state = f"failing since {view.failing_since:%Y-%m-%d %H:%M} UTC"
+        # Header values may be credentials: only their names are shown.
+        headers = [Text("\n".join(f"{name}: ***" for name in view.header_names))]
         table.add_row(
             str(view.id),
             Text(
                 view.url + ("" if view.all_tasks else f"\n(for {_count(view.task_count, 'task')})")
             ),
             "\n".join(view.events),
+            *(headers if with_headers else []),
             Text(state),
             f"{view.created_at:%Y-%m-%d %H:%M}",
         )
@@ -70,21 +79,47 @@ def webhooks_add(
             ),
         ),
     ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header",
+            "-H",
+            help="A header sent with every attempt, 'Name: value' (repeatable). Not one of "
+            "webhook-id/-signature/-timestamp, Host, Content-Length, Content-Type. Values are "
+            "never shown again (they may be credentials).",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Add an endpoint for every task. Its signing secret is printed now and never again.
 
     A URL has one endpoint: adding it again prints that endpoint (no secret), which now hears
-    every task and these events too.
+    every task and these events too; its headers stay as they were (`webhooks headers ID`
+    replaces them). A URL whose host does not resolve right now is added, with a warning:
+    every send resolves it again, and attempts fail (recorded, retried) until it does.
     """
+    headers = [parse_header(item) for item in header or ()]
+    vetted = vet_webhook_url(url, AddressPolicy.from_settings(get_settings()))  # DNS: no session
     with db.session_scope() as session:
         created = endpoints.add_endpoint(
-            session, url, events=events or (), policy=AddressPolicy.from_settings(get_settings())
+            session,
+            vetted,
+            events=events or (),
+            headers=headers,
+            policy=AddressPolicy.from_settings(get_settings()),
         )
+    if vetted.warning:
+        err.print(f"[yellow]warning:[/yellow] {escape(vetted.warning)}", highlight=False)
     if json_output:
         out.print_json(
             tables.to_json(
-                {"endpoint": created.endpoint, "secret": created.secret, "created": created.created}
+                {
+                    "endpoint": created.endpoint,
+                    "secret": created.secret,
+                    "created": created.created,
+                    "headers_unchanged": created.headers_unchanged,
+                    "warning": vetted.warning,
+                }
             )
         )
         return
@@ -95,12 +130,22 @@ def webhooks_add(
             f"it hears every task; events: {', '.join(created.endpoint.events)}",
             highlight=False,
         )
+        if created.headers_unchanged:
+            err.print(
+                f"[yellow]note:[/yellow] the headers given were not applied: endpoint "
+                f"{created.endpoint.id} keeps its own "
+                f"({escape(', '.join(created.endpoint.header_names) or 'none')}); "
+                f"`tracker webhooks headers {created.endpoint.id} --header ...` replaces them",
+                highlight=False,
+            )
         return
+    names = ", ".join(created.endpoint.header_names)
     out.print(
         f"added webhook endpoint [bold]{created.endpoint.id}[/bold]: "
         f"{escape(created.endpoint.url)}\n"
         f"events: {', '.join(created.endpoint.events)}\n"
-        f"signing secret (shown once, keep it): [bold]{created.secret}[/bold]",
+        + (f"headers: {escape(names)}\n" if names else "")
+        + f"signing secret (shown once, keep it): [bold]{created.secret}[/bold]",
         highlight=False,
     )
 
@@ -123,6 +168,71 @@ def webhooks_list(
         out.print_json(tables.to_json(views))
     else:
         out.print(_endpoint_table(views))
+
+
+@webhooks_app.command("headers")
+@friendly_errors
+def webhooks_headers(
+    endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")],
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", help="'Name: value' (repeatable); none removes them all."),
+    ] = None,
+) -> None:
+    """Replace an endpoint's custom headers (the whole set; values are never shown)."""
+    headers = [parse_header(item) for item in header or ()]
+    with db.session_scope() as session:
+        view = endpoints.update_endpoint(
+            session,
+            endpoint_id,
+            policy=AddressPolicy.from_settings(get_settings()),
+            headers=headers,
+        )
+    names = ", ".join(view.header_names) or "none"
+    out.print(f"webhook endpoint {view.id} headers: {escape(names)}", highlight=False)
+
+
+@webhooks_app.command("test")
+@friendly_errors
+def webhooks_test(
+    endpoint_id: Annotated[int, typer.Argument(help="Endpoint ID.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Send a signed webhook.test event to the endpoint now and show how it answered.
+
+    It goes the way every webhook goes (signed with the endpoint's secrets, its headers, the
+    address guard of this process's TRACKER_WEBHOOK_ALLOWED_NETWORKS), once, without retries;
+    the delivery stays listed. Exit 0 when the endpoint answered 2xx, 1 otherwise.
+    """
+    settings = get_settings()
+    with guarded_session(AddressPolicy.from_settings(settings)) as http:
+        view = probe.send_test_event(
+            endpoint_id,
+            session_scope=db.session_scope,
+            http=http,
+            timeout_s=settings.webhook_timeout_s,
+            disable_after_s=settings.webhook_disable_after_s,
+        )
+    if json_output:
+        out.print_json(tables.to_json(view))
+    else:
+        out.print(
+            f"{view.event_type} to {escape(view.url)}: delivery {view.id} ({view.message_id})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for attempt in view.attempts:
+            answer = f"HTTP {attempt.status_code}" if attempt.status_code else "no answer"
+            line = f"{answer} in {attempt.duration_ms:.0f} ms"
+            if attempt.error and attempt.error != f"HTTP {attempt.status_code}":
+                line += f": {attempt.error}"
+            if attempt.response_excerpt:
+                line += f"; response: {attempt.response_excerpt[:200]!r}"
+            out.print(Text(("ok: " if attempt.succeeded else "failed: ") + line), soft_wrap=True)
+        if not view.attempts:  # e.g. the endpoint was disabled while the test was on its way
+            out.print(Text(f"not sent: {view.status}, {view.last_error or 'held'}"))
+    if view.status != "delivered":
+        raise typer.Exit(1)
 
 
 @webhooks_app.command("remove")
@@ -185,7 +295,7 @@ def _deliveries_table(views: list[deliveries_use_case.DeliveryView]) -> Table:
         last = str(view.last_status_code or "") or (view.last_error or "")
         table.add_row(
             str(view.id),
-            Text(view.task_id),
+            Text(view.task_id or "-"),
             view.event_type,
             view.status,
             str(view.attempt_count),
@@ -232,8 +342,9 @@ def deliveries_show(
         out.print_json(tables.to_json(view))
         return
     out.print(
-        f"delivery [bold]{view.id}[/bold] ({view.message_id}) {view.event_type} for task "
-        f"{escape(view.task_id)} to {escape(view.url)}: [bold]{view.status}[/bold], "
+        f"delivery [bold]{view.id}[/bold] ({view.message_id}) {view.event_type}"
+        + (f" for task {escape(view.task_id)}" if view.task_id is not None else "")
+        + f" to {escape(view.url)}: [bold]{view.status}[/bold], "
         f"{_count(len(view.attempts), 'attempt')}"
         + (f" ({view.attempt_count} since the last redelivery)" if _redelivered(view) else "")
         + (f", next at {view.next_attempt_at:%H:%M:%S} UTC" if view.next_attempt_at else "")
@@ -271,28 +382,55 @@ def redeliver(
     ref: Annotated[
         str | None, typer.Argument(help="Delivery number or msg_ ID to send again.")
     ] = None,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Send a pending delivery at the next tick, however far off its retry is "
+            "(a failed one is sent again; a delivered one is refused).",
+        ),
+    ] = False,
     failed: Annotated[
         bool, typer.Option("--failed", help="Send again every failed delivery (with --since).")
     ] = False,
     since: Annotated[
         str | None, typer.Option(help="With --failed: created since (2h, 1d, or ISO time).")
     ] = None,
+    endpoint_id: Annotated[
+        int | None, typer.Option("--endpoint", help="With --failed: only this endpoint's.")
+    ] = None,
 ) -> None:
-    """Send deliveries again, with the same webhook-id, through a fresh retry schedule."""
+    """Send deliveries again, with the same webhook-id, through a fresh retry schedule.
+
+    `--now` makes a pending delivery due now instead (a held one, for a disabled endpoint,
+    stays held: enable the endpoint to send it).
+    """
     if (ref is None) == (not failed):
         raise InvalidInput("give either a delivery ID or --failed --since TIME")
     if failed and since is None:
         raise InvalidInput("--failed needs --since TIME (e.g. --since 1d)")
+    if ref is not None and endpoint_id is not None:
+        raise InvalidInput("--endpoint goes with --failed --since TIME, not with a delivery ID")
+    if failed and now:
+        raise InvalidInput("--now takes one delivery ID; --failed already sends them now")
     with db.session_scope() as session:
-        now = database_now(session)
-        if ref is not None:
-            view = deliveries_use_case.redeliver(session, ref, now=now)
+        moment = database_now(session)
+        if ref is not None and now:
+            view = deliveries_use_case.send_now(session, ref, now=moment)
+            out.print(
+                f"delivery {view.id} ({view.message_id}) is due now: the next tick sends it",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif ref is not None:
+            view = deliveries_use_case.redeliver(session, ref, now=moment)
             out.print(
                 f"delivery {view.id} ({view.message_id}) queued to be sent again", highlight=False
             )
         else:
             assert since is not None
             count = deliveries_use_case.redeliver_failed(
-                session, since=parse_since(since, now=now), now=now
+                session, since=parse_since(since, now=moment), endpoint_id=endpoint_id, now=moment
             )
-            out.print(f"{count} failed deliveries queued to be sent again", highlight=False)
+            scope = f" of endpoint {endpoint_id}" if endpoint_id is not None else ""
+            out.print(f"{count} failed deliveries{scope} queued to be sent again", highlight=False)

@@ -1,4 +1,5 @@
-"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, and the webhook outbox.
+"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, the webhook outbox, and the
+processes' heartbeats.
 
 The schema itself is created only by the Alembic migrations in `migrations/`; these classes
 describe it for queries. Times are stored in UTC and always come back timezone-aware.
@@ -31,8 +32,11 @@ __all__ = [
     "ApiToken",
     "Base",
     "DeliveryAttempt",
+    "ProcessHeartbeat",
+    "ProviderFailureRow",
     "ProviderPauseRow",
     "RateBucket",
+    "RetentionRun",
     "Submission",
     "TrackedTask",
     "Transition",
@@ -139,14 +143,41 @@ class Transition(Base):
 
 
 class ProviderPauseRow(Base):
-    """A provider-wide pause (no credits, throttled): no task of it is claimed before `until`."""
+    """A provider-wide pause (no credits, throttled, key refused, unreachable): no task of it is
+    claimed before `paused_until`; then one probe poll at a time until an answer lifts it."""
 
     __tablename__ = "provider_pauses"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     paused_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)  # for a human: the upstream answer
+    cause: Mapped[str] = mapped_column(String(32))  # a PauseCause value
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when this pause began
+    probe_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a probe is in flight
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProviderFailureRow(Base):
+    """Since when every request to a provider has failed to connect (no row: it answers)."""
+
+    __tablename__ = "provider_failures"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    unreachable_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RetentionRun(Base):
+    """One maintenance job (`prune`): its last run, and how many tasks it removed in all."""
+
+    __tablename__ = "retention_runs"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_removed: Mapped[int] = mapped_column(Integer, default=0)
+    removed_total: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class WebhookEndpoint(Base):
@@ -167,6 +198,8 @@ class WebhookEndpoint(Base):
     previous_secrets: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
     all_tasks: Mapped[bool] = mapped_column(Boolean, default=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The endpoint's own headers ({name: value}), sent with every attempt (webhooks.headers).
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -210,7 +243,8 @@ class WebhookDelivery(Base):
     endpoint_id: Mapped[int] = mapped_column(
         BigID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
     )
-    task_pk: Mapped[int] = mapped_column(
+    # None for an event about no task (`webhook.test`).
+    task_pk: Mapped[int | None] = mapped_column(
         BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), index=True
     )
     event_type: Mapped[str] = mapped_column(String(32))
@@ -301,3 +335,25 @@ class RateBucket(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     updated_at_s: Mapped[float] = mapped_column(Float)  # the database's clock, epoch seconds
+
+
+class ProcessHeartbeat(Base):
+    """One running tracker process (beat, a worker): who it is and when it was last seen.
+
+    Upserted by the process itself at most every TRACKER_HEARTBEAT_INTERVAL_S
+    (`tracker.ops.heartbeats`); rows not seen for a day are dropped.
+    """
+
+    __tablename__ = "process_heartbeats"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # beat, polls, webhooks, worker (both)
+    queue: Mapped[str | None] = mapped_column(String(255))  # what a worker consumes
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_batch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_batch: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # counts of the batch
+
+    __table_args__ = (UniqueConstraint("host", "pid", "kind"),)

@@ -8,6 +8,7 @@ decision table is tested directly.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ from tracker.upstream.base import (
     TaskMissing,
     TaskReport,
     Throttled,
+    Unauthorized,
     UpstreamProblem,
 )
 
 __all__ = [
     "RETRY_AFTER_SPREAD",
+    "PauseCause",
     "PollOutcome",
     "ProviderPause",
     "TaskSnapshot",
@@ -48,12 +51,28 @@ class TaskSnapshot:
     consecutive_errors: int = 0
 
 
+class PauseCause(enum.StrEnum):
+    """Why a provider's polling is paused: a short code for machines (metrics, JSON)."""
+
+    NO_CREDITS = "no_credits"  # code 9000: buy credits, then `tracker resume`
+    RATE_LIMITED = "rate_limited"  # a 429 with Retry-After: ends by itself
+    UNAUTHORIZED = "unauthorized"  # HTTP 401/403: the API key is refused
+    UNREACHABLE = "unreachable"  # no connection for longer than TRACKER_UNREACHABLE_AFTER_S
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether, once the pause's time is up, one probe poll must show the cause is gone
+        before every task is polled again (a 429's wait simply ends)."""
+        return self is not PauseCause.RATE_LIMITED
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderPause:
-    """Stop polling this provider's tasks until `until`, because `reason`."""
+    """Stop polling this provider's tasks until `until`, because `reason` (`cause`, its code)."""
 
     until: datetime
     reason: str
+    cause: PauseCause
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,9 +197,23 @@ def _problem(
     pause = None
     if isinstance(problem, InsufficientCredits):
         delay_s = max(delay_s, policy.no_credits_pause_s)
-        pause = ProviderPause(now + timedelta(seconds=delay_s), problem.describe())
+        pause = ProviderPause(
+            now + timedelta(seconds=delay_s), problem.describe(), PauseCause.NO_CREDITS
+        )
+    elif isinstance(problem, Unauthorized):
+        # A refused key does not fix itself in seconds: wait, then let one probe poll tell.
+        delay_s = max(delay_s, policy.auth_pause_s)
+        pause = ProviderPause(
+            now + timedelta(seconds=policy.auth_pause_s),
+            problem.describe(),
+            PauseCause.UNAUTHORIZED,
+        )
     elif isinstance(problem, Throttled) and problem.retry_after_s:
-        pause = ProviderPause(now + timedelta(seconds=problem.retry_after_s), problem.describe())
+        pause = ProviderPause(
+            now + timedelta(seconds=problem.retry_after_s),
+            problem.describe(),
+            PauseCause.RATE_LIMITED,
+        )
     if problem.retry_after_s is not None:
         # Each task comes back at its own point of a window after the Retry-After: tasks
         # throttled together (and the provider's pause) must not all be released at once.

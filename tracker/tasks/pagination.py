@@ -1,13 +1,15 @@
-"""Keyset pages: opaque cursors over (created_at, id), and the bounds every listing checks.
+"""Keyset pages: cursors over (created_at, id), and the bounds every listing checks.
 
-A cursor is written by this service and read back only by it; anything else is refused as
-forged, so it can never reach the database as an out-of-range value.
+A task cursor is `<microseconds since 1970-01-01 UTC>_<row id>` (`TASK_CURSOR_PATTERN`), a
+delivery cursor a row id (`ROW_CURSOR_PATTERN`). Clients should pass back the `next_cursor`
+they were given, but every string of that form is a valid position (a larger id than exists is
+clamped), so the documented form is exactly what is accepted and nothing out of range can reach
+the database.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -17,8 +19,11 @@ from tracker.errors import InvalidInput
 __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_ROW_ID",
+    "ROW_CURSOR_PATTERN",
+    "TASK_CURSOR_PATTERN",
     "chunked",
     "decode_cursor",
+    "decode_row_cursor",
     "encode_cursor",
     "in_utc",
 ]
@@ -35,6 +40,11 @@ __all__ = [
 #   100 deliveries: ~7 MB, where 1000 could pass 70 MB.
 MAX_PAGE_SIZE = 100
 MAX_ROW_ID = 2**63 - 1  # BIGINT
+# 17 digits of microseconds reach the year 5138; 19 digits cover every BIGINT.
+TASK_CURSOR_PATTERN = r"^[0-9]{1,17}_[0-9]{1,19}$"
+ROW_CURSOR_PATTERN = r"^[0-9]{1,19}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _T = TypeVar("_T")
 
 
@@ -44,31 +54,39 @@ def chunked(items: list[_T], size: int) -> Iterable[list[_T]]:
         yield items[start : start + size]
 
 
-def in_utc(moment: datetime | None, name: str) -> datetime | None:
-    """`moment` in UTC; a time that does not exist in UTC (year 0 or 10000) is bad input."""
+def in_utc(moment: datetime | None) -> datetime | None:
+    """`moment`, a bound of a listing, in UTC. A time that falls outside the years 1-9999 in
+    UTC (`0001-01-01T00:00:00+05:00`) is a valid bound before or after every stored time, so it
+    becomes the first or last representable one."""
     if moment is None:
         return None
     try:
         return moment.astimezone(UTC)
     except OverflowError:
-        raise InvalidInput(f"{name} {moment.isoformat()} is out of range in UTC") from None
+        early = moment.year == datetime.min.year
+        return (datetime.min if early else datetime.max).replace(tzinfo=UTC)
 
 
 def encode_cursor(created_at: datetime, row_id: int) -> str:
-    raw = f"{created_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    return f"{(created_at - _EPOCH) // _MICROSECOND}_{row_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
-        moment, row_id = raw.split("|")
-        created_at = datetime.fromisoformat(moment)
-        # Cursors are written in UTC with a row ID in the BIGINT range; anything else is forged.
-        if created_at.utcoffset() != timedelta(0) or not 0 < int(row_id) <= MAX_ROW_ID:
-            raise ValueError("not a cursor this service wrote")
-        return created_at, int(row_id)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+    """The (created_at, id) position a task cursor names; `InvalidInput` if it is not one."""
+    if not re.fullmatch(TASK_CURSOR_PATTERN, cursor):
         raise InvalidInput(
             f"invalid cursor {cursor[:60]!r}: pass back the next_cursor of a previous page"
-        ) from None
+        )
+    micros, row_id = cursor.split("_")
+    return _EPOCH + int(micros) * _MICROSECOND, min(int(row_id), MAX_ROW_ID)
+
+
+def decode_row_cursor(cursor: str) -> int:
+    """The row id a delivery cursor names (the page holds rows before it)."""
+    if not re.fullmatch(ROW_CURSOR_PATTERN, cursor):
+        raise InvalidInput(
+            f"invalid cursor {cursor[:60]!r}: pass back the next_cursor of a previous page"
+        )
+    return min(int(cursor), MAX_ROW_ID)

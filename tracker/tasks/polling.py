@@ -7,8 +7,10 @@ leaves rows that fall due again when the lease ends: the database, not the broke
 is due. A transition and its webhook deliveries (the outbox) are written in one transaction.
 
 A batch may hold tasks of several providers (video and image): each task is asked through its
-own provider's client and scheduled by its own provider's policy, and a pause one provider's
-answer calls for (no credits, Retry-After) pauses that provider only.
+own provider's client and scheduled by its own provider's policy, and each provider's answers
+are weighed on their own (`pauses.py`): a pause they call for (no credits, a refused key, a
+Retry-After, minutes of failed connections) pauses that provider only, with its own probe poll
+and its own run of failed connections, which only its own answers end.
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ from sqlalchemy.orm import Session
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, lease_due_rows
-from tracker.db.models import ProviderPauseRow, TrackedTask
+from tracker.db.models import TrackedTask
 from tracker.errors import DatabaseUnavailable
 from tracker.settings import Settings
 from tracker.states import TaskStatus
-from tracker.tasks.decide import PollOutcome, TaskSnapshot, decide
-from tracker.tasks.pauses import pause_provider
+from tracker.tasks import pauses
+from tracker.tasks.decide import PauseCause, PollOutcome, ProviderPause, TaskSnapshot, decide
 from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.transitions import record_transition
-from tracker.upstream.base import PollResult, Provider, TaskMissing, TaskReport
+from tracker.upstream.base import PollResult, Provider, TaskMissing, TaskReport, Unreachable
 
 __all__ = ["BatchSummary", "claim_due_tasks", "poll_batch", "rate_limited_claims"]
 
@@ -78,8 +80,8 @@ def claim_due_tasks(
         limit = min(limit, in_flight_cap - _in_flight(session, now=now, lease_s=lease_s))
         if limit <= 0:
             return []
-    paused = select(ProviderPauseRow.provider).where(ProviderPauseRow.paused_until > now)
-    return lease_due_rows(
+    probing = pauses.probing_providers(session, now=now)
+    claims = lease_due_rows(
         session,
         TrackedTask,
         due=TrackedTask.next_poll_at,
@@ -87,8 +89,33 @@ def claim_due_tasks(
         limit=limit,
         lease_s=lease_s,
         batch_size=batch_size,
-        conditions=[TrackedTask.provider.not_in(paused)],
+        conditions=[
+            TrackedTask.provider.not_in(pauses.blocked_condition(now)),
+            TrackedTask.provider.not_in(probing),
+        ],
     )
+    # A pause whose time is up is lifted only by an answer: one probe poll per provider, and
+    # no other until it has answered (or its lease has ended).
+    for provider in probing:
+        lease_end = now + timedelta(seconds=lease_s)
+        if not pauses.start_probe(session, provider, now=now, until=lease_end):
+            continue  # another tick's probe is in flight
+        probe = lease_due_rows(
+            session,
+            TrackedTask,
+            due=TrackedTask.next_poll_at,
+            now=now,
+            limit=1,
+            lease_s=lease_s,
+            batch_size=1,
+            conditions=[TrackedTask.provider == provider],
+        )
+        if probe:
+            log.info("polling of %s is paused: its time is up, one probe poll decides", provider)
+        else:  # nothing due: the next due task will be the probe
+            pauses.start_probe(session, provider, now=lease_end, until=now)
+        claims += probe
+    return claims
 
 
 def _in_flight(session: Session, *, now: datetime, lease_s: float) -> int:
@@ -258,7 +285,7 @@ def poll_batch(
     done = [answer for answer in answers if answer is not None]
 
     with session_scope() as session:
-        labels, ended = _write_outcomes(session, claim, done, policy=policy, rng=rng)
+        labels, ended, paused = _write_outcomes(session, claim, done, policy=policy, rng=rng)
         if deferred:
             _release_deferred(session, claim, deferred, due_at=started_at)
     summary = BatchSummary(
@@ -270,6 +297,8 @@ def poll_batch(
         deferred=len(deferred),
     )
     log.info("polled %d tasks (%d ended): %s", summary.polled, summary.ended, summary.outcomes)
+    for provider_name, pause in paused:
+        _log_pause(provider_name, pause)
     if summary.released:
         log.info("%d claimed tasks were untracked or re-leased before their poll", summary.released)
     if summary.deferred:
@@ -357,10 +386,11 @@ def _write_outcomes(
     *,
     policy: PollPolicy | Mapping[str, PollPolicy],
     rng: random.Random,
-) -> tuple[Counter[str], int]:
+) -> tuple[Counter[str], int, list[tuple[str, ProviderPause]]]:
     """Write each answer's outcome to the rows this batch still holds.
 
-    Returns the outcome labels and how many tasks ended.
+    Returns the outcome labels, how many tasks ended, and the pauses this batch started, with
+    their provider's name: each provider's answers are weighed on their own (`_record_pauses`).
 
     The held rows are locked first (on SQLite the transaction already holds the write lock), so
     which rows may be written is known up front. Outcomes without a transition, nearly all of
@@ -370,12 +400,16 @@ def _write_outcomes(
     labels: Counter[str] = Counter()
     ended = 0
     if not done:
-        return labels, ended
+        return labels, ended, []
+    batch_pauses: dict[str, list[ProviderPause]] = defaultdict(list)
     held = _lock_held_rows(session, claim, [item.task_pk for item, _, _ in done])
     unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for item, result, answered_at in done:
         policy_now = _policy_of(policy, item.provider)
         outcome = decide(item.snapshot, result, now=answered_at, policy=policy_now, rng=rng)
+        log.debug(
+            "task %s: polled, %s", item.task_id, _label(result), extra={"task_id": item.task_id}
+        )
         if held.get(item.task_pk) != item.snapshot.status.value:
             labels["lease_lost"] += 1
         elif outcome.new_status is None:
@@ -389,12 +423,94 @@ def _write_outcomes(
             labels[_label(result) if written else "lease_lost"] += 1
             ended += written and outcome.is_terminal
         if outcome.provider_pause is not None:
-            pause_provider(session, item.provider, outcome.provider_pause, at=answered_at)
+            batch_pauses[item.provider].append(outcome.provider_pause)
     for columns, rows in unchanged.items():
         written = session.execute(_write_statement(columns), rows).rowcount  # type: ignore[attr-defined]
         if written != len(rows):  # impossible while the rows are locked: refuse a partial write
             raise RuntimeError(f"wrote {written} of {len(rows)} locked rows")
-    return labels, ended
+    answers: dict[str, list[tuple[_Leased, PollResult, datetime]]] = defaultdict(list)
+    for answer in done:
+        answers[answer[0].provider].append(answer)
+    started: list[tuple[str, ProviderPause]] = []
+    for provider_name in sorted(answers):
+        pause = _record_pauses(
+            session,
+            answers[provider_name],
+            provider_name,
+            batch_pauses[provider_name],
+            policy=_policy_of(policy, provider_name),
+        )
+        if pause is not None:
+            started.append((provider_name, pause))
+    return labels, ended, started
+
+
+def _record_pauses(
+    session: Session,
+    done: list[tuple[_Leased, PollResult, datetime]],
+    provider_name: str,
+    batch_pauses: list[ProviderPause],
+    *,
+    policy: PollPolicy,
+) -> ProviderPause | None:
+    """What a batch's answers from one provider (`done`) mean for that provider as a whole: a
+    pause to record (the longest its answers asked for, or `unreachable` when every request to
+    it has failed to connect for `policy.unreachable_after_s`), or, for an answer that is no
+    reason to pause, the end of a run of failed connections and of a pause whose time is up.
+    Returns a pause it started."""
+    unreachable = [(at, result) for _, result, at in done if isinstance(result, Unreachable)]
+    if len(unreachable) == len(done):
+        first_at, last_at = min(at for at, _ in unreachable), max(at for at, _ in unreachable)
+        pause = pauses.note_unreachable(
+            session,
+            provider_name,
+            first_at=first_at,
+            last_at=last_at,
+            error=unreachable[-1][1].message,
+            after_s=policy.unreachable_after_s,
+            pause_s=policy.unreachable_pause_s,
+        )
+        if pause is not None:
+            batch_pauses.append(pause)
+    else:
+        pauses.note_reached(session, provider_name)
+    pause = pauses.longest(batch_pauses)
+    if pause is not None:
+        at = max(at for _, _, at in done)
+        return pause if pauses.pause_provider(session, provider_name, pause, at=at) else None
+    answered_at = max(at for _, _, at in done)
+    lifted = pauses.lift_expired_pause(session, provider_name, at=answered_at)
+    if lifted is not None and lifted != PauseCause.RATE_LIMITED:
+        log.info(
+            "polling of %s resumed: upstream answered again (the %s pause is lifted)",
+            provider_name,
+            lifted,
+        )
+    return None
+
+
+def _log_pause(provider_name: str, pause: ProviderPause) -> None:
+    """One line when a pause starts (not per poll, not when a probe extends it): a WARNING,
+    but INFO for a 429's pause, which ends by itself and is upstream's ordinary way to pace."""
+    level = logging.INFO if pause.cause is PauseCause.RATE_LIMITED else logging.WARNING
+    log.log(
+        level,
+        "polling of %s paused (%s) until %s UTC: %s%s",
+        provider_name,
+        pause.cause.value,
+        f"{pause.until:%Y-%m-%d %H:%M:%S}",
+        pause.reason,
+        _PAUSE_ADVICE.get(pause.cause, "").format(resume=pauses.resume_command(provider_name)),
+    )
+
+
+_PAUSE_ADVICE = {
+    PauseCause.UNAUTHORIZED: "; check TENSORSLAB_API_KEY (one probe poll re-checks every "
+    "TRACKER_AUTH_PAUSE_S; {resume} lifts it now)",
+    PauseCause.UNREACHABLE: "; check TENSORSLAB_BASE_URL and the network (one probe poll "
+    "re-checks every TRACKER_UNREACHABLE_PAUSE_S; {resume} lifts it now)",
+    PauseCause.NO_CREDITS: "; buy credits, then {resume}",
+}
 
 
 def _lock_held_rows(session: Session, claim: Claim, task_pks: list[int]) -> dict[int, str]:
@@ -503,6 +619,7 @@ def _write_outcome(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     if outcome.new_status is not None:
+        note = _transition_note(outcome)
         record_transition(
             session,
             task_pk=item.task_pk,
@@ -510,7 +627,15 @@ def _write_outcome(
             to_status=outcome.new_status,
             at=at,
             payload=outcome.payload,
-            note=_transition_note(outcome),
+            note=note,
+        )
+        log.info(
+            "task %s: %s -> %s%s",
+            item.task_id,
+            item.snapshot.status.value,
+            outcome.new_status.value,
+            f" ({note[:200]})" if note else "",
+            extra={"task_id": item.task_id},
         )
     return True
 

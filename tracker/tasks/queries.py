@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from tracker.db.models import ProviderPauseRow, TrackedTask, Transition
+from tracker.db.models import TrackedTask, Transition
 from tracker.errors import InvalidInput, UnknownTask
 from tracker.states import TaskStatus
 from tracker.tasks.ids import DEFAULT_PROVIDER, validate_provider, validate_task_id
@@ -23,10 +23,13 @@ from tracker.tasks.pagination import (
     encode_cursor,
     in_utc,
 )
+from tracker.tasks.pauses import active_pauses
 from tracker.tasks.views import ProviderPauseView, TaskPage, TaskView, TransitionView
 
 __all__ = [
+    "count_by_provider",
     "count_by_status",
+    "count_tasks",
     "get_row",
     "get_task",
     "history",
@@ -113,10 +116,10 @@ def page_tasks(
         session,
         status=status,
         provider=provider,
-        created_since=in_utc(created_since, "created_since"),
-        updated_since=in_utc(updated_since, "updated_since"),
+        created_since=in_utc(created_since),
+        updated_since=in_utc(updated_since),
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=None if cursor is None else decode_cursor(cursor),
     )
     if len(tasks) <= limit:
         return TaskPage(tasks, None)
@@ -154,6 +157,27 @@ def _task_rows_page(
     return [TaskView.of(row) for row in rows], [(row.created_at, row.id) for row in rows]
 
 
+def count_tasks(
+    session: Session, *, status: TaskStatus | None = None, provider: str | None = None
+) -> int:
+    """How many tracked tasks match the filters of `page_tasks` (the "of 5,002" of a page)."""
+    query = select(func.count()).select_from(TrackedTask)
+    if status is not None:
+        query = query.where(TrackedTask.status == status.value)
+    if provider is not None:
+        validate_provider(provider)
+        query = query.where(TrackedTask.provider == provider)
+    return int(session.scalar(query) or 0)
+
+
+def count_by_provider(session: Session, *, status: TaskStatus | None = None) -> dict[str, int]:
+    """How many tracked tasks (in `status`, if given) each provider that has any holds."""
+    query = select(TrackedTask.provider, func.count()).group_by(TrackedTask.provider)
+    if status is not None:
+        query = query.where(TrackedTask.status == status.value)
+    return {provider: count for provider, count in session.execute(query).all()}
+
+
 def count_by_status(session: Session) -> dict[TaskStatus, int]:
     rows = session.execute(
         select(TrackedTask.status, func.count()).group_by(TrackedTask.status)
@@ -162,6 +186,5 @@ def count_by_status(session: Session) -> dict[TaskStatus, int]:
 
 
 def provider_pauses(session: Session, *, now: datetime) -> list[ProviderPauseView]:
-    """Providers whose polling is paused right now, and why."""
-    rows = session.scalars(select(ProviderPauseRow).where(ProviderPauseRow.paused_until > now))
-    return [ProviderPauseView.of(row) for row in rows]
+    """Providers whose polling is paused right now, and why (`pauses.active_pauses`)."""
+    return active_pauses(session, now=now)

@@ -25,7 +25,7 @@ from tracker.tasks.pagination import chunked
 from tracker.tasks.queries import rows_by_task_id
 from tracker.tasks.views import Registration, TaskView
 from tracker.webhooks.endpoints import TaskSubscription, subscribe_tasks
-from tracker.webhooks.guard import AddressPolicy, Resolver, system_resolver
+from tracker.webhooks.guard import AddressPolicy, Resolver, VettedURL, system_resolver
 
 __all__ = ["MAX_METADATA_BYTES", "NewTask", "register", "register_tasks"]
 
@@ -40,7 +40,8 @@ class NewTask:
 
     task_id: object
     metadata: object = None
-    webhook_url: str | None = None
+    # A VettedURL was checked (DNS included) before the transaction: see webhooks.vetting.
+    webhook_url: str | VettedURL | None = None
 
 
 def register(
@@ -51,7 +52,7 @@ def register(
     now: datetime | None = None,
     provider: str = DEFAULT_PROVIDER,
     metadata: object = None,
-    webhook_url: str | None = None,
+    webhook_url: str | VettedURL | None = None,
     policy: AddressPolicy | None = None,
     resolve: Resolver = system_resolver,
 ) -> list[Registration]:
@@ -81,8 +82,9 @@ def register_tasks(
 
     Registering an ID that is already tracked changes nothing (its metadata included) and
     reports `created=False`, but a webhook URL it does not send to yet is added. The result
-    follows the order of `items`, without repeats; an ID given twice with different metadata
-    is refused. A webhook URL has one endpoint, which signs for every task sent to it: each
+    follows the order of `items`, without repeats: an ID given twice in one batch is
+    registered with its first metadata, the repeat changing nothing, as a second registration
+    would not. A webhook URL has one endpoint, which signs for every task sent to it: each
     item names it, and a URL that had none gets one whose secret is returned beside its tasks.
     `policy` (where webhooks may go) is required when any item has a webhook URL.
     """
@@ -90,12 +92,10 @@ def register_tasks(
     if not items:
         raise InvalidTaskId("no task ID given")
     metadata_by_id: dict[str, dict[str, Any]] = {}
-    urls: dict[str, list[str]] = {}
+    urls: dict[str | VettedURL, list[str]] = {}
     for position, item in enumerate(items, start=1):
         task_id = validate_task_id(item.task_id, position=position)
-        metadata = _checked_metadata(item.metadata, task_id)
-        if metadata_by_id.setdefault(task_id, metadata) != metadata:
-            raise InvalidMetadata(f"task ID {task_id!r} is given twice with different metadata")
+        metadata_by_id.setdefault(task_id, _checked_metadata(item.metadata, task_id))
         if item.webhook_url is not None:
             urls.setdefault(item.webhook_url, []).append(task_id)
     if urls and policy is None:
@@ -171,6 +171,9 @@ def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
         raise InvalidMetadata(
             f"metadata of task {task_id!r} must be a JSON object, got {type(metadata).__name__}"
         )
+    problem = _unstorable_text(metadata)
+    if problem is not None:
+        raise InvalidMetadata(f"metadata of task {task_id!r} contains {problem}")
     size = _metadata_size(metadata, task_id)
     if size > MAX_METADATA_BYTES:
         raise InvalidMetadata(
@@ -178,6 +181,25 @@ def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
             f"{MAX_METADATA_BYTES} (16 KiB)"
         )
     return metadata
+
+
+def _unstorable_text(metadata: object) -> str | None:
+    """What in `metadata` (keys and strings, at any depth) no database can store as JSON text:
+    a NUL character (PostgreSQL's JSONB refuses it) or half of a surrogate pair (not Unicode)."""
+    pending = [metadata]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return "a NUL character (\\u0000), which cannot be stored"
+            if any("\ud800" <= char <= "\udfff" for char in value):
+                return "an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode"
+    return None
 
 
 def _metadata_size(metadata: dict[str, Any], task_id: str) -> int:

@@ -57,6 +57,9 @@ class PollPolicy:
     max_interval_s: float = 20.0
     error_max_backoff_s: float = 300.0
     no_credits_pause_s: float = 600.0
+    auth_pause_s: float = 300.0  # after a 401/403: then one probe poll
+    unreachable_after_s: float = 180.0  # every request failing to connect this long: pause
+    unreachable_pause_s: float = 120.0  # how long that pause lasts before its probe poll
     not_found_grace_s: float = 300.0
     max_tracking_age_s: float = 86400.0
     quiet_until_s: float = 90.0  # after the first poll, the next waits until this age (0: off)
@@ -69,6 +72,9 @@ class PollPolicy:
             max_interval_s=settings.poll_max_interval_s,
             error_max_backoff_s=settings.error_max_backoff_s,
             no_credits_pause_s=settings.no_credits_pause_s,
+            auth_pause_s=settings.auth_pause_s,
+            unreachable_after_s=settings.unreachable_after_s,
+            unreachable_pause_s=settings.unreachable_pause_s,
             not_found_grace_s=settings.not_found_grace_s,
             max_tracking_age_s=settings.max_tracking_age_s,
             quiet_until_s=settings.poll_quiet_until_s,

@@ -44,6 +44,8 @@ class TaskView:
     next_poll_at: datetime | None
     poll_count: int
     error_count: int
+    # Its provider's pause, while the task is live and polling is paused (`pauses.annotate`).
+    paused: ProviderPauseView | None = None
 
     @classmethod
     def of(cls, row: TrackedTask) -> TaskView:
@@ -104,13 +106,18 @@ class Untracked:
 
 @dataclass(frozen=True, slots=True)
 class ProviderPauseView:
+    """A provider's pause: no poll before `paused_until`; then (unless `cause` is
+    rate_limited) one probe poll at a time until an answer lifts it."""
+
     provider: str
     paused_until: datetime
     reason: str
+    cause: str = "no_credits"  # a PauseCause value
+    started_at: datetime | None = None
 
     @classmethod
     def of(cls, row: ProviderPauseRow) -> ProviderPauseView:
-        return cls(row.provider, row.paused_until, row.reason)
+        return cls(row.provider, row.paused_until, row.reason, row.cause, row.started_at)
 
 
 @dataclass(frozen=True, slots=True)

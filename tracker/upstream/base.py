@@ -13,7 +13,8 @@ must record every outcome and go on:
         UpstreamFailure        upstream answered with its failure code (9999) and a message
         Unauthorized           the API key was refused (HTTP 401/403)
         ContractViolation      an answer outside the documented contract
-        Unavailable            5xx, timeout, connection error
+        Unavailable            5xx, timeout
+          Unreachable          no connection at all: refused, DNS, TLS, connect timeout
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "Throttled",
     "Unauthorized",
     "Unavailable",
+    "Unreachable",
     "UpstreamFailure",
     "UpstreamProblem",
 ]
@@ -99,6 +101,13 @@ class ContractViolation(UpstreamProblem):
 @dataclass(frozen=True, slots=True)
 class Unavailable(UpstreamProblem):
     kind = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable(Unavailable):
+    """No connection could be made (refused, DNS, TLS, connect timeout): nothing answered."""
+
+    kind = "unreachable"
 
 
 PollResult = TaskReport | TaskMissing | UpstreamProblem

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
+import urllib3
 
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline, deadline_session
 from tracker.retry_after import parse_retry_after
@@ -33,6 +34,7 @@ from tracker.upstream.base import (
     Throttled,
     Unauthorized,
     Unavailable,
+    Unreachable,
     UpstreamFailure,
 )
 
@@ -108,10 +110,14 @@ class StatusClient:
                 )
         except DeadlineExceeded as error:
             return Unavailable(f"timed out: {error}")
+        except requests.ConnectTimeout as error:  # before Timeout: it is both
+            return Unreachable(f"could not connect: {type(error).__name__}")
         except requests.Timeout as error:
             return Unavailable(f"timed out: {type(error).__name__}")
         except requests.ConnectionError as error:
-            return Unavailable(f"connection failed: {_first_line(error)}")
+            if _dropped_after_connect(error):  # it was reached: an answer cut short
+                return Unavailable(f"connection failed: {_first_line(error)}")
+            return Unreachable(f"connection failed: {_first_line(error)}")  # refused, DNS, TLS
         except requests.RequestException as error:
             return Unavailable(f"request failed: {_first_line(error)}")
         except Exception as error:  # urllib3 protocol errors can escape requests' wrapping
@@ -192,6 +198,12 @@ def string_list(value: object) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         return None
     return value
+
+
+def _dropped_after_connect(error: requests.ConnectionError) -> bool:
+    """A connection that was made and then dropped (urllib3's ProtocolError: aborted, reset
+    mid-answer), as opposed to one never made (refused, DNS, TLS: MaxRetryError, SSLError)."""
+    return bool(error.args) and isinstance(error.args[0], urllib3.exceptions.ProtocolError)
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

@@ -1,8 +1,11 @@
 """Webhook delivery use cases shared by every edge: list, show with attempts, redeliver.
 
 Deliveries are written by the outbox (`outbox.py`) and sent by `sender.py`; these calls only
-read them and put finished ones back in line, with the same `webhook-id`. A delivery held for a
-disabled endpoint shows as pending with no next attempt; enabling the endpoint releases it.
+read them, put finished ones back in line with the same `webhook-id` (`redeliver`), and make a
+pending one due now (`send_now`: the next tick sends it, however far off its retry was). A
+delivery held for a disabled endpoint shows as pending with no next attempt and stays held:
+enabling the endpoint releases it. A delivery is named by its number (`12`) or its message ID
+(`msg_...`) everywhere.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from sqlalchemy.orm import Session
 
 from tracker.db.clock import database_now
 from tracker.db.models import DeliveryAttempt, TrackedTask, WebhookDelivery, WebhookEndpoint
-from tracker.errors import DeliveryPending, InvalidInput, UnknownDelivery
+from tracker.errors import (
+    AlreadyDelivered,
+    DeliveryHeld,
+    DeliveryPending,
+    InvalidInput,
+    UnknownDelivery,
+    UnknownEndpoint,
+)
 from tracker.states import DeliveryStatus
 
 __all__ = [
@@ -27,7 +37,10 @@ __all__ = [
     "page_deliveries",
     "redeliver",
     "redeliver_failed",
+    "send_now",
 ]
+
+MAX_DELIVERY_NUMBER = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +59,7 @@ class DeliveryView:
     message_id: str
     endpoint_id: int
     url: str
-    task_id: str
+    task_id: str | None  # None for an event about no task (webhook.test)
     event_type: str
     status: DeliveryStatus
     attempt_count: int
@@ -59,16 +72,16 @@ class DeliveryView:
     attempts: tuple[AttemptView, ...] = ()
 
 
-def _delivery_query() -> Select[WebhookDelivery, str, str]:
+def _delivery_query() -> Select[WebhookDelivery, str, str | None]:
     return (
         select(WebhookDelivery, WebhookEndpoint.url, TrackedTask.task_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .join(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
+        .outerjoin(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
     )
 
 
 def _delivery_view(
-    row: WebhookDelivery, url: str, task_id: str, attempts: Sequence[DeliveryAttempt] = ()
+    row: WebhookDelivery, url: str, task_id: str | None, attempts: Sequence[DeliveryAttempt] = ()
 ) -> DeliveryView:
     return DeliveryView(
         id=row.id,
@@ -148,20 +161,26 @@ def _delivery_status(status: DeliveryStatus | str | None) -> DeliveryStatus | No
         raise InvalidInput(f"unknown delivery status {status!r}; valid: {valid}") from None
 
 
-def _find_delivery(session: Session, ref: str) -> tuple[WebhookDelivery, str, str]:
+def _find_delivery(session: Session, ref: str | int) -> tuple[WebhookDelivery, str, str | None]:
+    ref = str(ref).strip()
+    unknown = UnknownDelivery(f"no webhook delivery {ref!r} (give its number or its msg_ ID)")
     query = _delivery_query()
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
+        if not 0 < int(ref) <= MAX_DELIVERY_NUMBER:
+            raise unknown
         query = query.where(WebhookDelivery.id == int(ref))
-    else:
+    elif ref.startswith("msg_") and len(ref) <= 40:
         query = query.where(WebhookDelivery.message_id == ref)
+    else:
+        raise unknown
     found = session.execute(query).first()
     if found is None:
-        raise UnknownDelivery(f"no webhook delivery {ref!r} (give its number or its msg_ ID)")
+        raise unknown
     row, url, task_id = found
     return row, url, task_id
 
 
-def get_delivery(session: Session, ref: str) -> DeliveryView:
+def get_delivery(session: Session, ref: str | int) -> DeliveryView:
     """One delivery with every attempt, oldest first. `ref` is its number or message ID."""
     row, url, task_id = _find_delivery(session, ref)
     attempts = session.scalars(
@@ -189,33 +208,89 @@ def _requeue(session: Session, ids: Sequence[int], now: datetime) -> None:
     )
 
 
-def redeliver(session: Session, ref: str, *, now: datetime | None = None) -> DeliveryView:
-    """Send a delivery again (any status but pending), with the same `webhook-id`."""
+def redeliver(
+    session: Session, ref: str | int, *, now: datetime | None = None, pending_now: bool = False
+) -> DeliveryView:
+    """Send a finished delivery (delivered or failed) again, with the same `webhook-id`, through
+    a fresh round of the retry schedule. A pending one is refused (`DeliveryPending`), or with
+    `pending_now` made due now (`send_now`'s rules)."""
     row, url, task_id = _find_delivery(session, ref)
     now = now or database_now(session)
-    if row.status == DeliveryStatus.PENDING and row.next_attempt_at is None:
-        raise DeliveryPending(
-            f"delivery {row.id} is held: endpoint {row.endpoint_id} is disabled; enabling it "
-            "sends the delivery"
-        )
     if row.status == DeliveryStatus.PENDING:
-        raise DeliveryPending(f"delivery {row.id} is still pending; it will be sent on its own")
+        if not pending_now and row.next_attempt_at is not None:
+            raise DeliveryPending(
+                f"delivery {row.id} is still pending and will be sent on its own; "
+                "`tracker redeliver --now` sends it now"
+            )
+        return _due_now(session, row, url, task_id, now)
     _requeue(session, [row.id], now)
     session.refresh(row)
     return _delivery_view(row, url, task_id)
 
 
-def redeliver_failed(session: Session, *, since: datetime, now: datetime | None = None) -> int:
-    """Send again every failed delivery created since `since`; returns how many."""
-    now = now or database_now(session)
-    ids = list(
-        session.scalars(
-            select(WebhookDelivery.id).where(
-                WebhookDelivery.status == DeliveryStatus.FAILED,
-                WebhookDelivery.created_at >= since,
-            )
+def send_now(session: Session, ref: str | int, *, now: datetime | None = None) -> DeliveryView:
+    """Make a delivery due now, so the next tick sends it (`redeliver --now`).
+
+    Pending, waiting for a retry however far off: due now, in the same round of retries (the
+    attempt count stays). Pending and being sent at this moment: left alone. Held (its endpoint
+    is disabled): `DeliveryHeld`, it stays held. Failed: sent again as `redeliver` does.
+    Delivered: `AlreadyDelivered`, nothing changes (`redeliver` without --now sends it again).
+    """
+    row, _, _ = _find_delivery(session, ref)
+    if row.status == DeliveryStatus.DELIVERED:
+        raise AlreadyDelivered(
+            f"delivery {row.id} was delivered already; `tracker redeliver {row.id}` (without "
+            "--now) sends it again"
         )
+    return redeliver(session, ref, now=now, pending_now=True)
+
+
+def _due_now(
+    session: Session, row: WebhookDelivery, url: str, task_id: str | None, now: datetime
+) -> DeliveryView:
+    if row.next_attempt_at is None:
+        raise DeliveryHeld(
+            f"delivery {row.id} is held: endpoint {row.endpoint_id} is disabled, and it stays "
+            f"held; `tracker webhooks enable {row.endpoint_id}` sends it"
+        )
+    # A leased row is being sent right now (its due time is then its lease's end): leave it.
+    leased = row.lease_token is not None and (
+        row.lease_expires_at is not None and row.lease_expires_at > now
     )
+    if not leased and row.next_attempt_at > now:
+        session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == row.id,
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                WebhookDelivery.next_attempt_at.is_not(None),
+            )
+            .values(next_attempt_at=now, lease_token=None, lease_expires_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(row)
+    return _delivery_view(row, url, task_id)
+
+
+def redeliver_failed(
+    session: Session,
+    *,
+    since: datetime,
+    endpoint_id: int | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Send again every failed delivery created since `since` (of one endpoint, if given);
+    returns how many."""
+    now = now or database_now(session)
+    query = select(WebhookDelivery.id).where(
+        WebhookDelivery.status == DeliveryStatus.FAILED,
+        WebhookDelivery.created_at >= since,
+    )
+    if endpoint_id is not None:
+        if session.get(WebhookEndpoint, endpoint_id) is None:
+            raise UnknownEndpoint(f"no webhook endpoint with ID {endpoint_id}")
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    ids = list(session.scalars(query))
     for start in range(0, len(ids), 500):
         _requeue(session, ids[start : start + 500], now)
     return len(ids)

@@ -5,12 +5,17 @@ prior read): adding a URL that has one returns it, and registering tasks with it
 them to it. An endpoint is for all tasks (`webhooks add`) or for the tasks subscribed to it
 (`register --webhook URL`). Secrets are stored encrypted (`vault`) and returned only by the
 calls that create them (`add_endpoint` of a new URL, `rotate_secret`, `subscribe_tasks` of a
-new URL); every view of an endpoint leaves them out.
+new URL); every view of an endpoint leaves them out, and shows only the names of its custom
+headers (their values may be credentials). Adding a URL that has an endpoint never changes
+that endpoint's headers: `update_endpoint(headers=...)` does.
+
+A URL may come as a `VettedURL` (checked by `guard.vet_url` before the caller's transaction
+opened, as the edges do, so no DNS lookup runs inside it) or as a string (checked here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +30,15 @@ from tracker.errors import EndpointURLTaken, InvalidInput, InvalidWebhookURL, Un
 from tracker.states import DeliveryStatus
 from tracker.upstream.names import DEFAULT_PROVIDER
 from tracker.webhooks.events import PER_TASK_EVENTS, parse_events
-from tracker.webhooks.guard import AddressPolicy, RefusedURL, Resolver, check_url, system_resolver
+from tracker.webhooks.guard import (
+    AddressPolicy,
+    RefusedURL,
+    Resolver,
+    VettedURL,
+    check_url,
+    system_resolver,
+)
+from tracker.webhooks.headers import validate_headers
 from tracker.webhooks.signing import generate_secret
 from tracker.webhooks.vault import get_vault
 
@@ -59,6 +72,7 @@ class EndpointView:
     failing_since: datetime | None
     created_at: datetime
     rotating_until: datetime | None  # rotated-out secrets also sign until then
+    header_names: tuple[str, ...] = ()  # its custom headers; the values are never shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,9 @@ class CreatedEndpoint:
     endpoint: EndpointView
     secret: str | None  # shown once, when it was made; None: the URL's endpoint existed
     created: bool = True
+    # The URL's endpoint existed and the headers given differ from its own: they were not
+    # applied (adding a URL never changes an existing endpoint's headers).
+    headers_unchanged: bool = False
 
 
 def _rotating_until(row: WebhookEndpoint) -> datetime | None:
@@ -85,10 +102,13 @@ def _endpoint_view(row: WebhookEndpoint, task_count: int = 0) -> EndpointView:
         failing_since=row.failing_since,
         created_at=row.created_at,
         rotating_until=_rotating_until(row),
+        header_names=tuple(sorted(row.headers or {}, key=str.lower)),  # JSONB keeps no order
     )
 
 
-def _checked_url(url: str, policy: AddressPolicy, resolve: Resolver) -> str:
+def _checked_url(url: str | VettedURL, policy: AddressPolicy, resolve: Resolver) -> str:
+    if isinstance(url, VettedURL):
+        return url.url
     try:
         return check_url(url, policy, resolve=resolve)
     except RefusedURL as error:
@@ -102,6 +122,7 @@ def _claim_url(
     events: Sequence[str],
     all_tasks: bool,
     now: datetime,
+    headers: Mapping[str, str] | None = None,
     to_change: bool = False,
 ) -> tuple[WebhookEndpoint, str | None]:
     """The live endpoint of `url`, and its new secret if this call made it (else None).
@@ -109,7 +130,8 @@ def _claim_url(
     The insert and the unique index decide: of two callers adding one URL at once, one inserts,
     the other (on PostgreSQL, after the first commits) reads the row the first made. An
     existing row is locked: for update if the caller will change it (`to_change`: two such
-    callers then queue instead of deadlocking), else shared, so a removal waits.
+    callers then queue instead of deadlocking), else shared, so a removal waits. `headers`
+    go to a new endpoint only; an existing one keeps its own.
     """
     secret = generate_secret()
     stored = get_vault(create=True).encrypt(secret)
@@ -122,6 +144,7 @@ def _claim_url(
                 secret=stored,
                 previous_secrets=[],
                 all_tasks=all_tasks,
+                headers=dict(headers or {}),
                 enabled=True,
                 created_at=now,
                 updated_at=now,
@@ -153,9 +176,10 @@ def _task_count(session: Session, endpoint_id: int) -> int:
 
 def add_endpoint(
     session: Session,
-    url: str,
+    url: str | VettedURL,
     *,
     events: Sequence[str] = (),
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
     now: datetime | None = None,
     policy: AddressPolicy,
     resolve: Resolver = system_resolver,
@@ -164,15 +188,25 @@ def add_endpoint(
 
     A URL that has an endpoint keeps it (and its secret, not returned again): it becomes an
     endpoint for all tasks, and hears `events` besides the events it had (`created` False).
+    `headers` (sent with every attempt; `webhooks.headers` says which are refused) go to a new
+    endpoint only: an existing one keeps its headers, and `headers_unchanged` says when the
+    ones given differ from them (`update_endpoint` replaces them).
     """
-    now = now or database_now(session)
     checked = _checked_url(url, policy, resolve)
+    custom = validate_headers(headers)
     try:
         event_names = parse_events(events)
     except ValueError as error:
         raise InvalidInput(str(error)) from None
+    now = now or database_now(session)
     row, secret = _claim_url(
-        session, checked, events=event_names, all_tasks=True, now=now, to_change=True
+        session,
+        checked,
+        events=event_names,
+        all_tasks=True,
+        now=now,
+        headers=custom,
+        to_change=True,
     )
     if secret is not None:
         return CreatedEndpoint(_endpoint_view(row), secret)
@@ -185,7 +219,10 @@ def add_endpoint(
             delete(WebhookSubscription).where(WebhookSubscription.endpoint_id == row.id)
         )
         session.flush()
-    return CreatedEndpoint(_endpoint_view(row), None, created=False)
+    differ = bool(custom) and {k.lower(): v for k, v in custom.items()} != {
+        k.lower(): v for k, v in (row.headers or {}).items()
+    }
+    return CreatedEndpoint(_endpoint_view(row), None, created=False, headers_unchanged=differ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +236,7 @@ class TaskSubscription:
 def subscribe_tasks(
     session: Session,
     task_ids: Sequence[str],
-    url: str,
+    url: str | VettedURL,
     *,
     now: datetime | None = None,
     policy: AddressPolicy,
@@ -260,14 +297,19 @@ def update_endpoint(
     *,
     now: datetime | None = None,
     policy: AddressPolicy,
-    url: str | None = None,
+    url: str | VettedURL | None = None,
     events: Sequence[str] | None = None,
     enabled: bool | None = None,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     resolve: Resolver = system_resolver,
 ) -> EndpointView:
-    """Change an endpoint's URL, events or enabled state; what is not given stays."""
+    """Change an endpoint's URL, events, custom headers (the whole set: `{}` removes them) or
+    enabled state; what is not given stays."""
+    custom = None if headers is None else validate_headers(headers)
     now = now or database_now(session)
     row = _endpoint(session, endpoint_id)
+    if custom is not None:
+        row.headers = custom
     if url is not None:
         checked = _checked_url(url, policy, resolve)
         if checked != row.url:

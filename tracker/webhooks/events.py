@@ -4,6 +4,10 @@ Every transition is a `task.status_changed` event; a transition into a terminal 
 `task.<status>` (`task.completed`, `task.failed`, `task.not_found`, `task.expired`,
 `task.cancelled`). The body is `{"type", "timestamp", "data"}`, serialized once and stored, so
 every retry sends, and signs, the same bytes.
+
+`webhook.test` is about no task: `tracker webhooks test ID` sends it to that one endpoint only,
+whatever its events, so it is not something an endpoint subscribes to (`parse_events` refuses
+it) and no transition ever produces it.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from tracker.states import TERMINAL_STATUSES, TaskStatus
 __all__ = [
     "ALL_EVENTS",
     "DEFAULT_EVENTS",
+    "EVENT_TYPES",
     "PER_TASK_EVENTS",
+    "TEST_EVENT",
     "events_for_transition",
     "parse_events",
     "payload_body",
+    "probe_payload_body",
 ]
 
 STATUS_CHANGED = "task.status_changed"
@@ -29,6 +36,8 @@ TERMINAL_EVENTS = tuple(f"task.{status.value}" for status in TaskStatus if statu
 ALL_EVENTS: tuple[str, ...] = (*TERMINAL_EVENTS, STATUS_CHANGED)
 DEFAULT_EVENTS: tuple[str, ...] = ("task.completed", "task.failed")
 PER_TASK_EVENTS: tuple[str, ...] = TERMINAL_EVENTS  # a per-task URL hears how its task ended
+TEST_EVENT = "webhook.test"  # sent on request to one endpoint; never subscribed to
+EVENT_TYPES: tuple[str, ...] = (*ALL_EVENTS, TEST_EVENT)  # every type a receiver may see
 
 
 def parse_events(values: Iterable[str]) -> tuple[str, ...]:
@@ -38,6 +47,11 @@ def parse_events(values: Iterable[str]) -> tuple[str, ...]:
         names.extend(part.strip() for part in value.split(",") if part.strip())
     if not names:
         return DEFAULT_EVENTS
+    if TEST_EVENT in names:
+        raise ValueError(
+            f"{TEST_EVENT} needs no subscription: `tracker webhooks test ID` sends it to that "
+            "endpoint whatever its events"
+        )
     unknown = [name for name in names if name not in ALL_EVENTS]
     if unknown:
         raise ValueError(
@@ -90,6 +104,20 @@ def payload_body(
             "metadata": dict(metadata),
             "registered_at": _iso(registered_at),
             "completed_at": _iso(completed_at),
+        },
+    }
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def probe_payload_body(*, occurred_at: datetime, endpoint_id: int, url: str) -> str:
+    """The JSON body of a `webhook.test` event for one endpoint."""
+    payload = {
+        "type": TEST_EVENT,
+        "timestamp": _iso(occurred_at),
+        "data": {
+            "webhook_id": endpoint_id,
+            "url": url,
+            "message": "a test event from tracker: this endpoint receives and verifies webhooks",
         },
     }
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)

@@ -5,9 +5,12 @@ URL aimed at an internal address (the database, a cloud metadata service at 169.
 admin port on loopback) would turn the tracker into a proxy for the inside network. Two checks
 stand in the way:
 
-* `check_url`, when an endpoint is added: the URL must be a plain http(s) URL without
-  credentials, and its host (an IP literal, or every address its name resolves to) must be allowed.
-  This gives the user a clear refusal early; it is not the protection, because DNS answers change.
+* `vet_url` (and `check_url`), when an endpoint is added: the URL must be a plain http(s) URL
+  without credentials, and its host (an IP literal, or every address its name resolves to) must
+  be allowed. A name that does not resolve right now (a DNS blip at the receiver's side) is
+  accepted with a warning: each send resolves it again. This gives the user a clear refusal
+  early; it is not the protection, because DNS answers change. The edges call `vet_url` before
+  they open a database transaction, so no lookup ever runs inside one.
 * `guarded_http.guarded_session`, when a webhook is sent: a `requests.Session` whose every TCP
   connection is made to an address judged at connect time, after resolution, so a name that
   later resolves to an internal address (DNS rebinding) is still refused and nothing is sent.
@@ -26,6 +29,7 @@ import ipaddress
 import logging
 import re
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
@@ -43,8 +47,10 @@ __all__ = [
     "AddressPolicy",
     "RefusedURL",
     "Resolver",
+    "VettedURL",
     "check_url",
     "system_resolver",
+    "vet_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,7 @@ log = logging.getLogger(__name__)
 MAX_URL_LENGTH = 2048
 ALLOWED_SCHEMES = ("http", "https")
 SETTING = "TRACKER_WEBHOOK_ALLOWED_NETWORKS"
+RESOLVE_TIMEOUT_S = 5.0  # at add time; a name whose DNS says nothing by then is not resolving
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -197,8 +204,13 @@ def system_resolver(host: str, port: int) -> list[str]:
     """The addresses ``socket.getaddrinfo`` gives for TCP, deduplicated, in their order.
 
     The address families are those urllib3 would use (IPv6 only if this machine has it).
-    Raises `socket.gaierror` (an `OSError`) when the name does not resolve.
+    Raises `socket.gaierror` (an `OSError`) when the name does not resolve; a name under
+    `.invalid` fails at once, with no DNS query (RFC 6761: such names never resolve).
     """
+    if _is_invalid_name(host):
+        raise socket.gaierror(
+            socket.EAI_NONAME, "Name or service not known (.invalid never resolves, RFC 6761)"
+        )
     addresses: list[str] = []
     for family, _, _, _, sockaddr in socket.getaddrinfo(
         host, port, allowed_gai_family(), socket.SOCK_STREAM
@@ -209,6 +221,11 @@ def system_resolver(host: str, port: int) -> list[str]:
         if address not in addresses:
             addresses.append(address)
     return addresses
+
+
+def _is_invalid_name(host: str) -> bool:
+    name = host.rstrip(".").lower()
+    return name == "invalid" or name.endswith(".invalid")
 
 
 def _ip_literal(host: str) -> IPAddress | None:
@@ -232,6 +249,18 @@ def _refused(url: str, what: str) -> RefusedURL:
     return RefusedURL(f"{_shown(url)} {what}; refused (allow it with {SETTING})")
 
 
+@dataclass(frozen=True, slots=True)
+class VettedURL:
+    """A webhook URL that passed `vet_url`, and what the user should hear about it, if anything.
+
+    The use cases that store webhook URLs take one instead of a string so that the DNS lookup
+    has already happened, before their transaction.
+    """
+
+    url: str
+    warning: str | None = None  # e.g. the host does not resolve right now
+
+
 def check_url(
     url: str,
     policy: AddressPolicy,
@@ -239,13 +268,26 @@ def check_url(
     resolve: Resolver = system_resolver,
     resolve_host: bool = True,
 ) -> str:
-    """Return the webhook URL, stripped, or raise `RefusedURL` saying what is wrong with it.
+    """Return the webhook URL, stripped, or raise `RefusedURL`; `vet_url` without the warning."""
+    return vet_url(url, policy, resolve=resolve if resolve_host else None).url
+
+
+def vet_url(
+    url: str,
+    policy: AddressPolicy,
+    *,
+    resolve: Resolver | None = system_resolver,
+    timeout_s: float = RESOLVE_TIMEOUT_S,
+) -> VettedURL:
+    """The webhook URL, stripped, with a warning when its host does not resolve right now; or
+    `RefusedURL` saying what is wrong with it.
 
     Refused: anything but an http(s) URL with a host; longer than `MAX_URL_LENGTH`; with a user
     name or password (they would be logged); with a port outside 1..65535; with an IP-literal
-    host the policy refuses; with a name (when ``resolve_host``) that does not resolve, or that
-    resolves to ANY refused address. This is the early, user-facing check; `guarded_session`
-    is what protects each send.
+    host the policy refuses; with a name (unless ``resolve`` is None) that resolves to ANY
+    refused address. A name that does not resolve, or whose DNS gives no answer within
+    `timeout_s`, is accepted with a warning. This is the early, user-facing check;
+    `guarded_session` is what protects each send.
     """
     if not isinstance(url, str):
         raise RefusedURL(f"a webhook URL must be a string, not {type(url).__name__}")
@@ -289,15 +331,24 @@ def check_url(
         judged = policy._judge(literal)
         if isinstance(judged, _Refusal):
             raise _refused(url, f"points to {judged.noun_phrase()}")
-        return url
-    if not resolve_host:
-        return url
+        return VettedURL(url)
+    if resolve is None:
+        return VettedURL(url)
+    reason = "it resolves to no address"
     try:
-        addresses = resolve(host, port or (443 if scheme == "https" else 80))
-    except (OSError, UnicodeError):
+        addresses = _resolve_within(
+            resolve, host, port or (443 if scheme == "https" else 80), timeout_s
+        )
+    except (OSError, UnicodeError) as error:
         addresses = []
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
     if not addresses:
-        raise RefusedURL(f"{shown}: the host {host} does not resolve; check the name")
+        return VettedURL(
+            url,
+            f"the host {host} does not resolve right now ({reason}); the webhook is kept and "
+            "every send resolves it again: until it resolves, its attempts fail and are "
+            "recorded, and retried on the usual schedule",
+        )
     for address in addresses:
         judged = policy._judge(address)
         if judged is not None:
@@ -306,7 +357,30 @@ def check_url(
             else:
                 phrase = f"{address!r}, which is not an IP address"
             raise _refused(url, f"points to {host}, which resolves to {phrase}")
-    return url
+    return VettedURL(url)
+
+
+def _resolve_within(resolve: Resolver, host: str, port: int, timeout_s: float) -> list[str]:
+    """`resolve(host, port)`, or TimeoutError when it has not answered within `timeout_s`
+    (`getaddrinfo` itself has no timeout, and a DNS server that says nothing can hold it for
+    tens of seconds)."""
+    outcome: list[list[str] | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(resolve(host, port))
+        except BaseException as error:  # handed to the caller's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name="webhook-url-resolve", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise TimeoutError(f"no DNS answer within {timeout_s:g} s")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _host_requests_uses(url: str, shown: str, hostname: str) -> str:

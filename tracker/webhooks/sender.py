@@ -23,12 +23,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy import Integer, Text, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
+from urllib3.exceptions import NameResolutionError
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, GroupCap, lease_due_rows
-from tracker.db.models import DeliveryAttempt, UTCDateTime, WebhookDelivery, WebhookEndpoint
+from tracker.db.models import (
+    DeliveryAttempt,
+    TrackedTask,
+    UTCDateTime,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from tracker.errors import UnreadableSecret, one_line
 from tracker.http_deadline import DeadlineExceeded, attempt_deadline
 from tracker.retry_after import parse_retry_after
@@ -88,7 +96,10 @@ class _Job:
     secrets: tuple[str, ...]
     refusal: str | None  # why the endpoint can never receive it (removed), if so
     held: bool = False  # the endpoint is disabled: not sent, kept until it is enabled
+    headers: tuple[tuple[str, str], ...] = ()  # the endpoint's own (`webhooks.headers`)
     unsigned: str | None = None  # why it cannot be signed (its secret is unreadable): not sent
+    task_id: str | None = None  # for the logs; None for an event about no task (webhook.test)
+    event_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +182,9 @@ def send_batch(
         _write_deliveries(session, claim, decided)
         recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
         outcomes["endpoint_unavailable"] = len(decided) - len(recorded)
-        for _, decision in recorded:
+        for sent, decision in recorded:
             outcomes[_label(decision)] += 1
+            _log_attempt(sent, decision)
         _insert_attempts(session, [sent for sent, _ in recorded])
         _update_endpoints(session, recorded, locked, disable_after_s)
     outcomes = +outcomes  # drop the zero counts
@@ -189,8 +201,10 @@ def send_batch(
 
 def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
     rows = session.execute(
-        select(WebhookDelivery, WebhookEndpoint)
+        select(WebhookDelivery, WebhookEndpoint, TrackedTask.task_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        # Outer: a webhook.test delivery is about no task.
+        .outerjoin(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
         .where(
             WebhookDelivery.id.in_(claim.row_ids),
             WebhookDelivery.lease_token == claim.lease_token,
@@ -200,7 +214,7 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
     jobs = []
     vault = get_vault()
     signing: dict[int, tuple[str, ...] | UnreadableSecret] = {}
-    for delivery, endpoint in rows:
+    for delivery, endpoint, task_id in rows:
         refusal = "the endpoint was removed" if endpoint.removed_at is not None else None
         held = refusal is None and not endpoint.enabled
         secrets: tuple[str, ...] = ()
@@ -224,7 +238,10 @@ def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
                 secrets=secrets,
                 refusal=refusal,
                 held=held,
+                headers=tuple((endpoint.headers or {}).items()),
                 unsigned=unsigned,
+                task_id=task_id,
+                event_type=delivery.event_type,
             )
         )
     for endpoint_id, found in signing.items():
@@ -251,9 +268,14 @@ def _signing_secrets(
 
 
 def _post(job: _Job, *, http: requests.Session, timeout_s: float, at: datetime) -> _Sent:
-    headers = sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"user-agent": USER_AGENT})
+    # The endpoint's own headers first: the signature and framing ones always win (and adding
+    # an endpoint refuses those names anyway).
+    headers.update(job.headers)
+    headers.update(
+        sign_headers(message_id=job.message_id, body=job.payload, secrets=job.secrets, at=at)
+    )
     headers["content-type"] = "application/json"
-    headers["user-agent"] = USER_AGENT
     started = time.monotonic()
     excerpt: str | None = None
     try:
@@ -435,6 +457,32 @@ def _decide(sent: _Sent, *, schedule_s: Sequence[float], rng: random.Random) -> 
     )
 
 
+def _log_attempt(sent: _Sent, decision: DeliveryDecision) -> None:
+    """One line per attempt, naming the task (if it is about one); never the URL (it may hold
+    a token) or what the receiver answered, only its status code."""
+    job = sent.job
+    answer = (
+        f"HTTP {sent.result.status_code}" if sent.result.status_code is not None else "no answer"
+    )
+    label = _label(decision)
+    # A dead delivery is an event lost, worth a warning; a failed webhook.test (about no task,
+    # one attempt, its caller shown the outcome) is not.
+    level = logging.WARNING if label == "dead" and job.task_id is not None else logging.INFO
+    about = f"task {job.task_id}: " if job.task_id is not None else ""
+    log.log(
+        level,
+        "%swebhook %s (delivery %d, endpoint %d, attempt %d): %s, %s",
+        about,
+        job.event_type,
+        job.delivery_id,
+        job.endpoint_id,
+        job.attempt_count + 1,
+        answer,
+        {"retry": "will retry", "dead": "no retries left"}.get(label, label),
+        extra={} if job.task_id is None else {"task_id": job.task_id},
+    )
+
+
 def _label(decision: DeliveryDecision) -> str:
     if decision.status is DeliveryStatus.DELIVERED:
         return "delivered"
@@ -555,6 +603,11 @@ def _apply_attempt(
 
 
 def _describe(error: BaseException) -> str:
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    if isinstance(reason, NameResolutionError):
+        # "HTTPConnection(host=...): Failed to resolve 'host' (...)": keep the sentence.
+        text = one_line(reason)
+        return "the host does not resolve: " + text[max(text.find("Failed to resolve"), 0) :][:250]
     text = one_line(error, limit=10_000)
     if "refused address" in text.lower():
         # urllib3 quotes the refusal inside its own wrapper: "...(Caused by X('...: refused

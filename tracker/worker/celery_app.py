@@ -1,5 +1,5 @@
 """The Celery app and its tasks, kept thin: `tick` claims what is due, `poll` polls a batch of
-tasks, `deliver` sends a batch of webhook deliveries.
+tasks, `deliver` sends a batch of webhook deliveries, `prune` applies retention once a day.
 
 Celery's own testing guide says a task "is much like a web view": the logic lives in
 `polling.py`; these wrappers only build per-process resources and pass messages.
@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,8 +19,10 @@ import requests
 from celery import Celery
 from celery.signals import (
     beat_embedded_init,
+    before_task_publish,
     worker_init,
     worker_process_init,
+    worker_ready,
     worker_shutting_down,
 )
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -28,8 +31,9 @@ from tracker import db, metrics
 from tracker.db.clock import database_now
 from tracker.db.leasing import Claim
 from tracker.errors import BrokerUnavailable, DatabaseUnavailable, one_line
+from tracker.ops.heartbeats import BEAT, HeartbeatRecorder
 from tracker.settings import get_settings
-from tracker.tasks import polling, rate_limit
+from tracker.tasks import polling, rate_limit, retention
 from tracker.tasks.schedule import policies_by_provider
 from tracker.upstream import PROVIDERS, Provider, make_provider
 from tracker.webhooks import sender
@@ -109,6 +113,90 @@ def _beat_dies_with_worker(**_: Any) -> None:
     # `worker --beat` forks beat as a process of its own, which Celery does not tie to the
     # worker: without this, a SIGKILLed worker leaves it ticking.
     die_with_parent(_worker_pid)
+
+
+# --- heartbeats (tracker.ops.heartbeats): a row per process, written at most every few s ---
+
+_recorders: dict[tuple[int, str], HeartbeatRecorder] = {}
+_recorders_lock = threading.Lock()
+
+
+def _worker_kind() -> tuple[str, str]:
+    """(kind, queues) of this worker: what it consumes, from its --queues."""
+    settings = get_settings()
+    consumed = sorted((app.amqp.queues.consume_from or {}).keys())
+    if consumed == [settings.poll_queue]:
+        return "polls", settings.poll_queue
+    if consumed == [settings.webhook_queue]:
+        return "webhooks", settings.webhook_queue
+    return "worker", ",".join(consumed) or f"{settings.poll_queue},{settings.webhook_queue}"
+
+
+def _heartbeat(kind: str | None = None, *, keep_no_connection: bool = False) -> HeartbeatRecorder:
+    """This process's recorder for `kind` (default: this worker's kind). A pool child writes
+    the row of its worker's main process, so a worker is one row however many children.
+
+    `keep_no_connection`: close the connection after each write. The worker's main process
+    forks pool children (to replace one) at any time, and a child that inherits an open SQLite
+    connection fails with "locking protocol".
+    """
+    with _recorders_lock:
+        key = (os.getpid(), kind or "")
+        recorder = _recorders.get(key)
+        if recorder is None:
+            queue = None
+            if kind is None:
+                kind, queue = _worker_kind()
+            recorder = _recorders[key] = HeartbeatRecorder(
+                kind=kind,
+                queue=queue,
+                every_s=get_settings().heartbeat_interval_s,
+                session_scope=db.session_scope,
+                pid=os.getpid() if kind == BEAT else (_worker_pid or os.getpid()),
+                after_write=db.dispose_engine if keep_no_connection else None,
+            )
+        return recorder
+
+
+_beat_ticked = threading.Event()
+_beat_recorder_pid: int | None = None  # the process whose thread records beat's ticks
+_beat_recorder_lock = threading.Lock()
+
+
+@before_task_publish.connect
+def _beat_records_its_tick(sender: str | None = None, **_: Any) -> None:
+    # Only beat sends ticks: each one it sends is its heartbeat. A thread writes it (throttled
+    # in the recorder), so a database slow to lock never delays a tick.
+    global _beat_recorder_pid
+    if sender != "tracker.tick":
+        return
+    with _beat_recorder_lock:
+        if _beat_recorder_pid != os.getpid():
+            _beat_recorder_pid = os.getpid()
+            threading.Thread(target=_record_beat_ticks, name="beat-heartbeat", daemon=True).start()
+    _beat_ticked.set()
+
+
+def _record_beat_ticks() -> None:
+    recorder = _heartbeat(BEAT)
+    while True:
+        _beat_ticked.wait()
+        _beat_ticked.clear()
+        recorder.beat()
+
+
+@worker_ready.connect
+def _start_worker_heartbeat(**_: Any) -> None:
+    # A worker with nothing to do runs no task, yet it is alive: a thread says so.
+    recorder = _heartbeat(keep_no_connection=True)
+    recorder.beat(force=True)
+
+    def keep_beating() -> None:
+        while True:
+            time.sleep(recorder.every_s)
+            recorder.beat(force=True)
+
+    threading.Thread(target=keep_beating, name="heartbeat", daemon=True).start()
 
 
 @worker_shutting_down.connect
@@ -203,12 +291,25 @@ class _Outage:
         return result
 
 
-_outages = {name: _Outage(name) for name in ("tick", "poll", "deliver")}
+_outages = {name: _Outage(name) for name in ("tick", "poll", "deliver", "prune")}
 
 
 @app.task(name="tracker.tick", ignore_result=True)
 def tick() -> int:
     return _outages["tick"].run(enqueue_due_tasks, fallback=0)
+
+
+@app.task(name="tracker.prune", ignore_result=True)
+def prune() -> int:
+    """Beat sends this every hour; the database decides whether today's prune is due yet."""
+    return _outages["prune"].run(_prune, fallback=0)
+
+
+def _prune() -> int:
+    report = retention.prune_if_due(
+        db.session_scope, now=database_now, retention_days=get_settings().retention_days
+    )
+    return 0 if report is None else report.erased.tasks
 
 
 @app.task(name="tracker.poll", ignore_result=True)
@@ -231,6 +332,15 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
         rate_limit=_rate_limit(),
     )
     metrics.record_polls(summary.outcomes)
+    _heartbeat().beat(
+        batch={
+            "polled": summary.polled,
+            "ended": summary.ended,
+            "skipped": summary.skipped,
+            "released": summary.released,
+            "deferred": summary.deferred,
+        }
+    )
     if summary.ended:
         # The webhooks of what just ended are in the outbox, committed: send them now rather
         # than at the next tick. The claim's lease keeps the tick from sending them twice. The
@@ -263,6 +373,7 @@ def _deliver(message: dict[str, Any]) -> dict[str, int]:
         concurrency=settings.webhook_concurrency,
     )
     metrics.record_deliveries(outcomes)
+    _heartbeat().beat(batch=dict(outcomes))
     if outcomes:
         # This batch's endpoint has free room now (TRACKER_WEBHOOK_ENDPOINT_CONCURRENCY): claim
         # what is due rather than wait for the next tick, or an endpoint could get no more than

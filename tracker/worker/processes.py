@@ -12,10 +12,12 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from tracker import db
 from tracker.db.engine import make_private_folder
 from tracker.errors import PortUnavailable
 from tracker.health import check_api_key, check_broker, check_database
 from tracker.settings import Settings
+from tracker.worker import startup
 
 __all__ = [
     "QUEUE_KINDS",
@@ -75,18 +77,39 @@ def run_worker(
     loglevel: str,
     with_beat: bool = False,
     queues: Sequence[str] = QUEUE_KINDS,
+    log_file: Path | None = None,
+    summary: bool = True,
 ) -> None:
     """Run a Celery worker in this process (with beat embedded for `tracker up`), consuming
-    the queues of `queues` (both by default: one worker does everything)."""
+    the queues of `queues` (both by default: one worker does everything).
+
+    It says what it runs against in one summary (none with `summary=False`: `tracker up` said
+    it already) and logs to stderr, or appends to `log_file`, pool processes included.
+    """
     from tracker import metrics
 
     names = queue_names(settings, queues)
     metrics.enable_worker_metrics(settings)  # before anything imports prometheus_client
     # Sending webhooks needs no upstream key; polling does.
     preflight(settings, needs_api_key="polls" in queues)
+    # No connection may be open when the worker forks its pool and its embedded beat: a child
+    # that inherits an open SQLite connection's locks fails with "locking protocol".
+    db.dispose_engine()
     from tracker.worker.celery_app import app
 
+    startup.hand_celery_logging_to_tracker(loglevel, log_file)
+    if summary:
+        role = f"worker: consumes {', '.join(names)}" + ("; beat embedded" if with_beat else "")
+        lines = startup.summary_lines(
+            settings,
+            role=role,
+            loglevel=loglevel,
+            log_file=log_file,
+            concurrency=startup.processes(concurrency),
+        )
+        startup.print_summary(lines, log_file=log_file)
     argv = [
+        "--quiet",  # no banner: the summary above says what matters
         "worker",
         f"--loglevel={loglevel}",
         f"--concurrency={concurrency}",
@@ -118,11 +141,18 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def run_api(
-    settings: Settings, *, host: str | None = None, port: int | None = None, log_level: str
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    log_level: str,
+    log_file: Path | None = None,
+    summary: bool = True,
 ) -> None:
     """Serve the HTTP API with uvicorn in this process, after checking the database.
 
     uvicorn's options, and the time limit on reading each request, are `tracker.api.server`'s.
+    Its logs go through tracker's logging (stderr, or appended to `log_file`).
     """
     import uvicorn
 
@@ -133,21 +163,55 @@ def run_api(
     host = host or settings.api_host
     port = port or settings.api_port
     check_port_free(host, port)
+    startup.configure_logging(log_level, log_file)
+    if summary:
+        lines = startup.summary_lines(
+            settings,
+            role="api",
+            loglevel=log_level,
+            log_file=log_file,
+            api_address=_http_address(host, port),
+        )
+        startup.print_summary(lines, log_file=log_file)
     uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=log_level, **server_options(settings)
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,  # uvicorn's loggers reach the root logger configured above
+        **server_options(settings),
     )
 
 
-def run_beat(settings: Settings, *, loglevel: str, schedule_file: Path | None = None) -> None:
-    """Run Celery beat (the ticker) in this process."""
+def _http_address(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def run_beat(
+    settings: Settings,
+    *,
+    loglevel: str,
+    schedule_file: Path | None = None,
+    log_file: Path | None = None,
+) -> None:
+    """Run Celery beat (the ticker) in this process, after one summary."""
     schedule_file = schedule_file or settings.data_dir.resolve() / "celerybeat-schedule"
     make_private_folder(schedule_file.parent)
     preflight(settings, needs_api_key=False)
     from tracker.worker.celery_app import app
 
+    startup.hand_celery_logging_to_tracker(loglevel, log_file)
+    lines = startup.summary_lines(
+        settings,
+        role=f"beat: a tick every {settings.tick_interval_s:g} s",
+        loglevel=loglevel,
+        log_file=log_file,
+    )
+    startup.print_summary(lines, log_file=log_file)
     _quiet_celery(loglevel)
     app.start(
         [
+            "--quiet",  # no banner: the summary above says what matters
             "beat",
             f"--loglevel={loglevel}",
             f"--schedule={schedule_file}",

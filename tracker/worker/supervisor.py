@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from tracker import db
 from tracker.settings import Settings
+from tracker.worker import startup
 from tracker.worker.lifetime import can_die_with_parent, die_with_parent
 from tracker.worker.processes import check_port_free, preflight
 
@@ -46,13 +49,22 @@ STOP_SIGNALS = tuple(
 POLL_S = 0.05  # how often the supervisor looks at its children
 
 
-def run_up(settings: Settings, *, concurrency: int, loglevel: str, with_api: bool) -> int:
+def run_up(
+    settings: Settings,
+    *,
+    concurrency: int,
+    loglevel: str,
+    with_api: bool,
+    log_file: Path | None = None,
+) -> int:
     """Run `tracker up`: the poll worker (beat embedded), the webhook worker and the API as
     supervised child processes.
 
     Checks everything first, so that a missing key, database, broker or port is one line
-    before anything starts. Returns the exit code: 0 after a stop that every child completed
-    in time, 1 if a child had to be killed or exited on its own.
+    before anything starts, then prints one summary (the children print none). With
+    `log_file`, every child appends its logs and whatever else it writes there. Returns the
+    exit code: 0 after a stop that every child completed in time, 1 if a child had to be
+    killed or exited on its own.
     """
     from tracker import metrics
 
@@ -61,6 +73,22 @@ def run_up(settings: Settings, *, concurrency: int, loglevel: str, with_api: boo
     if with_api:
         check_port_free(settings.api_host, settings.api_port)
     db.dispose_engine()  # the children open their own; this process keeps no connection
+    global _file_logging
+    _file_logging = log_file is not None
+    startup.configure_logging(loglevel, log_file)
+    lines = startup.summary_lines(
+        settings,
+        role="up: a poll worker with beat, a webhook worker" + (", the API" if with_api else ""),
+        loglevel=loglevel,
+        log_file=log_file,
+        concurrency=(
+            f"{startup.processes(concurrency)} polling, "
+            f"{startup.processes(settings.webhook_workers)} sending webhooks"
+        ),
+        api_address=f"http://{settings.api_host}:{settings.api_port}" if with_api else None,
+    )
+    startup.print_summary(lines, log_file=log_file)
+    quiet = ["--no-summary"] + ([f"--log-file={log_file.resolve()}"] if log_file else [])
     children = {
         "worker": _tracker_command(
             "worker",
@@ -68,17 +96,19 @@ def run_up(settings: Settings, *, concurrency: int, loglevel: str, with_api: boo
             "--queues=polls",
             f"--concurrency={concurrency}",
             f"--loglevel={loglevel}",
+            *quiet,
         ),
         "webhooks": _tracker_command(
             "worker",
             "--queues=webhooks",
             f"--concurrency={settings.webhook_workers}",
             f"--loglevel={loglevel}",
+            *quiet,
         ),
     }
     if with_api:
-        children["api"] = _tracker_command("api", "--loglevel", loglevel.lower())
-    return _Supervisor(children, grace_s=settings.shutdown_grace_s).run()
+        children["api"] = _tracker_command("api", "--loglevel", loglevel.lower(), *quiet)
+    return _Supervisor(children, grace_s=settings.shutdown_grace_s, log_file=log_file).run()
 
 
 def _tracker_command(*args: str) -> list[str]:
@@ -88,6 +118,12 @@ def _tracker_command(*args: str) -> list[str]:
 def _say(message: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         print(f"tracker up: {message}", file=sys.stderr, flush=True)
+    if _file_logging:
+        log.warning("%s", message)
+
+
+_file_logging = False  # whether `tracker up` logs to a file too (its children do)
+log = logging.getLogger("tracker.up")
 
 
 class _Supervisor:
@@ -97,8 +133,14 @@ class _Supervisor:
     is its group's ID) cannot belong to anyone else, so no signal can reach a stranger.
     """
 
-    def __init__(self, commands: Mapping[str, Sequence[str]], *, grace_s: float) -> None:
-        self.commands, self.grace_s = commands, grace_s
+    def __init__(
+        self,
+        commands: Mapping[str, Sequence[str]],
+        *,
+        grace_s: float,
+        log_file: Path | None = None,
+    ) -> None:
+        self.commands, self.grace_s, self.log_file = commands, grace_s, log_file
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stop_signal: int | None = None
         self.force = False
@@ -144,7 +186,11 @@ class _Supervisor:
             extra["start_new_session"] = True  # a signal to our group reaches only us
             if can_die_with_parent():
                 extra["preexec_fn"] = functools.partial(die_with_parent, os.getpid())
-        return subprocess.Popen(list(command), **extra)
+        if self.log_file is None:
+            return subprocess.Popen(list(command), **extra)
+        # What a child prints besides its logs (a traceback, Celery's shutdown notes) too.
+        with self.log_file.open("ab") as output:
+            return subprocess.Popen(list(command), stdout=output, stderr=output, **extra)
 
     def _wait_for_stop_or_exit(self) -> str | None:
         """None once a stop signal came, or the name of a child that exited first."""

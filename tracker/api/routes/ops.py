@@ -17,9 +17,13 @@ from starlette.concurrency import run_in_threadpool
 from tracker import health, metrics
 from tracker.api.deps import DatabaseDep, SettingsDep
 from tracker.api.errors import ERROR_RESPONSES
-from tracker.api.schemas import HealthPublic, ReadinessPublic
+from tracker.api.schemas import HealthPublic, PausePublic, ReadinessPublic
 from tracker.db.clock import database_now
+from tracker.db.engine import Database
 from tracker.errors import TrackerError
+from tracker.ops import overdue
+from tracker.settings import Settings
+from tracker.tasks import pauses
 
 __all__ = ["router"]
 
@@ -52,9 +56,34 @@ def _check(name: str, check: Callable[[], None]) -> str:
     return "ok"
 
 
+def _paused(database: Database) -> list[PausePublic]:
+    """Provider pauses, for /readyz to show (a pause does not make the API unready)."""
+    try:
+        with database.read() as session:
+            found = pauses.active_pauses(session, now=database_now(session))
+    except TrackerError as error:
+        log.warning("readyz: could not read provider pauses: %s", error)
+        return []
+    return [PausePublic.model_validate(pause) for pause in found]
+
+
+def _progress(settings: Settings, database: Database) -> tuple[dict[str, str], bool]:
+    """beat, workers and overdue (tracker.ops.overdue.readiness); only overdue fails."""
+    try:
+        with database.read() as session:
+            return overdue.readiness(session, now=database_now(session), settings=settings)
+    except TrackerError as error:
+        log.warning("readyz: the heartbeat checks failed: %s", error)
+        return {"overdue": UNAVAILABLE["database"]}, False
+
+
 @router.get(
     "/readyz",
-    summary="The database and the broker answer",
+    summary="The database and the broker answer, and no task is overdue; provider pauses",
+    description="`beat` and `workers` say `ok`, `none seen yet` or `gone: last seen ...`; they "
+    "are reported, as are provider pauses (`paused`), but only `database`, `broker` and "
+    "`overdue` (due tasks that waited more than a few ticks, with the likely cause) make the "
+    "answer 503: an installation with nothing due is ready.",
     response_model=ReadinessPublic,
     responses={503: {"model": ReadinessPublic, "description": "Something does not answer."}},
 )
@@ -68,8 +97,13 @@ async def readyz(settings: SettingsDep, database: DatabaseDep) -> JSONResponse:
         ),
     }
     ready = all(value == "ok" for value in checks.values())
-    body = ReadinessPublic(status="ok" if ready else "unavailable", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if checks["database"] == "ok":
+        progress, moving = await run_in_threadpool(_progress, settings, database)
+        checks |= progress
+        ready = ready and moving
+    paused = await run_in_threadpool(_paused, database) if checks["database"] == "ok" else []
+    body = ReadinessPublic(status="ok" if ready else "unavailable", checks=checks, paused=paused)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 
 
 @router.get(

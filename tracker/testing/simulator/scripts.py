@@ -137,7 +137,7 @@ class Step:
         return out
 
 
-FaultKind = Literal["error", "throttle", "code", "malformed"]
+FaultKind = Literal["error", "throttle", "code", "malformed", "auth"]
 _CODE_MESSAGES = {9999: "task query failed", 9000: "insufficient credits"}
 
 
@@ -159,6 +159,7 @@ class Faults:
     `code` alone forces every answer to that error code; with `code_next` only the next N answers.
     `trickle_s` sends every answer (status line, headers and body) one byte every that many
     seconds, like an upstream that never lets a socket read time out; 0 sends it in one write.
+    `auth_status` (401 or 403) answers every query so, as for an API key refused; None stops.
     """
 
     latency_ms: float = 0.0
@@ -172,6 +173,7 @@ class Faults:
     malformed_next: int = 0
     code_next: int = 0
     trickle_s: float = 0.0
+    auth_status: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "throttle_rate", "malformed_rate"):
@@ -182,6 +184,8 @@ class Faults:
             _number(getattr(self, name), f"faults {name}", integer=True)
         if self.code is not None and (_number(self.code, "faults code", integer=True) == 1000):
             raise ScriptError("faults code must be an error code such as 9999 or 9000, not 1000")
+        if self.auth_status not in (None, 401, 403):
+            raise ScriptError("faults auth_status must be 401 or 403 (or null)")
         if self.code_next and self.code is None:
             raise ScriptError("faults code_next needs a code (9999 or 9000)")
 
@@ -195,6 +199,8 @@ class Faults:
 
     def pick(self, rng: random.Random) -> tuple[Fault | None, Faults]:
         """Choose this query's fault, if any, and return the config left for the next queries."""
+        if self.auth_status is not None:
+            return Fault("auth", self.auth_status, 9999, "invalid api key"), self
         if self.error_next or (self.error_rate and rng.random() < self.error_rate):
             fault = Fault("error", rng.choice((500, 502, 503)))
             return fault, dataclasses.replace(self, error_next=max(0, self.error_next - 1))

@@ -79,6 +79,8 @@ def _fault_reply(fault: Fault, data: dict[str, Any], variant: int, status_field:
         return json_reply(429, {"code": fault.code, "msg": fault.msg}, headers)
     if fault.kind == "code":
         return json_reply(200, {"code": fault.code, "msg": fault.msg})
+    if fault.kind == "auth":
+        return _api_error(fault.http_status, fault.msg)
     # malformed: cycle through a truncated body, an HTML page, an unknown status, a missing `data`
     whole = json.dumps({"code": 1000, "msg": "success", "data": data}).encode()
     bodies = (

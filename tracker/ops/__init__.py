@@ -1,0 +1,1 @@
+"""Operating tracker: process heartbeats, overdue tasks and their likely cause, `tracker doctor`."""
