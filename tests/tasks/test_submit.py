@@ -5,6 +5,7 @@ tracks one.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,6 +79,22 @@ def test_a_created_task_is_tracked_with_its_metadata_and_webhook(
         "prompt": "a fox",
         "duration": 5,
     }
+
+
+def test_a_webhook_url_is_vetted_once_before_any_transaction_and_its_warning_returned(
+    url: str, creator: TensorsLabCreator
+) -> None:
+    lookups: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)  # the DNS lookup must not run while the database is held
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    view = _submit(url, creator, webhook_url="http://hooks.example.test/hook", resolve=resolver)
+    assert view.status is SubmissionStatus.CREATED
+    assert view.webhook_warning is not None and "does not resolve right now" in view.webhook_warning
+    assert lookups == ["hooks.example.test"]
+    assert view.webhook_secret is not None  # the URL's endpoint was made, warning or not
 
 
 def test_the_same_key_answers_from_the_store_and_another_body_is_refused(

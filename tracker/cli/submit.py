@@ -16,7 +16,7 @@ from rich.table import Table
 
 from tracker import db
 from tracker.cli import tables
-from tracker.cli.output import JsonFlag, friendly_errors, out
+from tracker.cli.output import JsonFlag, err, friendly_errors, out
 from tracker.errors import InvalidMetadata
 from tracker.settings import get_settings
 from tracker.tasks import submit as submit_use_case
@@ -141,6 +141,8 @@ def _submit(
         webhook_url=webhook,
         idempotency_key=idempotency_key,
     )
+    if view.webhook_warning:
+        err.print(f"[yellow]warning:[/yellow] {escape(view.webhook_warning)}", highlight=False)
     if json_output:
         out.print_json(tables.to_json(view))
     else:

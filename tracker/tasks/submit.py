@@ -41,7 +41,6 @@ from tracker.errors import (
     IdempotencyKeyReused,
     InvalidInput,
     InvalidMetadata,
-    InvalidWebhookURL,
     RateLimited,
     SubmissionNotSent,
     SubmissionRefused,
@@ -62,7 +61,8 @@ from tracker.upstream.tensorslab_create import (
     SubmissionRequest,
     creator_from_settings,
 )
-from tracker.webhooks.guard import AddressPolicy, RefusedURL, Resolver, check_url, system_resolver
+from tracker.webhooks.guard import AddressPolicy, Resolver, VettedURL, system_resolver
+from tracker.webhooks.vetting import vet_webhook_url
 
 __all__ = [
     "SUBMIT_RATE_WAIT_S",
@@ -118,6 +118,7 @@ class SubmissionView:
     task: TaskView | None = None
     webhook_id: int | None = None
     webhook_secret: str | None = None  # the URL's new endpoint's secret, this once
+    webhook_warning: str | None = None  # the URL's host does not resolve right now (kept)
     replayed: bool = False  # answered from the stored Idempotency-Key
 
     @classmethod
@@ -147,7 +148,7 @@ def submit(
     creator: Creator,
     first_poll_delay_s: float,
     metadata: object = None,
-    webhook_url: str | None = None,
+    webhook_url: str | VettedURL | None = None,
     idempotency_key: str | None = None,
     policy: AddressPolicy | None = None,
     rate_limit: Callable[[float], bool] | None = None,
@@ -162,19 +163,23 @@ def submit(
     """
     validate_provider(request.spec.provider)  # a provider this tracker cannot poll: refuse now
     checked_metadata = _checked_metadata(metadata)
+    vetted: VettedURL | None = None
     if webhook_url is not None:
         if policy is None:
             raise ValueError("a webhook URL was given without the policy that checks it")
-        try:
-            webhook_url = check_url(webhook_url, policy, resolve=resolve)
-        except RefusedURL as error:
-            raise InvalidWebhookURL(str(error)) from None
+        # Checked (DNS included) before any transaction, as `register` does; see webhooks.vetting.
+        vetted = (
+            webhook_url
+            if isinstance(webhook_url, VettedURL)
+            else vet_webhook_url(webhook_url, policy, resolve=resolve)
+        )
+    url = None if vetted is None else vetted.url
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise InvalidInput(
             "the Idempotency-Key must be 1 to 200 printable ASCII characters without spaces"
         )
     sent = request.to_json()
-    digest = _request_hash(sent, webhook_url, checked_metadata)
+    digest = _request_hash(sent, url, checked_metadata)
 
     if idempotency_key is not None:
         with session_scope() as session:
@@ -195,7 +200,7 @@ def submit(
                 provider=request.spec.provider,
                 status=SubmissionStatus.SENDING.value,
                 request=sent,
-                webhook_url=webhook_url,
+                webhook_url=url,
                 task_metadata=checked_metadata,
                 idempotency_key=idempotency_key,
                 request_hash=digest,
@@ -216,14 +221,16 @@ def submit(
             return _replay(earlier, digest)
 
     result = creator.create(request)  # once: never retried, whatever happens
-    return _record(
+    view = _record(
         submission_id,
         result,
+        vetted,
         session_scope=session_scope,
         first_poll_delay_s=first_poll_delay_s,
         policy=policy,
         resolve=resolve,
     )
+    return view if vetted is None else replace(view, webhook_warning=vetted.warning)
 
 
 def submit_configured(
@@ -259,6 +266,7 @@ def submit_configured(
 def _record(
     submission_id: int,
     result: CreateResult,
+    vetted: VettedURL | None,
     *,
     session_scope: SessionFactory,
     first_poll_delay_s: float,
@@ -282,7 +290,7 @@ def _record(
             row = _row(session, submission_id)
             registrations = register_tasks(
                 session,
-                [NewTask(result.task_id, dict(row.task_metadata or {}), row.webhook_url)],
+                [NewTask(result.task_id, dict(row.task_metadata or {}), vetted)],
                 first_poll_delay_s=first_poll_delay_s,
                 provider=row.provider,
                 policy=policy,

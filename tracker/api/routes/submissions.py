@@ -66,6 +66,11 @@ class SubmissionPublic(BaseModel):
     task: TaskPublic | None = None
     webhook_id: int | None = None
     webhook_secret: str | None = None
+    webhook_warning: str | None = Field(
+        default=None,
+        description="Set when the host of `webhook_url` does not resolve right now: the "
+        "webhook is kept, and its deliveries fail (recorded, retried) until it resolves.",
+    )
 
 
 class SubmissionFailure(BaseModel):
