@@ -51,7 +51,7 @@ from tracker.errors import (
 from tracker.settings import Settings
 from tracker.tasks import rate_limit
 from tracker.tasks.ids import validate_provider
-from tracker.tasks.register import MAX_METADATA_BYTES, NewTask, register_tasks
+from tracker.tasks.register import MAX_METADATA_BYTES, NewTask, register_tasks, unstorable_text
 from tracker.tasks.views import TaskView
 from tracker.upstream.tensorslab_create import (
     Created,
@@ -387,6 +387,9 @@ def _checked_metadata(metadata: object) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise InvalidMetadata(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    problem = unstorable_text(metadata)
+    if problem is not None:
+        raise InvalidMetadata(f"metadata contains {problem}")
     try:
         text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as error:

@@ -177,6 +177,8 @@ def validate_request(
         raise InvalidInput(f"unknown {kind} model {model!r}; known: {', '.join(known)}")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidInput("the prompt is empty")
+    if "\x00" in prompt or any("\ud800" <= char <= "\udfff" for char in prompt):
+        raise InvalidInput("the prompt contains a NUL character or half of a surrogate pair")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidInput(
             f"the prompt is {len(prompt)} characters long; TensorsLab's limit is {MAX_PROMPT_CHARS}"
@@ -260,7 +262,7 @@ def _http_url(value: object) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"the image URL must be an http:// or https:// URL; got {_shown(value)}")
-    if any(char.isspace() for char in value):
+    if any(char.isspace() or char == "\x00" for char in value):
         raise InvalidInput("the image URL contains whitespace")
     return value
 

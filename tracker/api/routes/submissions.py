@@ -18,36 +18,93 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tracker.api.deps import DatabaseDep, SettingsDep
 from tracker.api.errors import ApiError, documented_errors
-from tracker.api.schemas import ErrorBody, TaskPublic
+from tracker.api.params import EXAMPLE_TASK_ID
+from tracker.api.schemas import (
+    EXAMPLE_TIME,
+    EXAMPLE_URL,
+    METADATA_SCHEMA,
+    ErrorBody,
+    TaskPublic,
+    _Input,
+)
+from tracker.api.submission_schema import submission_body_schema
 from tracker.errors import SubmissionRefused, SubmissionUnknown
 from tracker.tasks import submit
 from tracker.tasks.submit import SubmissionView
-from tracker.upstream.tensorslab_create import MAX_PROMPT_CHARS, validate_request
+from tracker.upstream.tensorslab_create import MAX_PROMPT_CHARS, MAX_URL_CHARS, validate_request
+from tracker.webhooks.guard import MAX_URL_LENGTH
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
 
 
-class SubmissionCreate(BaseModel):
-    """What to create: the model's kind and name, the prompt, and the model's options."""
+def _body_schema(schema: dict[str, Any]) -> None:
+    # The fields' own schema would let through what the table refuses: the schema a client
+    # reads is the table's, one branch per model (`submission_schema`).
+    kept: dict[str, Any] = {key: schema[key] for key in ("title", "description") if key in schema}
+    schema.clear()
+    schema.update(kept)
+    schema.update(submission_body_schema(METADATA_SCHEMA))
+    schema["examples"] = [SUBMISSION_CREATE_EXAMPLE]
 
-    model_config = ConfigDict(extra="forbid")
+
+SUBMISSION_CREATE_EXAMPLE: dict[str, Any] = {
+    "kind": "video",
+    "model": "seedancev2",
+    "prompt": "a red fox runs through fresh snow at dawn",
+    "duration": 5,
+    "resolution": "720p",
+    "ratio": "16:9",
+    "webhook_url": EXAMPLE_URL,
+    "metadata": {"order": 1042},
+}
+
+
+class SubmissionCreate(_Input):
+    """What to create: the model's kind and name, the prompt, and the options that model takes
+    (`tracker submit video|image --help` lists them)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_body_schema)
 
     kind: Literal["video", "image"]
-    model: str = Field(max_length=64, examples=["seedancev2"])
+    model: str = Field(max_length=64)
     prompt: str = Field(max_length=MAX_PROMPT_CHARS * 4)  # the real limit is checked in chars
-    duration: int | None = Field(default=None, description="Video seconds (per model).")
-    resolution: str | None = Field(default=None, max_length=32, examples=["720p"])
-    ratio: str | None = Field(default=None, max_length=16, examples=["16:9"])
-    image_url: str | None = Field(default=None, max_length=4096)
-    batch_size: int | None = Field(default=None, description="Images per task (seedream).")
-    webhook_url: str | None = Field(default=None, max_length=2048)
-    metadata: Any = Field(default=None, description="Your own JSON object (at most 16 KiB).")
+    duration: int | None = None
+    resolution: str | None = Field(default=None, max_length=32)
+    ratio: str | None = Field(default=None, max_length=16)
+    image_url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
+    batch_size: int | None = None
+    webhook_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    metadata: dict[str, Any] | None = None
+
+
+SUBMISSION_EXAMPLE: dict[str, Any] = {
+    "id": 7,
+    "kind": "video",
+    "model": "seedancev2",
+    "provider": "tensorslab",
+    "status": "created",
+    "request": {"kind": "video", "model": "seedancev2", "prompt": "a red fox", "duration": 5},
+    "webhook_url": EXAMPLE_URL,
+    "metadata": {"order": 1042},
+    "idempotency_key": "order-1042",
+    "task_id": EXAMPLE_TASK_ID,
+    "upstream_message": None,
+    "created_at": EXAMPLE_TIME,
+    "updated_at": EXAMPLE_TIME,
+    "sent_at": EXAMPLE_TIME,
+    "task": None,
+    "webhook_id": 3,
+    "webhook_secret": None,
+    "webhook_warning": None,
+}
 
 
 class SubmissionPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [SUBMISSION_EXAMPLE]}
+    )
 
     id: int
     kind: str
@@ -79,9 +136,36 @@ class SubmissionFailure(BaseModel):
     error: ErrorBody
     submission: SubmissionPublic | None = None
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "submission_refused",
+                        "message": "submission 8 (video seedancev2): TensorsLab refused it: "
+                        "insufficient credits",
+                        "details": [],
+                    },
+                    "submission": {
+                        **SUBMISSION_EXAMPLE,
+                        "id": 8,
+                        "status": "refused",
+                        "task_id": None,
+                        "upstream_message": "insufficient credits",
+                        "webhook_id": None,
+                    },
+                }
+            ]
+        }
+    )
+
 
 class SubmissionList(BaseModel):
     submissions: list[SubmissionPublic]
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"submissions": [SUBMISSION_EXAMPLE]}]}
+    )
 
 
 def _public(view: SubmissionView) -> dict[str, Any]:
@@ -120,7 +204,9 @@ def create_submission(
     body: SubmissionCreate,
     settings: SettingsDep,
     database: DatabaseDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]{1,200}$")
+    ] = None,
 ) -> object:
     request = validate_request(
         body.kind,
@@ -171,11 +257,13 @@ def create_submission(
 )
 def list_submissions(
     database: DatabaseDep,
-    status: Annotated[str | None, Query(max_length=32)] = None,
+    status: Annotated[submit.SubmissionStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> SubmissionList:
     with database.read() as session:
-        found = submit.list_submissions(session, status=status, limit=limit)
+        found = submit.list_submissions(
+            session, status=None if status is None else status.value, limit=limit
+        )
     return SubmissionList(submissions=[SubmissionPublic.model_validate(item) for item in found])
 
 
