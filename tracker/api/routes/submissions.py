@@ -70,11 +70,12 @@ class SubmissionCreate(_Input):
     kind: Literal["video", "image"]
     model: str = Field(max_length=64)
     prompt: str = Field(max_length=MAX_PROMPT_CHARS * 4)  # the real limit is checked in chars
-    duration: int | None = None
+    # JSON Schema's integers include 5.0: a whole float is taken as the integer (`_whole`).
+    duration: int | float | None = None
     resolution: str | None = Field(default=None, max_length=32)
     ratio: str | None = Field(default=None, max_length=16)
     image_url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
-    batch_size: int | None = None
+    batch_size: int | float | None = None
     webhook_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
     metadata: dict[str, Any] | None = None
 
@@ -168,6 +169,12 @@ class SubmissionList(BaseModel):
     )
 
 
+def _whole(value: int | float | None) -> int | float | None:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _public(view: SubmissionView) -> dict[str, Any]:
     return SubmissionPublic.model_validate(view).model_dump(mode="json")
 
@@ -212,11 +219,11 @@ def create_submission(
         body.kind,
         body.model,
         prompt=body.prompt,
-        duration_s=body.duration,
+        duration_s=_whole(body.duration),
         resolution=body.resolution,
         ratio=body.ratio,
         image_url=body.image_url,
-        batch_size=body.batch_size,
+        batch_size=_whole(body.batch_size),
     )
     if settings.tensorslab_api_key is None:
         raise ApiError(
