@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tracker.api.deps import DatabaseDep, SettingsDep
 from tracker.api.errors import ApiError, documented_errors
 from tracker.api.params import EXAMPLE_TASK_ID
+from tracker.api.routes.webhooks import MAX_ID
 from tracker.api.schemas import (
     EXAMPLE_TIME,
     EXAMPLE_URL,
@@ -281,7 +282,8 @@ def list_submissions(
     responses=documented_errors(404, 422),
 )
 def get_submission(
-    submission_id: Annotated[int, Path(ge=1)], database: DatabaseDep
+    submission_id: Annotated[int, Path(ge=1, le=MAX_ID, description="The submission's ID.")],
+    database: DatabaseDep,
 ) -> SubmissionPublic:
     with database.read() as session:
         return SubmissionPublic.model_validate(submit.get_submission(session, submission_id))
