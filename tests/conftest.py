@@ -38,6 +38,8 @@ TABLES = (
     "provider_failures",
     "retention_runs",
     "tracked_tasks",
+    "submissions",
+    "rate_buckets",
     "process_heartbeats",
 )
 

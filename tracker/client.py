@@ -17,6 +17,7 @@ types (`tracker.errors`): `UnknownTask` (a `NotFound`), `InvalidInput` and its k
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,12 +27,14 @@ from tracker.db.clock import database_now
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 from tracker.states import DeliveryStatus, TaskStatus
-from tracker.tasks import forget, pauses, queries, register, untrack
+from tracker.tasks import forget, pauses, queries, register, submit, untrack
 from tracker.tasks.forget import Forgotten
 from tracker.tasks.pauses import Resumed
 from tracker.tasks.schedule import PollPolicy
+from tracker.tasks.submit import SubmissionView
 from tracker.tasks.views import Registration, TaskPage, TaskView, TransitionView, Untracked
 from tracker.upstream.names import DEFAULT_PROVIDER
+from tracker.upstream.tensorslab_create import validate_request
 from tracker.webhooks import deliveries, endpoints, probe
 from tracker.webhooks.deliveries import DeliveryView
 from tracker.webhooks.endpoints import CreatedEndpoint, EndpointView
@@ -94,6 +97,59 @@ class Tracker:
             (item.webhook_endpoint_id for item in registrations if item.webhook_endpoint_id), None
         )
         return Registered(registrations, secret, endpoint_id)
+
+    def submit(
+        self,
+        kind: str,
+        model: str,
+        *,
+        prompt: str,
+        duration: int | None = None,
+        resolution: str | None = None,
+        ratio: str | None = None,
+        image_url: str | None = None,
+        batch_size: int | None = None,
+        webhook_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> SubmissionView:
+        """Create a TensorsLab `kind` ("video" or "image") task with `model` and track it.
+
+        The create is sent once and never retried. Every call carries an idempotency key (a
+        new one unless given; it is on the result): calling again with the same key and
+        arguments answers from the stored submission instead of creating a second task.
+        Raises `SubmissionRefused` (TensorsLab said no), `SubmissionUnknown` (sent, no
+        answer: a task may exist; check before submitting again), `InvalidInput`...
+        """
+        request = validate_request(
+            kind,
+            model,
+            prompt=prompt,
+            duration_s=duration,
+            resolution=resolution,
+            ratio=ratio,
+            image_url=image_url,
+            batch_size=batch_size,
+        )
+        view = submit.submit_configured(
+            request,
+            settings=self.settings,
+            session_scope=self.database.write,
+            metadata=dict(metadata) if isinstance(metadata, Mapping) else metadata,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key or f"python-{uuid.uuid4()}",
+        )
+        error = submit.outcome_error(view)
+        if error is not None:
+            raise error
+        return view
+
+    def submissions(
+        self, *, status: str | None = None, limit: int = 50
+    ) -> builtins.list[SubmissionView]:
+        """Submissions, newest first."""
+        with self.database.read() as session:
+            return submit.list_submissions(session, status=status, limit=limit)
 
     def get(self, task_id: str, *, provider: str = DEFAULT_PROVIDER) -> TaskView:
         with self.database.read() as session:

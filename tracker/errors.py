@@ -12,6 +12,7 @@ into a clear message, an exit code and a status code.
         UnknownEndpoint          no webhook endpoint with that ID
         UnknownDelivery          no webhook delivery with that number or message ID
         UnknownToken             no API token with that ID
+        UnknownSubmission        no submission with that ID
       Conflict                   well-formed, but the current state forbids it   4      409
         TaskAlreadyEnded         untracking a task that completed, failed, expired...
         DeliveryPending          redelivering a delivery that is still pending
@@ -19,12 +20,17 @@ into a clear message, an exit code and a status code.
         AlreadyDelivered         `redeliver --now` of a delivery that was delivered
         EndpointDisabled         testing an endpoint that is disabled
         EndpointURLTaken         moving a webhook to a URL another endpoint has
+        SubmissionRefused        upstream refused to create the task (code 9000/9999, HTTP 4xx)
+        IdempotencyKeyReused     an Idempotency-Key sent again with another request
         TaskStillTracked         forgetting a task that is still tracked (untrack it first)
         ProviderNotPaused        resuming a provider whose polling is not paused
       Unavailable                a service tracker needs does not answer     1      503
         DatabaseUnavailable      unreachable, locked, read-only, full, or without the schema
         BrokerUnavailable        the Celery broker does not accept a connection
         PortUnavailable          the API's address is taken
+        SubmissionUnknown        a create was sent and no answer came: a task may exist
+        SubmissionNotSent        a create could not even connect: nothing was sent
+        RateLimited              no rate limit token in time (TENSORSLAB_MAX_REQUESTS_PER_S)
       ConfigError                the settings cannot be used                 1      500
         SettingsError            a variable is invalid or misspelled (tracker.settings)
         MissingAPIKey            polling was asked for without TENSORSLAB_API_KEY
@@ -45,6 +51,7 @@ __all__ = [
     "DeliveryPending",
     "EndpointDisabled",
     "EndpointURLTaken",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "InvalidMetadata",
     "InvalidTaskId",
@@ -54,12 +61,17 @@ __all__ = [
     "NotFound",
     "PortUnavailable",
     "ProviderNotPaused",
+    "RateLimited",
+    "SubmissionNotSent",
+    "SubmissionRefused",
+    "SubmissionUnknown",
     "TaskAlreadyEnded",
     "TaskStillTracked",
     "TrackerError",
     "Unavailable",
     "UnknownDelivery",
     "UnknownEndpoint",
+    "UnknownSubmission",
     "UnknownTask",
     "UnknownToken",
     "UnreadableSecret",
@@ -120,6 +132,10 @@ class UnknownToken(NotFound):
     pass
 
 
+class UnknownSubmission(NotFound):
+    pass
+
+
 class Conflict(TrackerError):
     """Well-formed, but what is stored now forbids it."""
 
@@ -148,6 +164,14 @@ class EndpointURLTaken(Conflict):
     pass
 
 
+class SubmissionRefused(Conflict):
+    """Upstream answered a create and made nothing; the submission is stored as refused."""
+
+
+class IdempotencyKeyReused(Conflict):
+    pass
+
+
 class TaskStillTracked(Conflict):
     pass
 
@@ -169,6 +193,19 @@ class BrokerUnavailable(Unavailable):
 
 
 class PortUnavailable(Unavailable):
+    pass
+
+
+class SubmissionUnknown(Unavailable):
+    """A create was sent and no usable answer came back: upstream may have made the task.
+    Never retried by tracker; the submission is stored as `submission_unknown`."""
+
+
+class SubmissionNotSent(Unavailable):
+    """A create could not connect: nothing reached upstream (stored as `not_sent`)."""
+
+
+class RateLimited(Unavailable):
     pass
 
 

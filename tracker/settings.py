@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -93,6 +94,12 @@ class Settings(BaseSettings):
     tensorslab_read_timeout_s: Seconds = Field(
         default=30.0, validation_alias="TENSORSLAB_READ_TIMEOUT_S"
     )
+    # The cap on requests per second to one API key, all processes together (polls and
+    # creates); unset: no cap. The burst is how many may go at once; unset: one second's worth.
+    tensorslab_max_requests_per_s: float | None = Field(
+        default=None, validation_alias="TENSORSLAB_MAX_REQUESTS_PER_S"
+    )
+    tensorslab_burst: int | None = Field(default=None, validation_alias="TENSORSLAB_BURST")
 
     tick_interval_s: Seconds = 1.0
     # How often each process (beat, a worker) refreshes its heartbeat row, at most; one not seen
@@ -256,6 +263,30 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("tensorslab_max_requests_per_s", "tensorslab_burst", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("tensorslab_max_requests_per_s")
+    @classmethod
+    def _check_rate(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 100_000:
+            raise ValueError(
+                "TENSORSLAB_MAX_REQUESTS_PER_S must be more than 0 (requests per second, e.g. "
+                f"5 or 0.5) and at most 100000, got {value:g}; leave it unset for no cap"
+            )
+        return value
+
+    @field_validator("tensorslab_burst")
+    @classmethod
+    def _check_burst(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 100_000:
+            raise ValueError(
+                f"TENSORSLAB_BURST must be a whole number from 1 to 100000, got {value}"
+            )
+        return value
+
     @field_validator("tensorslab_auth_scheme")
     @classmethod
     def _check_auth_scheme(cls, value: str) -> str:
@@ -355,6 +386,13 @@ class Settings(BaseSettings):
     def poll_attempt_deadline_s(self) -> float:
         """The bound on one whole upstream request (connect, send, answer, body)."""
         return self.tensorslab_connect_timeout_s + self.tensorslab_read_timeout_s
+
+    @property
+    def rate_limit_burst(self) -> int:
+        """Requests that may start at once under TENSORSLAB_MAX_REQUESTS_PER_S."""
+        if self.tensorslab_burst is not None:
+            return self.tensorslab_burst
+        return max(1, math.ceil(self.tensorslab_max_requests_per_s or 1))
 
     @property
     def secret_keys(self) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ valid and not, with a real token, must get no server error and no response outsi
 
 from __future__ import annotations
 
+import atexit
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from tests.conftest import SIM_API_KEY
 from tracker import db, tokens
 from tracker.api import create_app
 from tracker.db import migrate
 from tracker.settings import Settings
+from tracker.testing.simulator import Simulator
 
 TOKEN_HEADER: dict[str, str] = {}
 
@@ -24,11 +27,21 @@ TOKEN_HEADER: dict[str, str] = {}
 # The app serves the database of the settings it is built with, so it is built here, at import
 # (schemathesis' lazy `from_fixture` fails on pytest 9), on a database of its own that the
 # fixture below migrates. Every example of every operation shares it.
+# POST /v1/submissions creates tasks: at the simulator, never anywhere else.
 DATABASE_URL = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tracker-schema-')) / 'schema.db'}"
+SIMULATOR = Simulator(api_key=SIM_API_KEY).start()
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json",
-    create_app(Settings(database_url=DATABASE_URL, webhook_allowed_networks="127.0.0.0/8")),
+    create_app(
+        Settings(
+            database_url=DATABASE_URL,
+            webhook_allowed_networks="127.0.0.0/8",
+            tensorslab_base_url=SIMULATOR.base_url,
+            tensorslab_api_key=SIM_API_KEY,
+        )
+    ),
 )
+atexit.register(SIMULATOR.stop)
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,8 @@ EXPECTED_TABLES = {
     "webhook_deliveries",
     "delivery_attempts",
     "api_tokens",
+    "submissions",  # 0010
+    "rate_buckets",  # 0010
     "process_heartbeats",
 }
 

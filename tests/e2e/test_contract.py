@@ -29,6 +29,7 @@ from tests.processes import Processes
 from tracker import db, tokens
 from tracker.db import migrate
 from tracker.db.clock import utc_now
+from tracker.tasks.submit import list_submissions
 from tracker.testing.processes import tracker_command
 from tracker.testing.receiver import WebhookReceiver
 from tracker.testing.simulator import Simulator, Step, TaskScript
@@ -171,6 +172,14 @@ def test_schemathesis_with_every_check_finds_no_failure_in_the_live_api(
         assert result.returncode == 0, f"schemathesis found failures:\n{summary}"
         assert re.search(r"Operations:\s+\d+ selected", report), summary
         assert "No issues found" in report or " passed" in report, summary
+
+    # Every create schemathesis made went to the simulator, and each got its answer there.
+    with db.read_scope(clean_postgres_url) as session:
+        made = list_submissions(session, limit=100_000)
+    assert made, "schemathesis made no submission"
+    assert {item.status.value for item in made} <= {"created", "refused"}, made
+    simulated = {record.task_id for record in simulator.creates()}
+    assert {item.task_id for item in made if item.task_id} <= simulated
 
     group.check_alive()
     logs = group.logs()

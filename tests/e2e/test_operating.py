@@ -128,7 +128,13 @@ def test_doctor_passes_on_a_healthy_stack_and_names_a_broker_that_is_down(
         rows["worker"].queue
         == f"{group.env['TRACKER_QUEUE']},{group.env['TRACKER_QUEUE']}.webhooks"
     )
-    assert rows["worker"].last_batch == {"polled": 1, "ended": 1, "skipped": 0, "released": 0}
+    assert rows["worker"].last_batch == {
+        "polled": 1,
+        "ended": 1,
+        "skipped": 0,
+        "released": 0,
+        "deferred": 0,
+    }
 
     healthy = _tracker(group, "doctor")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr

@@ -18,7 +18,7 @@ from tracker.api.errors import install_error_handlers
 from tracker.api.limits import BodyLimits
 from tracker.api.methods import AllowedMethods
 from tracker.api.openapi import install_openapi
-from tracker.api.routes import ops, providers, tasks, webhooks
+from tracker.api.routes import ops, providers, submissions, tasks, webhooks
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "tasks", "description": "Tracked TensorsLab tasks and their history."},
             {"name": "webhooks", "description": "Where tracker sends how tasks end."},
+            {"name": "submissions", "description": "Tasks tracker created upstream itself."},
             {"name": "deliveries", "description": "Each webhook message and its attempts."},
             {"name": "providers", "description": "Provider pauses: lift one early."},
             {"name": "operations", "description": "Health, readiness and metrics (no token)."},
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     authenticated = [Depends(require_token)]
     app.include_router(tasks.router, dependencies=authenticated)
+    app.include_router(submissions.router, dependencies=authenticated)
     app.include_router(webhooks.webhooks_router, dependencies=authenticated)
     app.include_router(webhooks.deliveries_router, dependencies=authenticated)
     app.include_router(providers.router, dependencies=authenticated)

@@ -56,7 +56,7 @@ EXAMPLE_TIME = "2026-11-29T03:12:09.521000Z"
 URL_SCHEMA: dict[str, Any] = {"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
 EVENTS_SCHEMA: dict[str, Any] = {"items": {"enum": list(ALL_EVENTS)}}
 # Metadata is any JSON object whose keys and strings, at any depth, hold no NUL character
-# (PostgreSQL cannot store one; `register._unstorable_text` refuses it with a message).
+# (PostgreSQL cannot store one; `register.unstorable_text` refuses it with a message).
 NO_NUL_PATTERN = "^[^\\u0000]*$"
 _METADATA_VALUE_REF = {"$ref": "#/components/schemas/MetadataValue"}
 METADATA_SCHEMA: dict[str, Any] = {

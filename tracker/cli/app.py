@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from tracker import __version__
-from tracker.cli import doctor, observe, operate, run, secrets, tasks, tokens, webhooks
+from tracker.cli import doctor, observe, operate, run, secrets, submit, tasks, tokens, webhooks
 from tracker.cli.output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -60,6 +60,8 @@ app.command("status", rich_help_panel=TASKS)(tasks.status)
 app.command("history", rich_help_panel=TASKS)(tasks.history)
 app.command("list", rich_help_panel=TASKS)(tasks.list_)
 app.command("untrack", rich_help_panel=TASKS)(tasks.untrack)
+app.add_typer(submit.submit_app, name="submit", rich_help_panel=TASKS)
+app.command("submissions", rich_help_panel=TASKS)(submit.submissions)
 app.command("watch", rich_help_panel=TASKS)(friendly_errors(observe.watch))
 app.command("stats", rich_help_panel=TASKS)(friendly_errors(observe.stats))
 app.command("forget", rich_help_panel=TASKS)(friendly_errors(operate.forget))

@@ -35,7 +35,9 @@ __all__ = [
     "ProcessHeartbeat",
     "ProviderFailureRow",
     "ProviderPauseRow",
+    "RateBucket",
     "RetentionRun",
+    "Submission",
     "TrackedTask",
     "Transition",
     "UTCDateTime",
@@ -299,6 +301,40 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Submission(Base):
+    """A task tracker created upstream itself: what was sent (no secrets), and what came of it."""
+
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # video or image
+    model: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))  # whose status endpoint follows the task
+    status: Mapped[str] = mapped_column(String(32))  # a SubmissionStatus value
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the fields sent
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    task_metadata: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # of the whole request, for the key
+    task_id: Mapped[str | None] = mapped_column(String(256))  # upstream's, once created
+    upstream_message: Mapped[str | None] = mapped_column(Text)  # why refused, or what failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_submissions_created_at", "created_at"),)
+
+
+class RateBucket(Base):
+    """A token bucket shared by every process that talks to one API key (see rate_limit.py)."""
+
+    __tablename__ = "rate_buckets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at_s: Mapped[float] = mapped_column(Float)  # the database's clock, epoch seconds
 
 
 class ProcessHeartbeat(Base):

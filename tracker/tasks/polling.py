@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import random
 import threading
@@ -28,13 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, lease_due_rows
 from tracker.db.models import TrackedTask
 from tracker.errors import DatabaseUnavailable
+from tracker.settings import Settings
 from tracker.states import TaskStatus
 from tracker.tasks import pauses
 from tracker.tasks.decide import PauseCause, PollOutcome, ProviderPause, TaskSnapshot, decide
@@ -42,18 +44,42 @@ from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.transitions import record_transition
 from tracker.upstream.base import PollResult, Provider, TaskMissing, TaskReport, Unreachable
 
-__all__ = ["BatchSummary", "claim_due_tasks", "poll_batch"]
+__all__ = ["BatchSummary", "claim_due_tasks", "poll_batch", "rate_limited_claims"]
 
 log = logging.getLogger(__name__)
 
 
+def rate_limited_claims(settings: Settings) -> int | None:
+    """Under TENSORSLAB_MAX_REQUESTS_PER_S, how many tasks may be claimed and not yet polled
+    at once: what the shared bucket can serve until the next tick (its refill, plus the
+    burst). None without a cap. Claiming more would only park tasks in leases (and batches in
+    the broker's queue) while the oldest due wait; claiming this many, oldest due first, gives
+    every due task its turn, the longest waiting first."""
+    rate = settings.tensorslab_max_requests_per_s
+    if rate is None:
+        return None
+    return max(1, math.ceil(rate * settings.tick_interval_s) + settings.rate_limit_burst)
+
+
 def claim_due_tasks(
-    session: Session, *, now: datetime, limit: int, lease_s: float, batch_size: int
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    batch_size: int,
+    in_flight_cap: int | None = None,
 ) -> list[Claim]:
     """Lease up to `limit` due tasks of unpaused providers, in claims of `batch_size`.
 
-    `now` is the database's clock (`tracker.db.clock.database_now`).
+    With `in_flight_cap` (`rate_limited_claims`), at most that many tasks are leased with the
+    lease not ended, those of earlier claims included. `now` is the database's clock
+    (`tracker.db.clock.database_now`).
     """
+    if in_flight_cap is not None:
+        limit = min(limit, in_flight_cap - _in_flight(session, now=now, lease_s=lease_s))
+        if limit <= 0:
+            return []
     probing = pauses.probing_providers(session, now=now)
     claims = lease_due_rows(
         session,
@@ -92,6 +118,23 @@ def claim_due_tasks(
     return claims
 
 
+def _in_flight(session: Session, *, now: datetime, lease_s: float) -> int:
+    """Tasks leased now. A claim pushes `next_poll_at` to the lease's end, so they all lie in
+    (now, now + lease_s]: the due index finds them without reading every live row."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TrackedTask)
+            .where(
+                TrackedTask.next_poll_at > now,
+                TrackedTask.next_poll_at <= now + timedelta(seconds=lease_s),
+                TrackedTask.lease_expires_at > now,
+            )
+        )
+        or 0
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Leased:
     task_pk: int
@@ -109,6 +152,12 @@ class BatchSummary:
     ended: int  # tasks this batch moved to a terminal status (their webhooks are in the outbox)
     outcomes: dict[str, int]
     released: int = 0  # no longer leased when their turn came (untracked, or lease lost): unasked
+    deferred: int = 0  # no rate limit token in time: unasked, due again at once
+
+
+# How long one batch may wait for rate limit tokens (TENSORSLAB_MAX_REQUESTS_PER_S) before it
+# hands its remaining tasks back as due: the next tick claims them again, oldest due first.
+RATE_WAIT_BOUND_S = 10.0
 
 
 # How stale the batch's view of which rows it still holds may be when a poll starts: at most
@@ -167,6 +216,7 @@ def poll_batch(
     now: Callable[[], datetime] | None = None,
     rng: random.Random | None = None,
     read_scope: SessionFactory | None = None,
+    rate_limit: Callable[[float], bool] | None = None,
 ) -> BatchSummary:
     """Poll the claimed tasks and write each outcome; tasks no longer leased are skipped.
 
@@ -181,6 +231,12 @@ def poll_batch(
 
     `provider` and `policy` are one client and one schedule, or one per provider name; a task
     whose provider has no client here is not asked about (it falls due again).
+
+    With `rate_limit` (the shared bucket: takes a token waiting at most the seconds given, and
+    says whether it did), each poll first takes a token, waiting at most until
+    `RATE_WAIT_BOUND_S` after the batch started and never past the lease's margin; a task that
+    got none is deferred: its lease is dropped and it is due again at the batch's start, so the
+    next claim (oldest due first) takes it before tasks that fell due later.
     """
     rng = rng or random.Random()
     providers = dict(provider) if isinstance(provider, Mapping) else {provider.name: provider}
@@ -197,6 +253,8 @@ def poll_batch(
         every_s=LEASE_RECHECK_S,
     )
     released: set[int] = set()
+    deferred: set[int] = set()
+    started_at, started = clock(), time.monotonic()
     unserved: set[str] = set()  # providers of leased tasks this batch has no client for
 
     def fetch(item: _Leased) -> tuple[_Leased, PollResult, datetime] | None:
@@ -209,6 +267,14 @@ def poll_batch(
         if client is None:
             unserved.add(item.provider)
             return None
+        if rate_limit is not None:
+            lease_left_s = (deadline - clock()).total_seconds()
+            wait_s = min(lease_left_s, started + RATE_WAIT_BOUND_S - time.monotonic())
+            if wait_s <= 0 or not rate_limit(wait_s):
+                deferred.add(item.task_pk)
+                return None
+            if clock() >= deadline:
+                return None
         result = client.fetch(item.task_id)
         return item, result, clock()
 
@@ -219,19 +285,27 @@ def poll_batch(
     done = [answer for answer in answers if answer is not None]
 
     with session_scope() as session:
-        labels, ended, started = _write_outcomes(session, claim, done, policy=policy, rng=rng)
+        labels, ended, paused = _write_outcomes(session, claim, done, policy=policy, rng=rng)
+        if deferred:
+            _release_deferred(session, claim, deferred, due_at=started_at)
     summary = BatchSummary(
         polled=len(done),
-        skipped=len(leased) - len(done) - len(released),
+        skipped=len(leased) - len(done) - len(released) - len(deferred),
         ended=ended,
         outcomes=dict(labels),
         released=len(released),
+        deferred=len(deferred),
     )
     log.info("polled %d tasks (%d ended): %s", summary.polled, summary.ended, summary.outcomes)
-    for provider_name, pause in started:
+    for provider_name, pause in paused:
         _log_pause(provider_name, pause)
     if summary.released:
         log.info("%d claimed tasks were untracked or re-leased before their poll", summary.released)
+    if summary.deferred:
+        log.info(
+            "%d claimed tasks wait for the rate limit (TENSORSLAB_MAX_REQUESTS_PER_S): due again",
+            summary.deferred,
+        )
     if unserved:
         log.warning("no client for provider(s) %s here: their tasks were not polled", unserved)
     if summary.skipped and not unserved:
@@ -261,6 +335,19 @@ def _fetch_pool(concurrency: int) -> ThreadPoolExecutor:
                 max_workers=concurrency, thread_name_prefix="tracker-poll"
             )
         return pool
+
+
+def _release_deferred(
+    session: Session, claim: Claim, task_pks: set[int], *, due_at: datetime
+) -> None:
+    """Hand rows this batch did not poll for want of a rate token back to the claim: due at
+    `due_at`, unleased (only rows still carrying this batch's token)."""
+    session.execute(
+        update(TrackedTask)
+        .where(TrackedTask.id.in_(sorted(task_pks)), TrackedTask.lease_token == claim.lease_token)
+        .values(lease_token=None, lease_expires_at=None, next_poll_at=due_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _load_leased(session: Session, claim: Claim) -> list[_Leased]:

@@ -27,7 +27,7 @@ from tracker.tasks.views import Registration, TaskView
 from tracker.webhooks.endpoints import TaskSubscription, subscribe_tasks
 from tracker.webhooks.guard import AddressPolicy, Resolver, VettedURL, system_resolver
 
-__all__ = ["MAX_METADATA_BYTES", "NewTask", "register", "register_tasks"]
+__all__ = ["MAX_METADATA_BYTES", "NewTask", "register", "register_tasks", "unstorable_text"]
 
 # Metadata is the caller's, stored and returned with the task in every listing and webhook: a
 # cap keeps a page of tasks (and a delivery) a sane size. 16 KiB of compact UTF-8 JSON.
@@ -171,7 +171,7 @@ def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
         raise InvalidMetadata(
             f"metadata of task {task_id!r} must be a JSON object, got {type(metadata).__name__}"
         )
-    problem = _unstorable_text(metadata)
+    problem = unstorable_text(metadata)
     if problem is not None:
         raise InvalidMetadata(f"metadata of task {task_id!r} contains {problem}")
     size = _metadata_size(metadata, task_id)
@@ -183,7 +183,7 @@ def _checked_metadata(metadata: object, task_id: str) -> dict[str, Any]:
     return metadata
 
 
-def _unstorable_text(metadata: object) -> str | None:
+def unstorable_text(metadata: object) -> str | None:
     """What in `metadata` (keys and strings, at any depth) no database can store as JSON text:
     a NUL character (PostgreSQL's JSONB refuses it) or half of a surrogate pair (not Unicode)."""
     pending = [metadata]

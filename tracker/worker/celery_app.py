@@ -33,7 +33,7 @@ from tracker.db.leasing import Claim
 from tracker.errors import BrokerUnavailable, DatabaseUnavailable, one_line
 from tracker.ops.heartbeats import BEAT, HeartbeatRecorder
 from tracker.settings import get_settings
-from tracker.tasks import polling, retention
+from tracker.tasks import polling, rate_limit, retention
 from tracker.tasks.schedule import policies_by_provider
 from tracker.upstream import PROVIDERS, Provider, make_provider
 from tracker.webhooks import sender
@@ -50,6 +50,22 @@ app.config_from_object("celeryconfig")  # lazy: read on first use, not at import
 
 _providers: dict[int, dict[str, Provider]] = {}
 _webhook_sessions: dict[int, requests.Session] = {}
+_buckets: dict[int, rate_limit.TokenBucket | None] = {}
+
+
+def _rate_limit() -> Callable[[float], bool] | None:
+    """This process's view of the API key's shared bucket; None when no cap is set."""
+    pid = os.getpid()
+    if pid not in _buckets:
+        _buckets[pid] = rate_limit.make_bucket(get_settings(), db.session_scope)
+    bucket = _buckets[pid]
+    if bucket is None:
+        return None
+    return functools.partial(_take_token, bucket)
+
+
+def _take_token(bucket: rate_limit.TokenBucket, wait_s: float) -> bool:
+    return rate_limit.acquire(bucket, wait_s=wait_s)
 
 
 def _provider_clients() -> dict[str, Provider]:
@@ -89,6 +105,7 @@ def _fresh_process_resources(**_: Any) -> None:
     db.dispose_engine()
     _providers.clear()
     _webhook_sessions.clear()
+    _buckets.clear()
 
 
 @beat_embedded_init.connect
@@ -193,7 +210,9 @@ def enqueue_due_tasks() -> int:
     """Claim due tasks and deliveries, send one message per batch; returns the tasks claimed."""
     settings = get_settings()
     claimed = _claim_and_send(
-        polling.claim_due_tasks,
+        functools.partial(
+            polling.claim_due_tasks, in_flight_cap=polling.rate_limited_claims(settings)
+        ),
         poll,
         lease_s=settings.poll_lease_s,
         batch_size=settings.poll_batch_size,
@@ -310,6 +329,7 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
         # started this long before the lease ends is over before it does.
         fetch_margin_s=settings.poll_attempt_deadline_s,
         concurrency=settings.poll_concurrency,
+        rate_limit=_rate_limit(),
     )
     metrics.record_polls(summary.outcomes)
     _heartbeat().beat(
@@ -318,6 +338,7 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
             "ended": summary.ended,
             "skipped": summary.skipped,
             "released": summary.released,
+            "deferred": summary.deferred,
         }
     )
     if summary.ended:
@@ -330,6 +351,7 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
         "skipped": summary.skipped,
         "ended": summary.ended,
         "released": summary.released,
+        "deferred": summary.deferred,
         "outcomes": summary.outcomes,
     }
 

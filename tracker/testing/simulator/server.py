@@ -24,6 +24,14 @@ from typing import Any, Self
 from urllib.parse import parse_qs, unquote
 
 from tracker.testing.loopback import LoopbackHandler, LoopbackServer
+from tracker.testing.simulator.creates import (
+    CREATE_PREFIXES,
+    STATUS_NAMES,
+    CreateBehaviour,
+    CreateRecord,
+    RequestLog,
+    parse_form,
+)
 from tracker.testing.simulator.scripts import (
     KINDS,
     Fault,
@@ -112,6 +120,9 @@ class Simulator(LoopbackServer):
         self._malformed_count = 0
         self._started_at = time.time()
         self._stopping = threading.Event()  # set by stop(): ends trickled answers at once
+        self.requests = RequestLog()  # arrival times of API requests, per API key
+        self._create_behaviour = CreateBehaviour()
+        self._creates: list[CreateRecord] = []
 
     # -- lifecycle: start(), stop(), `with` from LoopbackServer -------------------------------
     def start(self) -> Self:
@@ -195,6 +206,79 @@ class Simulator(LoopbackServer):
             self._by_kind.clear()
             self._malformed_count = 0
             self._started_at = time.time()
+            self._create_behaviour = CreateBehaviour()
+            self._creates = []
+        self.requests.clear()
+
+    # -- the create endpoints (creates.py) ---------------------------------------------------
+    def set_create_behaviour(self, behaviour: CreateBehaviour) -> None:
+        with self._lock:
+            self._create_behaviour = behaviour
+
+    def creates(self) -> list[CreateRecord]:
+        """Every create request received, oldest first (refused and dropped ones too)."""
+        with self._lock:
+            return list(self._creates)
+
+    @staticmethod
+    def key_of(authorization: str | None) -> str:
+        """The API key an Authorization header carries (what `requests` is keyed by)."""
+        key = (authorization or "").strip()
+        return key[7:].strip() if key[:7].lower() == "bearer " else key
+
+    def create(
+        self,
+        authorization: str | None,
+        kind: TaskKind,
+        model: str,
+        content_type: str | None,
+        body: bytes,
+    ) -> Reply | None:
+        """Answer one create request; None: drop the connection without an answer."""
+        if not self._authorized(authorization):
+            return self._count(_api_error(401, "invalid api key"), "unauthorized")
+        try:
+            fields = parse_form(content_type, body)
+        except (ValueError, UnicodeDecodeError) as error:
+            self._record_create(kind, model, {}, None, "bad_request")
+            return self._count(_api_error(400, f"bad form: {error}"), "bad_request")
+        if not fields.get("prompt"):
+            self._record_create(kind, model, fields, None, "bad_request")
+            return self._count(_api_error(400, "prompt is required"), "bad_request")
+        with self._lock:
+            behaviour = self._create_behaviour
+            if behaviour.drop_after_receiving:
+                self._create_behaviour = replace(
+                    behaviour, drop_after_receiving=behaviour.drop_after_receiving - 1
+                )
+        if behaviour.refuse_http_status is not None:
+            self._record_create(kind, model, fields, None, "refused")
+            reply = _api_error(behaviour.refuse_http_status, behaviour.refuse_msg)
+            return self._count(reply, "refused")
+        if behaviour.refuse_code is not None:
+            self._record_create(kind, model, fields, None, "refused")
+            reply = json_reply(200, {"code": behaviour.refuse_code, "msg": behaviour.refuse_msg})
+            return self._count(reply, "refused")
+        with self._lock:
+            task_id = f"sim{kind[0]}_{len(self._creates) + 1:06d}_{self._rng.getrandbits(32):08x}"
+        self.add_task(behaviour.task_script(task_id, kind, model, fields))
+        if behaviour.drop_after_receiving:
+            self._record_create(kind, model, fields, task_id, "dropped")
+            with self._lock:
+                self._by_outcome["create_dropped"] += 1
+            return None
+        self._record_create(kind, model, fields, task_id, "created")
+        reply = json_reply(
+            200, {"code": 1000, "msg": "Task created successfully", "data": {"taskid": task_id}}
+        )
+        return self._count(reply, "created")
+
+    def _record_create(
+        self, kind: str, model: str, fields: dict[str, str], task_id: str | None, outcome: str
+    ) -> None:
+        record = CreateRecord(time.time(), kind, model, fields, task_id, outcome)
+        with self._lock:
+            self._creates.append(record)
 
     # -- the upstream endpoint ---------------------------------------------------------------
     def _authorized(self, header: str | None) -> bool:
@@ -330,6 +414,14 @@ class Simulator(LoopbackServer):
                     raise ScriptError("'tasks' must be a list of task objects")
                 return json_reply(201, {"created": self.add_tasks(_many(obj["tasks"]))})
             return json_reply(201, self.add_task(TaskScript.from_json(obj)))
+        if (method, route) == ("GET", "creates"):
+            return json_reply(200, {"creates": [record.to_json() for record in self.creates()]})
+        if (method, route) == ("PUT", "create-behaviour"):
+            self.set_create_behaviour(CreateBehaviour.from_json(obj or {}))
+            return json_reply(200, {"ok": True})
+        if (method, route) == ("GET", "requests"):
+            times = {key: self.requests.times(key) for key in self.requests.api_keys()}
+            return json_reply(200, {"requests": times})
         if (method, route) == ("GET", "stats"):
             return json_reply(200, self.stats())
         if route == "faults" and method in ("GET", "PUT"):
@@ -382,6 +474,16 @@ def _parse_query(body: bytes) -> tuple[str | None, bool, str | None]:
     return task_id, more, None
 
 
+def _create_route(path: str) -> tuple[TaskKind, str] | None:
+    """(kind, model) of a create endpoint's path, e.g. /v1/video/seedancev2; else None."""
+    for prefix, kind in CREATE_PREFIXES.items():
+        if path.startswith(prefix):
+            model = path.removeprefix(prefix)
+            if model and "/" not in model and model not in STATUS_NAMES:
+                return kind, model
+    return None
+
+
 class _Handler(LoopbackHandler[Simulator]):
     server_version = "tensorslab-sim/1.0"
 
@@ -401,7 +503,21 @@ class _Handler(LoopbackHandler[Simulator]):
             if not 0 <= length <= MAX_BODY_BYTES:
                 raise ValueError(f"bad Content-Length {length}")
             body = self.rfile.read(length) if length else b""
-            if path in STATUS_PATHS and method == "POST":
+            if path.startswith("/v1/"):
+                self.sim.requests.record(self.sim.key_of(self.headers.get("Authorization")))
+            create = _create_route(path) if method == "POST" else None
+            if create is not None:
+                answer = self.sim.create(
+                    self.headers.get("Authorization"),
+                    *create,
+                    self.headers.get("Content-Type"),
+                    body,
+                )
+                if answer is None:  # the fault: the request was read, no answer is sent
+                    self.close_connection = True
+                    return
+                reply = answer
+            elif path in STATUS_PATHS and method == "POST":
                 kind = STATUS_PATHS[path]
                 self.sim.query(self.headers.get("Authorization"), body, send=self._send, kind=kind)
                 return
