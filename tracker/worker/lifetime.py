@@ -17,8 +17,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["can_die_with_parent", "die_with_parent", "start_shutdown_watchdog"]
+__all__ = ["can_die_with_parent", "die_with_parent", "kill_children", "start_shutdown_watchdog"]
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -77,10 +78,36 @@ def start_shutdown_watchdog(grace_s: float, *, what: str = "worker") -> bool:
                 f"{what}: still stopping after {grace_s:g} s (TRACKER_SHUTDOWN_GRACE_S); "
                 "exiting now\n".encode(),
             )
-        os._exit(1)  # its pool children die with it (die_with_parent)
+        kill_children()
+        os._exit(1)  # the rest of its pool children die with it (die_with_parent)
 
     timer = threading.Timer(grace_s, give_up)
     timer.name = "shutdown-watchdog"
     timer.daemon = True
     timer.start()
     return True
+
+
+def kill_children() -> int:
+    """SIGKILL every child of this process (Linux's /proc; elsewhere nothing); how many.
+
+    `die_with_parent` runs in a child only once it is scheduled after the fork: a child stopped
+    or starved before that (SIGSTOP, a loaded machine) would outlive a parent that gives up, so
+    the watchdog ends its children itself before it exits.
+    """
+    me, killed = os.getpid(), 0
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            # "pid (comm) state ppid ...": comm may hold spaces and brackets, so split after it.
+            fields = stat.rpartition(")")[2].split()
+            if len(fields) > 1 and fields[1] == str(me):
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+    return killed
