@@ -36,7 +36,11 @@ def test_kill_children_ends_a_stopped_child_that_would_outlive_its_parent() -> N
     )
     assert parent.stdout is not None and parent.stdin is not None
     stopped_pid = int(parent.stdout.readline())
-    assert psutil.Process(stopped_pid).status() == psutil.STATUS_STOPPED
+    # SIGSTOP is delivered asynchronously: wait until the kernel shows the child stopped.
+    deadline = time.monotonic() + 30
+    while psutil.Process(stopped_pid).status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, "the child never stopped"
+        time.sleep(0.05)
     parent.stdin.write("\n")
     parent.stdin.flush()
     assert int(parent.stdout.readline()) == 1
