@@ -25,6 +25,7 @@ __all__ = [
     "metrics_url",
     "port_fix",
     "serve_worker_metrics",
+    "stop_serving",
 ]
 
 SETTING = "TRACKER_WORKER_METRICS_PORT"
@@ -72,6 +73,15 @@ def serve_worker_metrics(
             f"({port_fix(source or f'{SETTING}={port}', error, host=host)})"
         ) from None
     return metrics_url(host, port)
+
+
+def stop_serving() -> None:
+    """Stop this process's server (the worker's ends with its process; tests stop theirs)."""
+    global _server
+    if _server is not None:
+        _server.shutdown()
+        _server.server_close()
+        _server = None
 
 
 def close_inherited_server() -> None:
