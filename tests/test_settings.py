@@ -168,7 +168,10 @@ def test_the_test_suites_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) 
 
 def test_docker_composes_own_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACKER_WORKER_CONCURRENCY", "12")
-    Path(".env").write_text("TRACKER_API_PUBLISH=0.0.0.0:8000\nTRACKER_IMAGE=tracker:dev\n")
+    Path(".env").write_text(
+        "TRACKER_API_PUBLISH=0.0.0.0:8000\nTRACKER_IMAGE=tracker:dev\n"
+        "TRACKER_PROMETHEUS_PUBLISH=0.0.0.0:9090\n"
+    )
     assert _settings().queue == "tracker"
 
 

@@ -42,7 +42,12 @@ UPSTREAM_PREFIX = "TENSORSLAB_"
 TEST_PREFIX = "TRACKER_TEST_"
 # Variables docker-compose.yml reads for itself, from the shell or from the same .env file.
 COMPOSE_VARIABLES = frozenset(
-    {"TRACKER_API_PUBLISH", "TRACKER_IMAGE", "TRACKER_WORKER_CONCURRENCY"}
+    {
+        "TRACKER_API_PUBLISH",
+        "TRACKER_IMAGE",
+        "TRACKER_PROMETHEUS_PUBLISH",
+        "TRACKER_WORKER_CONCURRENCY",
+    }
 )
 # How close another variable's name must be to a setting's to be taken for a misspelling of it:
 # TRAKCER_API_PORT is (0.94), ordinary names are not (DATABASE_URL 0.75, POSTGRES_PASSWORD 0.32).
