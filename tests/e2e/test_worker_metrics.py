@@ -40,11 +40,28 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _free_port_pair() -> int:
+    """A port P such that P and P + 1 are both free now (`tracker up` uses both)."""
+    while True:
+        port = _free_port()
+        if port < 65535 and _is_free(port + 1):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @contextmanager
-def _taken_port() -> Iterator[int]:
-    """A port something else listens on, for as long as the block lasts."""
+def _taken_port(port: int = 0) -> Iterator[int]:
+    """A port (any free one by default) something else listens on while the block lasts."""
     with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
+        other.bind(("127.0.0.1", port))
         other.listen()
         yield int(other.getsockname()[1])
 
@@ -162,12 +179,13 @@ def test_up_refuses_a_taken_webhook_metrics_port_before_starting_any_child(
     database_url = _sqlite(tmp_path)
     simulator.add_task(TaskScript("metrics-due", (Step(3),)))
     _register(database_url, "metrics-due")  # due now: a started beat and worker would poll it
-    with _taken_port() as taken:
+    port = _free_port_pair()
+    with _taken_port(port + 1) as taken:  # the webhook worker's
         group = processes(
             database_url=database_url,
             broker_url="filesystem://",
             simulator=simulator,
-            TRACKER_WORKER_METRICS_PORT=str(taken - 1),  # the webhook worker's is the next
+            TRACKER_WORKER_METRICS_PORT=str(port),
         )
         up = group.start("up", "up", "--no-api")
         code = up.wait(timeout=DEADLINE_S)
@@ -187,9 +205,7 @@ def test_up_serves_the_poll_workers_metrics_on_the_port_and_the_webhook_workers_
     tmp_path: Path, simulator: Simulator, processes: Callable[..., Processes]
 ) -> None:
     database_url = _sqlite(tmp_path)
-    port = _free_port()
-    while not _free_port_at(port + 1):
-        port = _free_port()
+    port = _free_port_pair()
     simulator.add_task(TaskScript("metrics-up", (Step(2, polls=1), Step(3))))
     group = processes(
         database_url=database_url,
@@ -233,12 +249,3 @@ def test_up_serves_the_poll_workers_metrics_on_the_port_and_the_webhook_workers_
                 break
             time.sleep(0.3)
         assert counts == (2, 0, 0, 1), group.logs()
-
-
-def _free_port_at(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
