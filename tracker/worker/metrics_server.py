@@ -13,9 +13,12 @@ import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tracker.errors import PortUnavailable
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 __all__ = [
     "HOST_SETTING",
@@ -29,16 +32,14 @@ __all__ = [
 ]
 
 SETTING = "TRACKER_WORKER_METRICS_PORT"
+HOST_SETTING = "TRACKER_WORKER_METRICS_HOST"
 
-_server: Any = None  # this process's server (a wsgiref server), or the one its parent forked
+_server: WSGIServer | None = None  # this process's server, or the one its parent forked
 
 
 def metrics_url(host: str, port: int) -> str:
     where = f"[{host}]" if ":" in host else host
     return f"http://{where}:{port}/metrics"
-
-
-HOST_SETTING = "TRACKER_WORKER_METRICS_HOST"
 
 
 def port_fix(source: str, error: OSError | None = None, *, host: str = "") -> str:
@@ -51,9 +52,7 @@ def port_fix(source: str, error: OSError | None = None, *, host: str = "") -> st
     return f"{source}: choose a free port"
 
 
-def serve_worker_metrics(
-    folder: Path, *, host: str, port: int, what: str = "the worker's", source: str = ""
-) -> str:
+def serve_worker_metrics(folder: Path, *, host: str, port: int, source: str = "") -> str:
     """Serve the counters written under `folder` at `/metrics` on host:port, from a daemon
     thread; returns the URL. `source` says what chose the port (default: the setting).
 
@@ -69,7 +68,7 @@ def serve_worker_metrics(
         _server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as error:  # taken, not ours to bind, or a host name that does not resolve
         raise PortUnavailable(
-            f"cannot serve {what} metrics on {host}:{port}: {error.strerror or error} "
+            f"cannot serve the worker's metrics on {host}:{port}: {error.strerror or error} "
             f"({port_fix(source or f'{SETTING}={port}', error, host=host)})"
         ) from None
     return metrics_url(host, port)
