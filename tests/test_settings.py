@@ -65,6 +65,9 @@ def test_every_variable_in_the_readme_is_a_setting() -> None:
         ("TENSORSLAB_BASE_URL", "http://sim:8099/", "tensorslab_base_url", "http://sim:8099"),
         ("TENSORSLAB_AUTH_SCHEME", " Token ", "tensorslab_auth_scheme", "Token"),
         ("TENSORSLAB_READ_TIMEOUT_S", "40", "tensorslab_read_timeout_s", 40.0),
+        ("TRACKER_WORKER_METRICS_PORT", "9101", "worker_metrics_port", 9101),
+        ("TRACKER_WORKER_METRICS_PORT", " ", "worker_metrics_port", None),  # blank: unset
+        ("TRACKER_WORKER_METRICS_HOST", "0.0.0.0", "worker_metrics_host", "0.0.0.0"),
     ],
 )
 def test_variables_keep_their_names(
@@ -165,7 +168,10 @@ def test_the_test_suites_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) 
 
 def test_docker_composes_own_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACKER_WORKER_CONCURRENCY", "12")
-    Path(".env").write_text("TRACKER_API_PUBLISH=0.0.0.0:8000\nTRACKER_IMAGE=tracker:dev\n")
+    Path(".env").write_text(
+        "TRACKER_API_PUBLISH=0.0.0.0:8000\nTRACKER_IMAGE=tracker:dev\n"
+        "TRACKER_PROMETHEUS_PUBLISH=0.0.0.0:9090\n"
+    )
     assert _settings().queue == "tracker"
 
 
@@ -193,6 +199,11 @@ def test_unrelated_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> Non
         ("TRACKER_POLL_MIN_INTERVAL_S", "soon", "TRACKER_POLL_MIN_INTERVAL_S: "),
         ("TRACKER_QUEUE", "two words", "TRACKER_QUEUE: "),
         ("TRACKER_SHUTDOWN_GRACE_S", "0", "TRACKER_SHUTDOWN_GRACE_S: "),
+        ("TRACKER_WORKER_METRICS_PORT", "0", "TRACKER_WORKER_METRICS_PORT must be a port from "),
+        ("TRACKER_WORKER_METRICS_PORT", "70000", "TRACKER_WORKER_METRICS_PORT must be a port "),
+        ("TRACKER_WORKER_METRICS_PORT", "ninety", "TRACKER_WORKER_METRICS_PORT must be a port "),
+        ("TRACKER_WORKER_METRICS_PORT", "9101.5", "TRACKER_WORKER_METRICS_PORT must be a port "),
+        ("TRACKER_WORKER_METRICS_HOST", "", "TRACKER_WORKER_METRICS_HOST: "),
     ],
 )
 def test_a_bad_value_is_refused_with_its_variables_name(
@@ -426,3 +437,26 @@ def test_the_cli_refuses_a_data_dir_inside_a_file_in_one_line(
     assert len(lines) == 1, err
     assert lines[0].startswith(f"error: cannot create the folder {a_file / 'data'} ")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "70000", "ninety"])
+@pytest.mark.parametrize("command", [("worker",), ("up", "--no-api")])
+def test_a_bad_worker_metrics_port_stops_a_worker_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, command: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("TRACKER_WORKER_METRICS_PORT", value)
+    get_settings.cache_clear()
+
+    code, _, err = run_cli(*command)
+
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: invalid settings: TRACKER_WORKER_METRICS_PORT must be a port from 1 to 65535, "
+        f"got {value!r}; leave it unset for no metrics port"
+    ]
+    assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
+def test_no_worker_serves_metrics_unless_a_port_is_set() -> None:
+    settings = _settings()
+    assert (settings.worker_metrics_port, settings.worker_metrics_host) == (None, "127.0.0.1")

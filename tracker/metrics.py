@@ -1,10 +1,12 @@
 """Prometheus metrics: what workers count as they go, and what the database knows.
 
 Workers count polls by outcome, upstream latency and webhook attempts by outcome in
-prometheus-client's multiprocess files under `TRACKER_DATA_DIR/metrics/<host>/` (one folder per
-host, so containers sharing a volume never write the same pid's file). The API's `/metrics`
-merges every such file and adds figures read from the database at scrape time: tasks by status,
-due tasks and how late the oldest one is, transitions, deliveries by status.
+prometheus-client's multiprocess files under `TRACKER_DATA_DIR/metrics/<host>/<worker pid>/`: one
+folder per host, so containers sharing a volume never write the same pid's file, and one per
+worker, which it empties when it starts (as prometheus-client asks) and which its own `/metrics`
+port serves (`tracker.worker.metrics_server`). The API's `/metrics` merges every such file it
+can see and adds figures read from the database at scrape time: tasks by status, due tasks and
+how late the oldest one is, transitions, deliveries by status.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -53,18 +56,39 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-def worker_metrics_dir(settings: Settings) -> Path:
-    return settings.data_dir.resolve() / "metrics" / socket.gethostname()
+def worker_metrics_dir(settings: Settings, *, pid: int | None = None) -> Path:
+    """The folder of the worker whose main process is `pid` (default: this process)."""
+    host_folder = settings.data_dir.resolve() / "metrics" / socket.gethostname()
+    return host_folder / str(pid or os.getpid())
 
 
-def enable_worker_metrics(settings: Settings) -> None:
-    """Make this process (and its forked children) write metrics to files the API can read.
+def enable_worker_metrics(settings: Settings) -> Path:
+    """Make this worker (and the pool children it forks) write metrics to a folder of its own,
+    emptied first, and remove the folders of this host's workers that are gone; returns it.
 
+    prometheus-client asks for the folder to be wiped between runs: a pid's file left by an
+    earlier run (a restarted container has the same pids) would add to this run's counters.
     Must run before prometheus_client is first imported: it picks its storage at import.
     """
     folder = worker_metrics_dir(settings)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
     make_private_folder(folder)  # 0700, like every folder tracker makes
-    os.environ.setdefault(MULTIPROC_ENV, str(folder))
+    for sibling in folder.parent.iterdir():
+        if sibling.name.isdigit() and sibling != folder and not _alive(int(sibling.name)):
+            shutil.rmtree(sibling, ignore_errors=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
 
 
 class _WorkerMetrics:
@@ -273,7 +297,11 @@ class _DatabaseCollector:
 
 
 class _WorkerFilesCollector:
-    """Every worker host's multiprocess files, merged (prometheus-client's own merge)."""
+    """Every worker's multiprocess files under `root`, merged (prometheus-client's own merge):
+    `<host>/<worker pid>/*.db`, and `<host>/*.db` as tracker wrote them before it had a folder
+    per worker."""
+
+    ATTEMPTS = 3  # a worker starting meanwhile may remove a gone worker's files
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -281,9 +309,18 @@ class _WorkerFilesCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        files = sorted(str(path) for path in self.root.glob("*/*.db"))
-        if files:
-            yield from MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        for attempt in range(1, self.ATTEMPTS + 1):
+            files = sorted(
+                str(path) for pattern in ("*/*.db", "*/*/*.db") for path in self.root.glob(pattern)
+            )
+            try:
+                merged = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+            except FileNotFoundError:
+                if attempt == self.ATTEMPTS:
+                    raise
+                continue
+            yield from merged
+            return
 
 
 def render(figures: DatabaseFigures, settings: Settings) -> tuple[bytes, str]:

@@ -42,7 +42,12 @@ UPSTREAM_PREFIX = "TENSORSLAB_"
 TEST_PREFIX = "TRACKER_TEST_"
 # Variables docker-compose.yml reads for itself, from the shell or from the same .env file.
 COMPOSE_VARIABLES = frozenset(
-    {"TRACKER_API_PUBLISH", "TRACKER_IMAGE", "TRACKER_WORKER_CONCURRENCY"}
+    {
+        "TRACKER_API_PUBLISH",
+        "TRACKER_IMAGE",
+        "TRACKER_PROMETHEUS_PUBLISH",
+        "TRACKER_WORKER_CONCURRENCY",
+    }
 )
 # How close another variable's name must be to a setting's to be taken for a misspelling of it:
 # TRAKCER_API_PORT is (0.94), ordinary names are not (DATABASE_URL 0.75, POSTGRES_PASSWORD 0.32).
@@ -160,6 +165,12 @@ class Settings(BaseSettings):
     # opening, or of the previous response on a kept-alive connection: 408, then closed.
     api_request_timeout_s: float = Field(default=10.0, ge=1, le=300)
 
+    # Where each worker serves its own counters (`/metrics`); unset: no port, and the counters
+    # reach the API's /metrics only through a shared TRACKER_DATA_DIR. `tracker up` serves its
+    # poll worker's on this port and its webhook worker's on the next one.
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+
     # -- names ------------------------------------------------------------------------------------
 
     @model_validator(mode="before")
@@ -267,6 +278,19 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("worker_metrics_port", mode="before")
+    @classmethod
+    def _check_metrics_port(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # blank is unset, as docker-compose passes an unset variable
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+            raise ValueError(
+                "TRACKER_WORKER_METRICS_PORT must be a port from 1 to 65535, got "
+                f"{text[:20]!r}; leave it unset for no metrics port"
+            )
+        return int(text)
 
     @field_validator("tensorslab_max_requests_per_s")
     @classmethod

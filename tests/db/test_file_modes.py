@@ -100,9 +100,10 @@ def test_the_worker_metrics_folder_is_owner_only(
 
     metrics.enable_worker_metrics(get_settings())
 
-    folder = metrics.worker_metrics_dir(get_settings())
+    folder = metrics.worker_metrics_dir(get_settings())  # data/metrics/<host>/<pid>
     assert folder.is_relative_to(tmp_path / "data")
-    assert [_mode(path) for path in (tmp_path / "data", folder.parent, folder)] == [0o700] * 3
+    levels = (tmp_path / "data", folder.parent.parent, folder.parent, folder)
+    assert [_mode(path) for path in levels] == [0o700] * 4
 
 
 def test_starting_a_process_makes_an_owner_only_data_folder(tmp_path: Path) -> None:

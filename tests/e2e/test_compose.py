@@ -1,4 +1,5 @@
-"""docker-compose.yml, rendered by Debian's docker-compose 1.29 (`docker-compose config`).
+"""docker-compose.yml, rendered by Debian's docker-compose 1.29 (`docker-compose config`), and
+the Prometheus scrape config it mounts (deploy/prometheus.yml).
 
 Only `config` runs: it validates the file and substitutes the variables without a Docker engine.
 Each run gets a clean environment (PATH, HOME and the variables under test) and an empty
@@ -8,9 +9,11 @@ Each run gets a clean environment (PATH, HOME and the variables under test) and 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from tracker.settings import Settings, env_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus.yml"
 NOT_INSTALLED = "docker-compose not installed: run `apt-get install docker-compose` (.ci/run does)"
 
 PASSWORD = "s3cret-Pw_1"
@@ -35,7 +39,10 @@ SET_BY_COMPOSE = {
     "TENSORSLAB_API_KEY",
     "TRACKER_API_HOST",
     "TRACKER_API_PORT",
+    "TRACKER_WORKER_METRICS_HOST",
+    "TRACKER_WORKER_METRICS_PORT",
 }
+WORKER_SERVICES = ("worker", "webhook-worker")
 
 
 def _docker_compose() -> str:
@@ -145,6 +152,20 @@ def test_compose_file_renders_the_deployment(tmp_path: Path) -> None:
     for name in TRACKER_SERVICES:
         assert services[name]["environment"] == environment, name
 
+    # Each worker serves its own counters inside the compose network, for Prometheus.
+    assert environment["TRACKER_WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert environment["TRACKER_WORKER_METRICS_PORT"] == "9101"
+    for name in WORKER_SERVICES:
+        assert [str(port) for port in services[name]["expose"]] == ["9101"], name
+        assert "ports" not in services[name], name  # not published on the host
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert f"{PROMETHEUS_CONFIG}:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    published = prometheus["ports"][0]
+    published = published if isinstance(published, str) else f"{published['published']}"
+    assert published.startswith("127.0.0.1:9090:9090"), published
+    assert "/-/ready" in _healthcheck(prometheus)
+
 
 def test_compose_file_passes_every_setting_through_with_trackers_default(tmp_path: Path) -> None:
     environment = _render(tmp_path, **SECRETS)["services"]["worker"]["environment"]
@@ -202,3 +223,82 @@ def test_compose_file_refuses_to_render_without_a_secret(
     assert result.returncode != 0, f"rendered without {named}:\n{result.stdout}"
     assert any(name in result.stderr for name in named), result.stderr
     assert not result.stdout.strip()
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_service_on_their_ports(
+    tmp_path: Path,
+) -> None:
+    services = _render(tmp_path, **SECRETS)["services"]
+    environment = services["api"]["environment"]
+    jobs = {job["job_name"]: job for job in _scrape_configs()}
+
+    assert jobs["tracker-api"]["static_configs"] == [
+        {"targets": [f"api:{environment['TRACKER_API_PORT']}"]}
+    ]
+    [workers] = jobs["tracker-workers"]["dns_sd_configs"]
+    consumers = [name for name, service in services.items() if _command(service)[:1] == ["worker"]]
+    assert sorted(workers["names"]) == sorted(consumers) == sorted(WORKER_SERVICES)
+    assert workers["type"] == "A"
+    assert str(workers["port"]) == environment["TRACKER_WORKER_METRICS_PORT"]
+
+
+def test_prometheus_drops_from_the_api_only_what_it_scrapes_from_the_workers(
+    tmp_path: Path,
+) -> None:
+    """The API merges the workers' files of the shared volume too: those series, and only those,
+    are dropped from its job, so that no sum counts a worker's polls twice."""
+    [drop] = _scrape_configs()[0]["metric_relabel_configs"]
+    assert (drop["source_labels"], drop["action"]) == (["__name__"], "drop")
+    worker_names, database_names = _exposed_names(tmp_path)
+
+    assert {"tracker_polls_total", "tracker_webhook_sends_total"} <= worker_names
+    assert {"tracker_tasks", "tracker_transitions_total"} <= database_names
+    for name in worker_names:
+        assert re.fullmatch(drop["regex"], name), name  # Prometheus anchors its regexes
+    for name in database_names:
+        assert not re.fullmatch(drop["regex"], name), name
+
+
+def _exposed_names(tmp_path: Path) -> tuple[set[str], set[str]]:
+    """The sample names of the API's /metrics: (from the workers' files, from the database)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tracker import metrics
+
+    folder = tmp_path / "metrics" / "host" / "1"
+    folder.mkdir(parents=True)
+    script = (
+        "import os, sys; os.environ['PROMETHEUS_MULTIPROC_DIR'] = sys.argv[1]\n"
+        "from tracker import metrics\n"
+        "metrics.record_polls({'completed': 1}); metrics.record_deliveries({'delivered': 1})\n"
+        "metrics._record_latency('tensorslab', 0.1)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(folder)], check=True, timeout=60)
+    figures = metrics.DatabaseFigures(
+        tasks_by_status={"pending": 1},
+        due_tasks=1,
+        due_lag_s=1.0,
+        transitions_by_status={"pending": 1},
+        deliveries_by_status={"delivered": 1},
+        attempts_by_outcome={"succeeded": 1},
+        paused_providers={"tensorslab": "no_credits"},
+        pruned_tasks=1,
+        heartbeat_age_s={"beat": 1.0},
+    )
+    names = []
+    for collector in (
+        metrics._WorkerFilesCollector(tmp_path / "metrics"),
+        metrics._DatabaseCollector(figures),
+    ):
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        text = generate_latest(registry).decode()
+        samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+        names.append({line.split("{")[0].split()[0] for line in samples})
+    return names[0], names[1]
+
+
+def _scrape_configs() -> list[dict[str, Any]]:
+    jobs = _parse_yaml(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+    assert isinstance(jobs, list)
+    return jobs

@@ -131,6 +131,16 @@ def worker(
         typer.Option("--beat", hidden=True, help="Run beat inside this worker (`tracker up`)."),
     ] = False,
     log_file: LogFile = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve this worker's counters at /metrics on this port (default: "
+            "TRACKER_WORKER_METRICS_PORT; unset: none).",
+        ),
+    ] = None,
     no_summary: NoSummary = False,
 ) -> None:
     """Run a worker: polls the batches that beat hands out and sends the webhooks due.
@@ -143,6 +153,10 @@ def worker(
     kinds = queues.split(",")
     if concurrency is None:
         concurrency = settings.webhook_workers if kinds == ["webhooks"] else 2
+    source = f"--metrics-port {metrics_port}"
+    if metrics_port is None:
+        metrics_port = settings.worker_metrics_port
+        source = f"TRACKER_WORKER_METRICS_PORT={metrics_port}"
     processes.run_worker(
         settings,
         concurrency=concurrency,
@@ -151,6 +165,8 @@ def worker(
         queues=kinds,
         log_file=log_file,
         summary=not no_summary,
+        metrics_port=metrics_port,
+        metrics_port_source=source,
     )
 
 

@@ -22,6 +22,7 @@ from celery.signals import (
     before_task_publish,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
     worker_ready,
     worker_shutting_down,
 )
@@ -39,6 +40,7 @@ from tracker.upstream import PROVIDERS, Provider, make_provider
 from tracker.webhooks import sender
 from tracker.webhooks.guard import AddressPolicy
 from tracker.webhooks.guarded_http import guarded_session
+from tracker.worker import metrics_server
 from tracker.worker.lifetime import die_with_parent, start_shutdown_watchdog
 
 __all__ = ["app", "enqueue_due_deliveries", "enqueue_due_tasks"]
@@ -101,6 +103,7 @@ def _remember_worker_pid(**_: Any) -> None:
 def _fresh_process_resources(**_: Any) -> None:
     # A pool child dies with the worker, even a SIGKILLed one (Celery asks too, since 5.3).
     die_with_parent(_worker_pid)
+    metrics_server.close_inherited_server()
     # The prefork pool forks after the parent may have made an engine or an HTTP session.
     db.dispose_engine()
     _providers.clear()
@@ -113,6 +116,12 @@ def _beat_dies_with_worker(**_: Any) -> None:
     # `worker --beat` forks beat as a process of its own, which Celery does not tie to the
     # worker: without this, a SIGKILLed worker leaves it ticking.
     die_with_parent(_worker_pid)
+    metrics_server.close_inherited_server()
+
+
+@worker_process_shutdown.connect
+def _pool_child_leaves_its_metrics(**_: Any) -> None:
+    metrics_server.forget_pool_process(os.getpid())
 
 
 # --- heartbeats (tracker.ops.heartbeats): a row per process, written at most every few s ---

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tracker import db
@@ -17,7 +17,7 @@ from tracker.db.engine import make_private_folder
 from tracker.errors import PortUnavailable
 from tracker.health import check_api_key, check_broker, check_database
 from tracker.settings import Settings
-from tracker.worker import startup
+from tracker.worker import metrics_server, startup
 
 __all__ = [
     "QUEUE_KINDS",
@@ -79,9 +79,15 @@ def run_worker(
     queues: Sequence[str] = QUEUE_KINDS,
     log_file: Path | None = None,
     summary: bool = True,
+    metrics_port: int | None = None,
+    metrics_port_source: str = "",
 ) -> None:
     """Run a Celery worker in this process (with beat embedded for `tracker up`), consuming
     the queues of `queues` (both by default: one worker does everything).
+
+    With `metrics_port` it serves its counters there (on TRACKER_WORKER_METRICS_HOST) before
+    Celery starts: a port that is taken is one line, and nothing consumed; `metrics_port_source`
+    says what chose the port, for that line (default: the setting).
 
     It says what it runs against in one summary (none with `summary=False`: `tracker up` said
     it already) and logs to stderr, or appends to `log_file`, pool processes included.
@@ -89,9 +95,17 @@ def run_worker(
     from tracker import metrics
 
     names = queue_names(settings, queues)
-    metrics.enable_worker_metrics(settings)  # before anything imports prometheus_client
+    folder = metrics.enable_worker_metrics(settings)  # before anything imports prometheus_client
     # Sending webhooks needs no upstream key; polling does.
     preflight(settings, needs_api_key="polls" in queues)
+    served_at = None
+    if metrics_port is not None:
+        served_at = metrics_server.serve_worker_metrics(
+            folder,
+            host=settings.worker_metrics_host,
+            port=metrics_port,
+            source=metrics_port_source,
+        )
     # No connection may be open when the worker forks its pool and its embedded beat: a child
     # that inherits an open SQLite connection's locks fails with "locking protocol".
     db.dispose_engine()
@@ -106,6 +120,7 @@ def run_worker(
             loglevel=loglevel,
             log_file=log_file,
             concurrency=startup.processes(concurrency),
+            metrics=served_at,
         )
         startup.print_summary(lines, log_file=log_file)
     argv = [
@@ -128,16 +143,26 @@ def run_worker(
     app.worker_main(argv)
 
 
-def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+def check_port_free(
+    host: str,
+    port: int,
+    *,
+    what: str = "the API",
+    fix: Callable[[OSError], str] | None = None,
+) -> None:
+    """PortUnavailable, naming what would be served there and what to do (`fix(error)`;
+    default: the API's), unless host:port can be bound now."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
-        except OSError as error:
-            raise PortUnavailable(
-                f"cannot serve the API on {host}:{port}: {error.strerror} (set TRACKER_API_PORT, "
-                "or run `tracker up --no-api`)"
-            ) from None
+    except OSError as error:
+        advice = (
+            fix(error) if fix is not None else "set TRACKER_API_PORT, or run `tracker up --no-api`"
+        )
+        raise PortUnavailable(
+            f"cannot serve {what} on {host}:{port}: {error.strerror or error} ({advice})"
+        ) from None
 
 
 def run_api(

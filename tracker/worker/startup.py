@@ -71,6 +71,7 @@ def summary_lines(
     log_file: Path | None,
     concurrency: str | None = None,
     api_address: str | None = None,
+    metrics: str | None = None,
 ) -> list[str]:
     """What a starting process says: `role` (e.g. "worker"), then one setting a line."""
     from tracker import db
@@ -82,6 +83,8 @@ def summary_lines(
     ]
     if api_address is not None:
         rows.append(("api", api_address))
+    if metrics is not None:
+        rows.append(("metrics", metrics))
     if concurrency is not None:
         rows.append(("concurrency", concurrency))
     rows.append(("log level", loglevel.upper()))

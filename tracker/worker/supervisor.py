@@ -36,9 +36,11 @@ from types import FrameType
 from typing import Any
 
 from tracker import db
+from tracker.errors import PortUnavailable
 from tracker.settings import Settings
 from tracker.worker import startup
 from tracker.worker.lifetime import can_die_with_parent, die_with_parent
+from tracker.worker.metrics_server import SETTING, metrics_url, port_fix
 from tracker.worker.processes import check_port_free, preflight
 
 __all__ = ["run_up"]
@@ -66,12 +68,10 @@ def run_up(
     exit code: 0 after a stop that every child completed in time, 1 if a child had to be
     killed or exited on its own.
     """
-    from tracker import metrics
-
-    metrics.enable_worker_metrics(settings)  # the API reads what the worker writes there
     preflight(settings, needs_api_key=True)
     if with_api:
         check_port_free(settings.api_host, settings.api_port)
+    metrics_ports = _metrics_ports(settings, with_api=with_api)
     db.dispose_engine()  # the children open their own; this process keeps no connection
     global _file_logging
     _file_logging = log_file is not None
@@ -86,6 +86,11 @@ def run_up(
             f"{startup.processes(settings.webhook_workers)} sending webhooks"
         ),
         api_address=f"http://{settings.api_host}:{settings.api_port}" if with_api else None,
+        metrics=", ".join(
+            f"{metrics_url(settings.worker_metrics_host, port)} ({kind})"
+            for kind, port in metrics_ports.items()
+        )
+        or None,
     )
     startup.print_summary(lines, log_file=log_file)
     quiet = ["--no-summary"] + ([f"--log-file={log_file.resolve()}"] if log_file else [])
@@ -96,6 +101,7 @@ def run_up(
             "--queues=polls",
             f"--concurrency={concurrency}",
             f"--loglevel={loglevel}",
+            *_metrics_option(metrics_ports, "polls"),
             *quiet,
         ),
         "webhooks": _tracker_command(
@@ -103,12 +109,48 @@ def run_up(
             "--queues=webhooks",
             f"--concurrency={settings.webhook_workers}",
             f"--loglevel={loglevel}",
+            *_metrics_option(metrics_ports, "webhooks"),
             *quiet,
         ),
     }
     if with_api:
         children["api"] = _tracker_command("api", "--loglevel", loglevel.lower(), *quiet)
     return _Supervisor(children, grace_s=settings.shutdown_grace_s, log_file=log_file).run()
+
+
+def _metrics_ports(settings: Settings, *, with_api: bool) -> dict[str, int]:
+    """The metrics port of each worker, by the kind it consumes: TRACKER_WORKER_METRICS_PORT
+    for the poll worker, the next one for the webhook worker; {} when it is unset.
+
+    Raises PortUnavailable before any child starts when either cannot be served.
+    """
+    port = settings.worker_metrics_port
+    if port is None:
+        return {}
+    ports = {"polls": port, "webhooks": port + 1}
+    source = f"{SETTING}={port}, and {port + 1} for the webhook worker"
+    if ports["webhooks"] > 65535:
+        raise PortUnavailable(
+            f"{SETTING}={port} leaves no port for the webhook worker's metrics (`tracker up` "
+            "serves them on the next port): choose at most 65534, or unset it for none"
+        )
+    if with_api and settings.api_port in ports.values():
+        raise PortUnavailable(
+            f"{SETTING}={port} (and the next port, the webhook worker's) takes TRACKER_API_PORT="
+            f"{settings.api_port}: choose other ports, or unset it for none"
+        )
+    for kind, number in ports.items():
+        check_port_free(
+            settings.worker_metrics_host,
+            number,
+            what=f"the {'poll' if kind == 'polls' else 'webhook'} worker's metrics",
+            fix=functools.partial(port_fix, source, host=settings.worker_metrics_host),
+        )
+    return ports
+
+
+def _metrics_option(ports: Mapping[str, int], kind: str) -> list[str]:
+    return [f"--metrics-port={ports[kind]}"] if kind in ports else []
 
 
 def _tracker_command(*args: str) -> list[str]:
