@@ -26,8 +26,8 @@ from tracker.worker import celery_app
 
 # Polls every 0.05-0.1 s: a task's whole life plays out in seconds.
 POLICY = dataclasses.replace(FAST_POLICY, min_interval_s=0.05, max_interval_s=0.1)
-HD = {"source": "seedancev2", "resolution": "1080p", "duration": 10}
-SD = {"source": "seedancev2", "resolution": "720p", "duration": 5}
+HD: dict[str, str | int] = {"source": "seedancev2", "resolution": "1080p", "duration": 10}
+SD: dict[str, str | int] = {"source": "seedancev2", "resolution": "720p", "duration": 5}
 HD_BUCKET = Bucket("tensorslab", "seedancev2", "1080p", 10)
 
 
@@ -39,7 +39,7 @@ def client(simulator: Simulator) -> Iterator[TensorsLabClient]:
 
 
 def _start(
-    url: str, simulator: Simulator, task_id: str, details: dict[str, object], run_s: float
+    url: str, simulator: Simulator, task_id: str, details: dict[str, str | int], run_s: float
 ) -> None:
     simulator.add_task(
         TaskScript(
