@@ -360,8 +360,8 @@ def _schedule(provider: str | None, *, json_output: bool) -> None:
     print_table(table)
     err.print(
         Text(
-            "Ages are seconds after registration at which the bucket's tasks finished, as far "
-            f"as polls tell; quantiles over the last {adaptive.SAMPLE_SIZE} (nearest-rank). "
+            "Ages after registration at which the bucket's tasks finished, as far as polls "
+            f"tell; quantiles over the last {adaptive.SAMPLE_SIZE} (nearest-rank). "
             f"early age: p01 less {adaptive.MARGIN_RATIO:.0%}, once a bucket has "
             f"{adaptive.MIN_SAMPLES} samples. 2nd poll at: when a task of the bucket is polled "
             "after its first poll (default: the TRACKER_POLL_* schedule).",
