@@ -417,7 +417,7 @@ def _write_outcomes(
         policy_now = _policy_of(policy, item.provider)
         if early_ages is not None:
             policy_now, bucket = adaptive.policy_for(policy_now, item.provider, result, early_ages)
-            if item.snapshot.status is TaskStatus.REGISTERED:
+            if item.snapshot.status is TaskStatus.REGISTERED and _seen_unfinished(result):
                 _log_bucket(item.task_id, bucket, policy_now)
         outcome = decide(item.snapshot, result, now=answered_at, policy=policy_now, rng=rng)
         log.debug(
@@ -503,7 +503,8 @@ def _record_pauses(
 
 
 def _log_bucket(task_id: str, bucket: adaptive.Bucket | None, policy: PollPolicy) -> None:
-    """At a task's first poll, under the adaptive schedule: its bucket and what it means."""
+    """At a task's first answer that it is live, under the adaptive schedule: its bucket and
+    what it means for its next poll."""
     if bucket is None:
         schedule = "no bucket in its details: the default schedule"
     elif policy.early_age_s > policy.quiet_until_s:
