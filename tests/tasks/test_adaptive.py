@@ -47,8 +47,26 @@ T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
         pytest.param(
             IMAGE_PROVIDER,
             IMAGE,
-            Bucket("tensorslab-image", "seedreamv45", "2048x1152", 0),
+            Bucket("tensorslab-image", "seedreamv45", "4mp", 0),
             id="image",
+        ),
+        pytest.param(
+            IMAGE_PROVIDER,
+            {**IMAGE, "width": 1024, "height": 1024},
+            Bucket("tensorslab-image", "seedreamv45", "1mp", 0),
+            id="image-1mp",
+        ),
+        pytest.param(
+            IMAGE_PROVIDER,
+            {**IMAGE, "width": 512, "height": 512},
+            Bucket("tensorslab-image", "seedreamv45", "1mp", 0),
+            id="image-small-1mp",
+        ),
+        pytest.param(
+            IMAGE_PROVIDER,
+            {**IMAGE, "width": 4096, "height": 4096},
+            Bucket("tensorslab-image", "seedreamv45", "16mp", 0),
+            id="image-16mp",
         ),
         pytest.param(VIDEO_PROVIDER, {**VIDEO, "duration": -5}, None, id="negative-duration"),
         pytest.param(VIDEO_PROVIDER, {**VIDEO, "duration": 0}, None, id="zero-duration"),

@@ -3,9 +3,11 @@
 Pure arithmetic, no I/O (`learning.py` stores and refreshes the figures):
 
 - a task's *bucket* is (provider, model, resolution, duration) read from its upstream details
-  (`moreTaskInfo`: `source`, `resolution`, `duration` for videos; `category`, `width`, `height`
-  for images, whose duration is 0). Details that are missing or make no sense (a negative
-  duration, a resolution that is no resolution) give no bucket: the default schedule;
+  (`moreTaskInfo`: `source`, `resolution`, `duration` for videos; for images `category` and the
+  size class of `width` x `height`, in megapixels (2**20 pixels) rounded up to a power of two,
+  so that sizes chosen freely make a handful of buckets, and duration 0). Details that are
+  missing or make no sense (a negative duration, a resolution that is no resolution) give no
+  bucket: the default schedule;
 - each task that completed gives one *sample*: the age at which it finished, as far as its polls
   tell. Upstream never says when; the task finished between the last poll that saw it unfinished
   and the poll that saw it completed. When that window is a normal interval the sample is its
@@ -111,7 +113,8 @@ def bucket_of(provider: str, details: Mapping[str, Any] | None) -> Bucket | None
             _is_name(model) and _in_range(width, MAX_SIDE_PX) and _in_range(height, MAX_SIDE_PX)
         ):
             return None
-        return Bucket(provider, str(model), f"{width}x{height}", 0)
+        megapixels = max(1, 2 ** math.ceil(math.log2(width * height / 2**20)))  # type: ignore[operator]
+        return Bucket(provider, str(model), f"{megapixels}mp", 0)
     model, resolution, duration = (details.get(k) for k in ("source", "resolution", "duration"))
     if not (
         _is_name(model) and isinstance(resolution, str) and _in_range(duration, MAX_DURATION_S)
