@@ -20,6 +20,7 @@ from tracker.cli import tables
 from tracker.cli.output import JsonFlag, err, out, print_table
 from tracker.cli.parsing import ProviderOption, parse_since, read_task_ids
 from tracker.db.clock import database_now
+from tracker.errors import InvalidInput
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import adaptive, learning
@@ -311,6 +312,8 @@ def stats(
     if provider is not None:
         validate_provider(provider)
     if schedule:
+        if since is not None:
+            raise InvalidInput("--since does not apply to --schedule (the learned buckets)")
         _schedule(provider, json_output=json_output)
         return
     with db.read_scope() as session:
