@@ -24,8 +24,8 @@ pauses, the not-found grace and the maximum age are shared. `PollPolicy.for_prov
 The adaptive schedule (`adaptive.py`) gives a task the `early_age_s` learned for its bucket:
 after its first poll, a task answering normally is not polled again before that age if it is
 later than the default's next poll; the wait is jittered only downwards (by at most 10 % of it
-or one maximum interval, whichever is less), so a task finishing after the early age is still seen within
-`max_interval_s`.
+or one maximum interval, whichever is less), so a task finishing after the early age is still
+seen within `max_interval_s`.
 """
 
 from __future__ import annotations
