@@ -72,6 +72,7 @@ task_routes = {
     "tracker.poll": {"queue": _settings.poll_queue, "priority": 6},
     "tracker.deliver": {"queue": _settings.webhook_queue},
     "tracker.prune": {"queue": _settings.poll_queue, "priority": 9},
+    "tracker.learn": {"queue": _settings.poll_queue, "priority": 9},
 }
 
 beat_schedule = {
@@ -84,5 +85,8 @@ beat_schedule = {
     # Retention (TRACKER_RETENTION_DAYS): checked hourly, run daily. The database records
     # when the last prune began, so two beats or a restarted beat still prune once a day.
     "prune": {"task": "tracker.prune", "schedule": 3600.0, "options": {"expires": 3000.0}},
+    # The adaptive schedule (TRACKER_POLL_SCHEDULE): learn from the tasks completed since the
+    # last refresh (tracker/tasks/learning.py; the database keeps where it stopped).
+    "learn": {"task": "tracker.learn", "schedule": 30.0, "options": {"expires": 25.0}},
 }
 beat_schedule_filename = str((_settings.data_dir / "celerybeat-schedule").resolve())

@@ -41,6 +41,8 @@ TABLES = (
     "submissions",
     "rate_buckets",
     "process_heartbeats",
+    "schedule_buckets",
+    "schedule_learning",
 )
 
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     poll_min_interval_s: Seconds = 5.0
     poll_max_interval_s: Seconds = 20.0
     poll_quiet_until_s: float = Field(default=90.0, ge=0, le=86400)
+    # adaptive: after the first poll, wait until the age before which no task of the same
+    # bucket (provider, model, resolution, duration) has finished (tracker/tasks/adaptive.py);
+    # fixed: the TRACKER_POLL_* schedule alone, whatever was learned.
+    poll_schedule: Literal["adaptive", "fixed"] = "adaptive"
     # The schedule of image tasks (provider tensorslab-image), which take seconds to a minute;
     # the TRACKER_POLL_* values above are the video tasks' (provider tensorslab).
     image_poll_first_delay_s: float = Field(default=2.0, ge=0, le=30 * 24 * 3600)
@@ -273,6 +277,16 @@ class Settings(BaseSettings):
                     "base64, 44 characters; make one with `tracker secrets generate-key`)"
                 ) from None
         return value
+
+    @field_validator("poll_schedule", mode="before")
+    @classmethod
+    def _check_poll_schedule(cls, value: Any) -> Any:
+        choice = value.strip().lower() if isinstance(value, str) else value
+        if choice not in ("adaptive", "fixed"):
+            raise ValueError(
+                f"TRACKER_POLL_SCHEDULE must be adaptive or fixed, got {str(value)[:40]!r}"
+            )
+        return choice
 
     @field_validator("tensorslab_max_requests_per_s", "tensorslab_burst", mode="before")
     @classmethod

@@ -24,6 +24,8 @@ EXPECTED_TABLES = {
     "submissions",  # 0010
     "rate_buckets",  # 0010
     "process_heartbeats",
+    "schedule_buckets",  # 0011
+    "schedule_learning",  # 0011
 }
 
 

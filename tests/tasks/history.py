@@ -4,6 +4,7 @@ through the real use cases, for the retention and forget tests."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -91,3 +92,33 @@ def ended_task(
         )
     session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(values))
     return task_pk
+
+
+def completed_task(
+    session: Session,
+    task_id: str,
+    *,
+    at: datetime,
+    details: dict[str, Any],
+    unfinished_s: float | None = 290.0,
+    completed_s: float = 300.0,
+    status: str = "completed",
+) -> None:
+    """A task registered at `at` that ended `completed_s` later (`status`), last seen
+    unfinished at `unfinished_s` (None: never), its row as a poll batch writes it."""
+    register.register(session, [task_id], first_poll_delay_s=5, now=at)
+    ended_at = at + timedelta(seconds=completed_s)
+    session.execute(
+        update(TrackedTask)
+        .where(TrackedTask.task_id == task_id)
+        .values(
+            status=status,
+            details=details,
+            last_seen_unfinished_at=None
+            if unfinished_s is None
+            else at + timedelta(seconds=unfinished_s),
+            completed_at=ended_at,
+            updated_at=ended_at,
+            next_poll_at=None,
+        )
+    )

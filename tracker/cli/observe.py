@@ -20,10 +20,14 @@ from tracker.cli import tables
 from tracker.cli.output import JsonFlag, err, out, print_table
 from tracker.cli.parsing import ProviderOption, parse_since, read_task_ids
 from tracker.db.clock import database_now
+from tracker.errors import InvalidInput
+from tracker.settings import get_settings
 from tracker.states import TaskStatus
+from tracker.tasks import adaptive, learning
 from tracker.tasks import stats as stats_use_case
 from tracker.tasks import watch as watch_use_case
 from tracker.tasks.ids import validate_provider
+from tracker.tasks.schedule import policies_by_provider
 from tracker.upstream.names import DEFAULT_PROVIDER
 
 __all__ = ["WATCH_ROWS_UP_TO", "format_duration", "stats", "watch", "watch_view"]
@@ -287,6 +291,13 @@ def stats(
         str | None,
         typer.Option(help="Only this provider's tasks (tensorslab, tensorslab-image)."),
     ] = None,
+    schedule: Annotated[
+        bool,
+        typer.Option(
+            "--schedule",
+            help="Instead: what the adaptive schedule learned, per bucket of alike tasks.",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Counts by status, polls per task, time to result, and a bound on detection delay.
@@ -294,9 +305,17 @@ def stats(
     Percentiles are nearest-rank, over the tasks that ended completed or failed. Upstream never
     says when a task finished, so the detection delay itself is not known: the `detection
     window` (last poll that saw it unfinished -> poll that saw it finished) bounds it.
+
+    With --schedule: the learned buckets (provider, model, resolution, duration), their
+    samples, quantiles of the completion ages and the early age the schedule uses.
     """
     if provider is not None:
         validate_provider(provider)
+    if schedule:
+        if since is not None:
+            raise InvalidInput("--since does not apply to --schedule (the learned buckets)")
+        _schedule(provider, json_output=json_output)
+        return
     with db.read_scope() as session:
         now = database_now(session)
         moment = None if since is None else parse_since(since, now=now)
@@ -305,3 +324,50 @@ def stats(
         out.print_json(tables.to_json(figures))
     else:
         out.print(_stats_tables(figures))
+
+
+def _schedule(provider: str | None, *, json_output: bool) -> None:
+    settings = get_settings()
+    adaptive_on = settings.poll_schedule == "adaptive"
+    with db.read_scope() as session:
+        buckets = learning.learned_schedule(
+            session,
+            policies=policies_by_provider(settings),
+            adaptive_on=adaptive_on,
+            provider=provider,
+        )
+    if json_output:
+        out.print_json(tables.to_json({"schedule": settings.poll_schedule, "buckets": buckets}))
+        return
+    table = Table(
+        title=f"learned buckets ({len(buckets)}; TRACKER_POLL_SCHEDULE={settings.poll_schedule})",
+        header_style="bold",
+    )
+    for column in ("provider", "model", "resolution", "duration"):
+        table.add_column(column, no_wrap=True)
+    for column in ("samples", "p01", "p10", "p50", "p90", "early age", "2nd poll at"):
+        table.add_column(column, justify="right")
+    for row in buckets:
+        ages = (row.p01_s, row.p10_s, row.p50_s, row.p90_s, row.early_age_s)
+        table.add_row(
+            Text(row.provider),
+            Text(row.model),
+            Text(row.resolution),
+            f"{row.duration_s}s" if row.duration_s else "-",
+            f"{row.samples:,}",
+            *("-" if age is None else format_duration(age) for age in ages),
+            "default"
+            if row.second_poll_at_age_s is None
+            else format_duration(row.second_poll_at_age_s),
+        )
+    print_table(table)
+    err.print(
+        Text(
+            "Ages after registration at which the bucket's tasks finished, as far as polls "
+            f"tell; quantiles over the last {adaptive.SAMPLE_SIZE} (nearest-rank). "
+            f"early age: p01 less {adaptive.MARGIN_RATIO:.0%}, once a bucket has "
+            f"{adaptive.MIN_SAMPLES} samples. 2nd poll at: when a task of the bucket is polled "
+            "after its first poll (default: the TRACKER_POLL_* schedule).",
+            style="dim",
+        )
+    )

@@ -1,5 +1,5 @@
-"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, the webhook outbox, and the
-processes' heartbeats.
+"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, the webhook outbox, the
+processes' heartbeats, and what the adaptive schedule learned.
 
 The schema itself is created only by the Alembic migrations in `migrations/`; these classes
 describe it for queries. Times are stored in UTC and always come back timezone-aware.
@@ -37,6 +37,8 @@ __all__ = [
     "ProviderPauseRow",
     "RateBucket",
     "RetentionRun",
+    "ScheduleBucket",
+    "ScheduleLearning",
     "Submission",
     "TrackedTask",
     "Transition",
@@ -357,3 +359,30 @@ class ProcessHeartbeat(Base):
     last_batch: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # counts of the batch
 
     __table_args__ = (UniqueConstraint("host", "pid", "kind"),)
+
+
+class ScheduleBucket(Base):
+    """What the adaptive schedule learned of one bucket of alike tasks (`tasks/adaptive.py`):
+    the ages at which its last tasks finished. Written only by `learning.refresh`."""
+
+    __tablename__ = "schedule_buckets"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resolution: Mapped[str] = mapped_column(String(16), primary_key=True)
+    duration_s: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 for images
+    samples: Mapped[int] = mapped_column(BigInteger, default=0)  # tasks learned from, ever
+    ages_s: Mapped[list[float]] = mapped_column(JSONType, default=list)  # the last 256
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleLearning(Base):
+    """How far the adaptive schedule has read the completed tasks: every task whose
+    (updated_at, id) is at or before (`learned_until`, `learned_through_id`) is learned."""
+
+    __tablename__ = "schedule_learning"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    learned_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    learned_through_id: Mapped[int] = mapped_column(BigID, default=0)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

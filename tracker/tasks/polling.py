@@ -38,7 +38,7 @@ from tracker.db.models import TrackedTask
 from tracker.errors import DatabaseUnavailable
 from tracker.settings import Settings
 from tracker.states import TaskStatus
-from tracker.tasks import pauses
+from tracker.tasks import adaptive, pauses
 from tracker.tasks.decide import PauseCause, PollOutcome, ProviderPause, TaskSnapshot, decide
 from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.transitions import record_transition
@@ -217,6 +217,7 @@ def poll_batch(
     rng: random.Random | None = None,
     read_scope: SessionFactory | None = None,
     rate_limit: Callable[[float], bool] | None = None,
+    early_ages: Callable[[Session], Mapping[adaptive.Bucket, float]] | None = None,
 ) -> BatchSummary:
     """Poll the claimed tasks and write each outcome; tasks no longer leased are skipped.
 
@@ -237,11 +238,16 @@ def poll_batch(
     `RATE_WAIT_BOUND_S` after the batch started and never past the lease's margin; a task that
     got none is deferred: its lease is dropped and it is due again at the batch's start, so the
     next claim (oldest due first) takes it before tasks that fell due later.
+
+    With `early_ages` (the adaptive schedule: the learned early age by bucket, read in
+    `read_scope`), each answer's next poll follows its bucket's early age (`adaptive.py`), and
+    a task's first poll logs its bucket.
     """
     rng = rng or random.Random()
     providers = dict(provider) if isinstance(provider, Mapping) else {provider.name: provider}
     with (read_scope or session_scope)() as session:  # only reads: no write lock on SQLite
         leased = _load_leased(session, claim)
+        learned = early_ages(session) if early_ages is not None else None
         if now is None:
             now = DatabaseClock.read(session)
     clock = now
@@ -285,7 +291,9 @@ def poll_batch(
     done = [answer for answer in answers if answer is not None]
 
     with session_scope() as session:
-        labels, ended, paused = _write_outcomes(session, claim, done, policy=policy, rng=rng)
+        labels, ended, paused = _write_outcomes(
+            session, claim, done, policy=policy, rng=rng, early_ages=learned
+        )
         if deferred:
             _release_deferred(session, claim, deferred, due_at=started_at)
     summary = BatchSummary(
@@ -386,6 +394,7 @@ def _write_outcomes(
     *,
     policy: PollPolicy | Mapping[str, PollPolicy],
     rng: random.Random,
+    early_ages: Mapping[adaptive.Bucket, float] | None = None,
 ) -> tuple[Counter[str], int, list[tuple[str, ProviderPause]]]:
     """Write each answer's outcome to the rows this batch still holds.
 
@@ -406,6 +415,10 @@ def _write_outcomes(
     unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for item, result, answered_at in done:
         policy_now = _policy_of(policy, item.provider)
+        if early_ages is not None:
+            policy_now, bucket = adaptive.policy_for(policy_now, item.provider, result, early_ages)
+            if item.snapshot.status is TaskStatus.REGISTERED and _seen_unfinished(result):
+                _log_bucket(item.task_id, bucket, policy_now)
         outcome = decide(item.snapshot, result, now=answered_at, policy=policy_now, rng=rng)
         log.debug(
             "task %s: polled, %s", item.task_id, _label(result), extra={"task_id": item.task_id}
@@ -487,6 +500,21 @@ def _record_pauses(
             lifted,
         )
     return None
+
+
+def _log_bucket(task_id: str, bucket: adaptive.Bucket | None, policy: PollPolicy) -> None:
+    """At a task's first answer that it is live, under the adaptive schedule: its bucket and
+    what it means for its next poll."""
+    if bucket is None:
+        schedule = "no bucket in its details: the default schedule"
+    elif policy.early_age_s > policy.quiet_until_s:
+        schedule = f"next poll at age {policy.early_age_s:.0f} s (learned early age)"
+    elif policy.early_age_s:
+        schedule = "learned early age within the quiet period: the default schedule"
+    else:
+        schedule = "too few samples yet: the default schedule"
+    label = f"bucket {bucket.label()}: " if bucket is not None else ""
+    log.info("task %s: %s%s", task_id, label, schedule, extra={"task_id": task_id})
 
 
 def _log_pause(provider_name: str, pause: ProviderPause) -> None:

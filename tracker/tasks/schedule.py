@@ -20,6 +20,12 @@ Image tasks (provider `tensorslab-image`) take seconds to a minute, so they have
 own (`TRACKER_IMAGE_POLL_*`): first poll at 2 s, no quiet period, then every half of the age
 within 2 s .. 5 s (about 2, 4, 6, 9, 13.5, 18.5 s ... then every 5 s). The error backoff, the
 pauses, the not-found grace and the maximum age are shared. `PollPolicy.for_provider` picks.
+
+The adaptive schedule (`adaptive.py`) gives a task the `early_age_s` learned for its bucket:
+after its first poll, a task answering normally is not polled again before that age if it is
+later than the default's next poll; the wait is jittered only downwards (by at most 10 % of it
+or one maximum interval, whichever is less), so a task finishing after the early age is still
+seen within `max_interval_s`.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class PollPolicy:
     not_found_grace_s: float = 300.0
     max_tracking_age_s: float = 86400.0
     quiet_until_s: float = 90.0  # after the first poll, the next waits until this age (0: off)
+    early_age_s: float = 0.0  # learned for the task's bucket (adaptive.py); 0: none
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PollPolicy:
@@ -114,9 +121,18 @@ def next_poll_delay_s(
     """The jittered delay before the next poll of a live task that answered normally.
 
     Inside the quiet period the next poll is at its end; after it, jitter may shorten the
-    interval but never lengthen it past `max_interval_s`.
+    interval but never lengthen it past `max_interval_s`. Before a learned early age that ends
+    later than the quiet period, the next poll is at the early age, jittered only downwards.
     """
     interval_s = poll_interval_s(policy, age_s=age_s, status=status)
+    early_s = policy.early_age_s
+    if (
+        status is not TaskStatus.UPLOADING
+        and early_s > policy.quiet_until_s
+        and age_s + interval_s < early_s
+    ):
+        wait_s = early_s - age_s
+        return wait_s - rng.uniform(0.0, min(wait_s * JITTER_RATIO, policy.max_interval_s))
     if status is not TaskStatus.UPLOADING and age_s + interval_s < policy.quiet_until_s:
         return jittered(policy.quiet_until_s - age_s, rng)
     return min(jittered(interval_s, rng), max(interval_s, policy.max_interval_s))

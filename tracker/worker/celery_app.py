@@ -1,5 +1,6 @@
 """The Celery app and its tasks, kept thin: `tick` claims what is due, `poll` polls a batch of
-tasks, `deliver` sends a batch of webhook deliveries, `prune` applies retention once a day.
+tasks, `deliver` sends a batch of webhook deliveries, `prune` applies retention once a day,
+`learn` refreshes what the adaptive schedule learned from the tasks that completed.
 
 Celery's own testing guide says a task "is much like a web view": the logic lives in
 `polling.py`; these wrappers only build per-process resources and pass messages.
@@ -34,7 +35,7 @@ from tracker.db.leasing import Claim
 from tracker.errors import BrokerUnavailable, DatabaseUnavailable, one_line
 from tracker.ops.heartbeats import BEAT, HeartbeatRecorder
 from tracker.settings import get_settings
-from tracker.tasks import polling, rate_limit, retention
+from tracker.tasks import learning, polling, rate_limit, retention
 from tracker.tasks.schedule import policies_by_provider
 from tracker.upstream import PROVIDERS, Provider, make_provider
 from tracker.webhooks import sender
@@ -53,6 +54,15 @@ app.config_from_object("celeryconfig")  # lazy: read on first use, not at import
 _providers: dict[int, dict[str, Provider]] = {}
 _webhook_sessions: dict[int, requests.Session] = {}
 _buckets: dict[int, rate_limit.TokenBucket | None] = {}
+_early_ages: dict[int, learning.LearnedEarlyAges] = {}
+
+
+def _learned_early_ages() -> learning.LearnedEarlyAges | None:
+    """This process's cached view of the adaptive schedule; None when TRACKER_POLL_SCHEDULE is
+    fixed."""
+    if get_settings().poll_schedule != "adaptive":
+        return None
+    return _early_ages.setdefault(os.getpid(), learning.LearnedEarlyAges())
 
 
 def _rate_limit() -> Callable[[float], bool] | None:
@@ -300,7 +310,7 @@ class _Outage:
         return result
 
 
-_outages = {name: _Outage(name) for name in ("tick", "poll", "deliver", "prune")}
+_outages = {name: _Outage(name) for name in ("tick", "poll", "deliver", "prune", "learn")}
 
 
 @app.task(name="tracker.tick", ignore_result=True)
@@ -326,6 +336,32 @@ def poll(message: dict[str, Any]) -> dict[str, Any]:
     return _outages["poll"].run(lambda: _poll(message), fallback={})
 
 
+@app.task(name="tracker.learn", ignore_result=True)
+def learn() -> int:
+    """Beat sends this every `learning.REFRESH_EVERY_S`: learn from the tasks completed since."""
+    return _outages["learn"].run(_learn, fallback=0)
+
+
+def _learn() -> int:
+    settings = get_settings()
+    if settings.poll_schedule != "adaptive":
+        return 0
+    with db.session_scope() as session:
+        report = learning.refresh(
+            session,
+            now=database_now(session),
+            policies=policies_by_provider(settings),
+            lag_s=settings.poll_lease_s + learning.REFRESH_EVERY_S,
+        )
+    if report.learned:
+        log.info(
+            "adaptive schedule: learned %d completion ages in %d buckets",
+            report.learned,
+            report.buckets,
+        )
+    return report.learned
+
+
 def _poll(message: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     summary = polling.poll_batch(
@@ -339,6 +375,7 @@ def _poll(message: dict[str, Any]) -> dict[str, Any]:
         fetch_margin_s=settings.poll_attempt_deadline_s,
         concurrency=settings.poll_concurrency,
         rate_limit=_rate_limit(),
+        early_ages=_learned_early_ages(),
     )
     metrics.record_polls(summary.outcomes)
     _heartbeat().beat(
