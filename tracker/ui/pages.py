@@ -254,7 +254,9 @@ class PageRoute(APIRoute):
             except SignInRequired as error:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 response = RedirectResponse(f"/signin?next={quote(target, safe='')}", 303)
-                return _finish(request, response, notice=error.why)
+                session: Session | None = getattr(request.state, "ui_session", None)
+                kept = session.notice if session else None  # "signed out" survives the detour
+                return _finish(request, response, notice=error.why or kept)
             except PageError as error:
                 return _error_page(request, error.status_code, error.message, error.back)
             except TrackerError as error:
