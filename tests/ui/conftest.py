@@ -49,7 +49,8 @@ class Dashboard:
         return csrf_of(self.client.get(path).text)
 
     def post(self, path: str, **fields: str) -> httpx.Response:
-        return self.client.post(path, data={"csrf": self.csrf(), **fields})
+        answer: httpx.Response = self.client.post(path, data={"csrf": self.csrf(), **fields})
+        return answer
 
 
 @pytest.fixture
