@@ -8,7 +8,7 @@ endpoint and see its secret once; rotate it; a forged CSRF token is refused; sig
 logs a console error, and the browser never reaches past loopback (the video's result URL is
 made up: `preload="none"`, and any request off the machine is aborted and fails the test).
 
-With TRACKER_UI_SCREENSHOTS=<folder> the same run saves the README's screenshots there.
+With TRACKER_TEST_SCREENSHOTS=<folder> the same run saves the README's screenshots there.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Route,
+    ViewportSize,
+    sync_playwright,
+)
 
 from tests.processes import Processes
 from tracker import db, tokens
@@ -47,12 +55,12 @@ CHROMIUM_ARGS = [
 ]
 DEADLINE_S = 90
 VIDEO_URL = "https://cdn.example.invalid/ui-done.mp4"
-LAPTOP = {"width": 1366, "height": 900}
+LAPTOP: ViewportSize = {"width": 1366, "height": 900}
 # The elements that reach past the right edge, outside the ones that scroll on purpose.
 WIDER_THAN_THE_SCREEN = """() => [...document.querySelectorAll("body *")]
   .filter(e => !e.closest(".scroll") && e.getBoundingClientRect().right > window.innerWidth + 1)
   .map(e => e.tagName + "." + e.className).slice(0, 5)"""
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def _free_port() -> int:
@@ -74,10 +82,18 @@ def _on_loopback(url: str) -> bool:
 class Watched:
     """A page whose console errors, uncaught exceptions and off-machine requests are kept."""
 
-    def __init__(self, browser: Browser, base: str, viewport: dict[str, int]) -> None:
+    def __init__(
+        self,
+        browser: Browser,
+        base: str,
+        viewport: ViewportSize,
+        *,
+        signed_in_as: BrowserContext | None = None,
+    ) -> None:
         self.base = base
         self.problems: list[str] = []
-        self.context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+        state = signed_in_as.storage_state() if signed_in_as else None
+        self.context = browser.new_context(viewport=viewport, storage_state=state)
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("console", self._console)
@@ -99,10 +115,14 @@ class Watched:
         return self.page
 
     def shot(self, name: str, *, full_page: bool = True) -> None:
-        folder = os.environ.get("TRACKER_UI_SCREENSHOTS")
+        folder = os.environ.get("TRACKER_TEST_SCREENSHOTS")
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
+            self.page.screenshot(
+                path=str(Path(folder) / f"{name}.png"),
+                full_page=full_page,
+                mask=[self.page.locator("#new-secret")],  # no secret in a committed picture
+            )
 
 
 def _until(
@@ -283,8 +303,7 @@ def test_the_dashboard_in_a_browser(
         assert page.locator(".processes .dot.alive").count() >= 2  # beat and a worker
         watched.shot("overview")
 
-        phone = Watched(browser, base, PHONE)
-        phone.context.add_cookies(watched.context.cookies())
+        phone = Watched(browser, base, PHONE, signed_in_as=watched.context)
         phone_page = phone.go("/tasks/ui-done")
         wider = phone_page.evaluate(WIDER_THAN_THE_SCREEN)
         assert wider == [], f"wider than a phone's screen: {wider}"

@@ -82,6 +82,7 @@ def summary_lines(
     ]
     if api_address is not None:
         rows.append(("api", api_address))
+        rows.append(("dashboard", f"{api_address}/ (sign in with a `tracker tokens create` token)"))
     if concurrency is not None:
         rows.append(("concurrency", concurrency))
     rows.append(("log level", loglevel.upper()))
