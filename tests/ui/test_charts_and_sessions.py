@@ -58,6 +58,8 @@ def test_durations_and_moments_read_as_people_write_them() -> None:
     assert formatting.media_kind("https://cdn.example.invalid/i.PNG", "tensorslab") == "image"
     assert formatting.media_kind("https://cdn.example.invalid/x", "tensorslab-image") == "image"
     assert formatting.media_kind("javascript:alert(1)", "tensorslab") == "link"
+    assert not formatting.is_web_url("javascript:alert(1)")
+    assert formatting.is_web_url("https://cdn.example.invalid/v.mp4")
 
 
 def test_a_session_reference_names_one_live_token_only(database_url: str) -> None:

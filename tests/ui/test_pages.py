@@ -10,10 +10,12 @@ from urllib.parse import quote
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import update
 
 from tests.ui.conftest import Dashboard, csrf_of, error_of
 from tracker import db, tokens
 from tracker.db.clock import utc_now
+from tracker.db.models import TrackedTask
 from tracker.states import TaskStatus
 from tracker.tasks import queries, register, untrack
 from tracker.webhooks import endpoints
@@ -306,3 +308,24 @@ def test_revoked_tokens_still_refuse_sign_in(dashboard: Dashboard):
         "/signin", data={"csrf": csrf_of(page.text), "token": dashboard.token}
     )
     assert answer.status_code == 401
+
+
+def test_result_urls_play_inline_and_only_web_urls_become_links(dashboard: Dashboard):
+    _register("media-1")
+    with db.session_scope() as session:
+        session.execute(
+            update(TrackedTask)
+            .where(TrackedTask.task_id == "media-1")
+            .values(
+                status=TaskStatus.COMPLETED.value,
+                result_urls=["https://cdn.example.invalid/a.mp4", "javascript:alert(1)"],
+            )
+        )
+    dashboard.sign_in()
+    page = dashboard.client.get("/tasks/media-1").text
+    assert (
+        '<video controls preload="none" playsinline src="https://cdn.example.invalid/a.mp4">'
+        in page
+    )
+    assert 'href="javascript:' not in page and 'src="javascript:' not in page
+    assert "javascript:alert(1)" in page  # shown as text

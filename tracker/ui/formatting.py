@@ -10,7 +10,16 @@ from jinja2 import Environment
 
 from tracker.upstream.names import DEFAULT_PROVIDER
 
-__all__ = ["delivery_url", "duration", "install", "media_kind", "moment", "relative", "task_url"]
+__all__ = [
+    "delivery_url",
+    "duration",
+    "install",
+    "is_web_url",
+    "media_kind",
+    "moment",
+    "relative",
+    "task_url",
+]
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v", ".ogv")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif")
@@ -75,6 +84,11 @@ def media_kind(url: str, provider: str) -> str:
     return "image" if provider.endswith("image") else "video"
 
 
+def is_web_url(url: str) -> bool:
+    """Whether `url` may be a link: http(s) only (upstream's text is not trusted further)."""
+    return urlsplit(url).scheme in ("http", "https")
+
+
 def query_with(params: dict[str, Any], **changes: Any) -> str:
     """`?a=1&b=2`: `params` with `changes`, empty values left out."""
     merged = {**params, **changes}
@@ -85,5 +99,9 @@ def query_with(params: dict[str, Any], **changes: Any) -> str:
 def install(environment: Environment) -> None:
     environment.filters.update(moment=moment, duration=duration, relative=relative)
     environment.globals.update(
-        task_url=task_url, delivery_url=delivery_url, media_kind=media_kind, query_with=query_with
+        task_url=task_url,
+        delivery_url=delivery_url,
+        media_kind=media_kind,
+        query_with=query_with,
+        is_web_url=is_web_url,
     )
