@@ -311,6 +311,24 @@ def test_the_dashboard_in_a_browser(
         assert phone.problems == []
         phone.context.close()
 
+        # With scripts off, the forms still work: sign in and send a delivery again.
+        plain = browser.new_context(viewport=LAPTOP, java_script_enabled=False)
+        plain.route(
+            "**/*",
+            lambda route: route.continue_() if _on_loopback(route.request.url) else route.abort(),
+        )
+        plain_page = plain.new_page()
+        plain_page.goto(f"{base}/deliveries?status=delivered&event=task.completed")
+        plain_page.fill("#token", token)
+        plain_page.click("button[type=submit]")
+        plain_page.wait_for_url(f"{base}/deliveries?status=delivered&event=task.completed")
+        assert not plain_page.locator("button.copy").is_visible()
+        plain_page.locator("details.delivery summary").first.click()  # no script needed
+        plain_page.locator("button:text-is('Redeliver')").first.click()
+        assert "goes out again" in plain_page.inner_text(".notice")
+        assert len(failing.wait_for(3, timeout_s=DEADLINE_S)) == 3
+        plain.close()
+
         page = watched.go("/tasks")
         page.click("button:text-is('Sign out')")
         page.wait_for_url(f"{base}/signin")
