@@ -304,9 +304,9 @@ def test_the_dashboard_in_a_browser(
         watched.shot("overview")
 
         phone = Watched(browser, base, PHONE, signed_in_as=watched.context)
-        phone_page = phone.go("/tasks/ui-done")
-        wider = phone_page.evaluate(WIDER_THAN_THE_SCREEN)
-        assert wider == [], f"wider than a phone's screen: {wider}"
+        for path in ("/", "/tasks", "/deliveries", "/endpoints", "/tasks/ui-done"):
+            wider = phone.go(path).evaluate(WIDER_THAN_THE_SCREEN)
+            assert wider == [], f"{path} is wider than a phone's screen: {wider}"
         phone.shot("phone-task")
         assert phone.problems == []
         phone.context.close()

@@ -6,6 +6,7 @@ the pages then show. Each refusal leaves stored data as it was.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
@@ -18,6 +19,8 @@ from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask
 from tracker.states import TaskStatus
 from tracker.tasks import queries, register, untrack
+from tracker.tasks.decide import PauseCause, ProviderPause
+from tracker.tasks.pauses import pause_provider
 from tracker.webhooks import endpoints
 from tracker.webhooks.guard import AddressPolicy
 
@@ -329,3 +332,35 @@ def test_result_urls_play_inline_and_only_web_urls_become_links(dashboard: Dashb
     )
     assert 'href="javascript:' not in page and 'src="javascript:' not in page
     assert "javascript:alert(1)" in page  # shown as text
+
+
+def test_overdue_and_paused_tasks_are_marked_and_a_pause_can_be_lifted(dashboard: Dashboard):
+    _register("late-1")
+    now = utc_now()
+    with db.session_scope() as session:
+        session.execute(
+            update(TrackedTask)
+            .where(TrackedTask.task_id == "late-1")
+            .values(next_poll_at=now - timedelta(minutes=5))
+        )
+    dashboard.sign_in()
+    listing = dashboard.client.get("/tasks").text
+    assert 'class="flag overdue"' in listing and 'class="flag paused"' not in listing
+    assert "1 task overdue" in listing  # and why: no beat has ticked
+    with db.session_scope() as session:
+        pause = ProviderPause(
+            until=now + timedelta(minutes=10),
+            reason="no credits (9000)",
+            cause=PauseCause.NO_CREDITS,
+        )
+        pause_provider(session, "tensorslab", pause, at=now)
+    listing = dashboard.client.get("/tasks").text
+    assert 'class="flag paused"' in listing
+    overview = dashboard.client.get("/").text
+    assert "Polling of tensorslab is paused" in overview and "no credits (9000)" in overview
+    resumed = dashboard.post("/actions/resume", provider="tensorslab")
+    assert resumed.status_code == 303
+    assert "polling of tensorslab resumes" in dashboard.client.get("/").text
+    assert 'class="flag paused"' not in dashboard.client.get("/tasks").text
+    again = dashboard.post("/actions/resume", provider="tensorslab")
+    assert again.status_code == 409  # not paused any more: nothing to lift
