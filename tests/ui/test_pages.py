@@ -17,12 +17,15 @@ from tests.ui.conftest import Dashboard, csrf_of, error_of
 from tracker import db, tokens
 from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask
+from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import queries, register, untrack
 from tracker.tasks.decide import PauseCause, ProviderPause
 from tracker.tasks.pauses import pause_provider
+from tracker.ui.session import COOKIE_NAME, COOKIE_SALT, SESSION_MAX_AGE_S
 from tracker.webhooks import endpoints
 from tracker.webhooks.guard import AddressPolicy
+from tracker.webhooks.vault import derive_key
 
 RECEIVER_URL = "http://127.0.0.1:9/hooks"  # allowed by the settings; nothing is sent to it here
 
@@ -364,3 +367,17 @@ def test_overdue_and_paused_tasks_are_marked_and_a_pause_can_be_lifted(dashboard
     assert 'class="flag paused"' not in dashboard.client.get("/tasks").text
     again = dashboard.post("/actions/resume", provider="tensorslab")
     assert again.status_code == 409  # not paused any more: nothing to lift
+
+
+def test_a_session_ends_twelve_hours_after_sign_in_whatever_was_clicked(dashboard: Dashboard):
+    dashboard.sign_in()
+    serializer = URLSafeTimedSerializer(
+        derive_key("dashboard-session", settings=get_settings()), salt=COOKIE_SALT
+    )
+    [cookie] = list(dashboard.client.cookies.jar)
+    data = serializer.loads(cookie.value)
+    data["s"] -= SESSION_MAX_AGE_S + 60  # as if signed in 12 h 1 min ago, re-signed since
+    dashboard.client.cookies.set(COOKIE_NAME, serializer.dumps(data), domain=cookie.domain)
+    answer = dashboard.client.get("/tasks")
+    assert answer.status_code == 303
+    assert "your session expired" in dashboard.client.get(answer.headers["location"]).text
