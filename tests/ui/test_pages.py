@@ -381,3 +381,13 @@ def test_a_session_ends_twelve_hours_after_sign_in_whatever_was_clicked(dashboar
     answer = dashboard.client.get("/tasks")
     assert answer.status_code == 303
     assert "your session expired" in dashboard.client.get(answer.headers["location"]).text
+
+
+def test_a_form_with_hundreds_of_fields_is_a_422_page(dashboard: Dashboard):
+    _register("many-1")
+    dashboard.sign_in()
+    fields = {"csrf": dashboard.csrf(), "task_id": "many-1"} | {f"f{i}": "x" for i in range(300)}
+    answer = dashboard.client.post("/actions/untrack", data=fields)
+    assert answer.status_code == 422
+    assert "more than 200 fields" in error_of(answer.text)
+    assert _status("many-1") is TaskStatus.REGISTERED

@@ -59,6 +59,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+MAX_FORM_FIELDS = 200  # the largest form (adding an endpoint) has a dozen
+
 TITLES = {
     400: "Bad request",
     401: "Sign in first",
@@ -137,7 +139,11 @@ async def _read_form(request: Request) -> tuple[dict[str, str], dict[str, list[s
     body = (await request.body()).decode("utf-8", errors="replace")
     fields: dict[str, str] = {}
     lists: dict[str, list[str]] = {}
-    for name, value in parse_qsl(body, keep_blank_values=True, max_num_fields=200):
+    try:
+        pairs = parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        raise PageError(422, f"the form has more than {MAX_FORM_FIELDS} fields") from None
+    for name, value in pairs:
         fields.setdefault(name, value)
         lists.setdefault(name, []).append(value)
     return fields, lists
