@@ -54,6 +54,11 @@ def test_deliveries_filter_by_endpoint_event_and_time(database_url: str) -> None
         ("b", second),
     ]
     assert _listed(database_url, event_type="task.completed") == []
+    assert _listed(database_url, task_id="a", provider="tensorslab") == [
+        ("a", first),
+        ("a", second),
+    ]
+    assert _listed(database_url, task_id="a", provider="tensorslab-image") == []
     later = utc_now() + timedelta(hours=1)
     assert _listed(database_url, created_since=later) == []
     assert len(_listed(database_url, created_before=later)) == 4

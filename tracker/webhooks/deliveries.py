@@ -123,6 +123,7 @@ def page_deliveries(
     session: Session,
     *,
     task_id: str | None = None,
+    provider: str | None = None,
     status: DeliveryStatus | str | None = None,
     endpoint_id: int | None = None,
     event_type: str | None = None,
@@ -134,8 +135,8 @@ def page_deliveries(
 ) -> DeliveryPage:
     """One page of deliveries, newest first, and where the next page starts (None: no more).
 
-    Filters: the task, the status, the endpoint, the event type, and when the delivery was
-    written (`created_before` exclusive)."""
+    Filters: the task (and its provider), the status, the endpoint, the event type, and when
+    the delivery was written (`created_before` exclusive)."""
     wanted = _delivery_status(status)
     if event_type is not None and event_type not in EVENT_TYPES:
         raise InvalidInput(
@@ -144,6 +145,8 @@ def page_deliveries(
     query = _delivery_query().order_by(WebhookDelivery.id.desc()).limit(limit + 1)
     if task_id is not None:
         query = query.where(TrackedTask.task_id == task_id)
+    if provider is not None:
+        query = query.where(TrackedTask.provider == provider)
     if wanted is not None:
         query = query.where(WebhookDelivery.status == wanted.value)
     if endpoint_id is not None:

@@ -141,7 +141,9 @@ def task_page(
             session, [queries.get_task(session, task_id, provider=chosen)], now=now
         )
         history = queries.history(session, task_id, provider=chosen)
-        sent = deliveries.page_deliveries(session, task_id=task_id, limit=50, with_attempts=True)
+        sent = deliveries.page_deliveries(
+            session, task_id=task_id, provider=chosen, limit=50, with_attempts=True
+        )
         note = overdue.task_note(session, task, now=now, settings=settings)
     segments = _segments(task, history, now)
     rows = []
