@@ -391,3 +391,15 @@ def test_a_form_with_hundreds_of_fields_is_a_422_page(dashboard: Dashboard):
     assert answer.status_code == 422
     assert "more than 200 fields" in error_of(answer.text)
     assert _status("many-1") is TaskStatus.REGISTERED
+
+
+@pytest.mark.parametrize("task_id", ["with/slash", "what?#hash", "ünïcode-✓", "50%"])
+def test_a_task_id_with_url_characters_links_to_its_own_page(dashboard: Dashboard, task_id: str):
+    _register(task_id)
+    dashboard.sign_in()
+    listing = dashboard.client.get("/tasks").text
+    link = f'href="/tasks/{quote(task_id, safe="")}"'
+    assert link in listing
+    page = dashboard.client.get(f"/tasks/{quote(task_id, safe='')}")
+    assert page.status_code == 200
+    assert "Untrack" in page.text
