@@ -403,3 +403,22 @@ def test_a_task_id_with_url_characters_links_to_its_own_page(dashboard: Dashboar
     page = dashboard.client.get(f"/tasks/{quote(task_id, safe='')}")
     assert page.status_code == 200
     assert "Untrack" in page.text
+
+
+def test_the_overview_charts_finished_tasks_and_says_so_when_there_are_none(
+    dashboard: Dashboard,
+):
+    dashboard.sign_in()
+    empty = dashboard.client.get("/").text
+    assert "No task has completed or failed yet." in empty
+    _register("chart-1")
+    with db.session_scope() as session:
+        session.execute(
+            update(TrackedTask)
+            .where(TrackedTask.task_id == "chart-1")
+            .values(status=TaskStatus.COMPLETED.value, completed_at=utc_now())
+        )
+    charted = dashboard.client.get("/").text
+    assert 'aria-label="Tasks by time from registration to result"' in charted
+    assert 'aria-label="Registration to result over 1 tasks"' in charted
+    assert 'aria-label="Tasks by status"' in charted

@@ -75,9 +75,15 @@ def bar_chart(bars: Sequence[Bar], *, label: str, show: Callable[[float], str] =
 
 
 def column_chart(
-    columns: Sequence[Column], *, label: str, label_every: int = 6, height: int = 160
+    columns: Sequence[Column],
+    *,
+    label: str,
+    label_every: int = 6,
+    height: int = 160,
+    unit: str | None = None,
 ) -> Markup:
-    """Stacked columns (one per hour, say) on a shared scale, with the largest total marked."""
+    """Stacked columns (one per hour, say) on a shared scale, with the largest total marked.
+    Each part's tooltip counts it in `unit`, or names its tone."""
     plot_top, plot_bottom, left = 16, height - 22, 36
     plot_height = plot_bottom - plot_top
     count = max(1, len(columns))
@@ -101,7 +107,7 @@ def column_chart(
             parts.append(
                 f'<rect class="fill-{escape(tone)}" x="{x:.1f}" y="{y:.1f}" '
                 f'width="{max(1.0, step - 2):.1f}" height="{h:.1f}">'
-                f"<title>{escape(column.label)}: {n} {escape(tone)}</title></rect>"
+                f"<title>{escape(column.label)}: {n} {escape(unit or tone)}</title></rect>"
             )
         if index % label_every == 0:
             parts.append(

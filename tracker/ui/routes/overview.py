@@ -20,7 +20,7 @@ from tracker.errors import InvalidInput
 from tracker.ops import heartbeats, overdue
 from tracker.states import DeliveryStatus, TaskStatus
 from tracker.tasks import pauses, queries
-from tracker.tasks.stats import Distribution, compute_stats
+from tracker.tasks.stats import Bucket, Distribution, compute_stats, time_to_result_histogram
 from tracker.ui.charts import Bar, Column, bar_chart, column_chart
 from tracker.ui.formatting import duration
 from tracker.ui.pages import PageRoute, form_of, redirect, render, signed_in
@@ -50,6 +50,23 @@ def _distribution_chart(
     return bar_chart(bars, label=f"{label} over {figures.count} tasks", show=show)
 
 
+def _short(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:g}s"
+    if seconds < 3600:
+        return f"{seconds / 60:g}m"
+    return f"{seconds / 3600:g}h"
+
+
+def _span(bucket: Bucket) -> str:
+    """`<10s`, `1m-2m`, `>=1h`: a histogram column's label."""
+    if bucket.upper_s is None:
+        return f"\u2265{_short(bucket.lower_s)}"
+    if bucket.lower_s == 0:
+        return f"<{_short(bucket.upper_s)}"
+    return f"{_short(bucket.lower_s)}\u2013{_short(bucket.upper_s)}"
+
+
 @router.get("/")
 def overview_page(
     request: Request,
@@ -60,6 +77,7 @@ def overview_page(
     with database.read() as session:
         now = database_now(session)
         stats = compute_stats(session, now=now)
+        histogram = time_to_result_histogram(session)
         hours = outcomes_by_hour(session, now=now)
         paused = queries.provider_pauses(session, now=now)
         processes = heartbeats.list_processes(
@@ -79,6 +97,15 @@ def overview_page(
             "title": "Overview",
             "stats": stats,
             "status_chart": bar_chart(status_bars, label="Tasks by status"),
+            "time_histogram": column_chart(
+                [Column(_span(bucket), [("p50", bucket.count)]) for bucket in histogram],
+                label="Tasks by time from registration to result",
+                label_every=1,
+                height=140,
+                unit="tasks",
+            )
+            if stats.finished
+            else None,
             "time_chart": _distribution_chart(
                 stats.time_to_result_s, label="Registration to result", show=duration
             ),
