@@ -32,6 +32,7 @@ from playwright.sync_api import (
     Page,
     Route,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 
@@ -54,6 +55,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 DEADLINE_S = 90
+expect.set_options(timeout=30_000)  # generous: the machine may be busy
 VIDEO_URL = "https://cdn.example.invalid/ui-done.mp4"
 LAPTOP: ViewportSize = {"width": 1366, "height": 900}
 # The elements that reach past the right edge, outside the ones that scroll on purpose.
@@ -163,7 +165,7 @@ def test_the_dashboard_in_a_browser(
         broker_url=redis_url,
         simulator=simulator,
         TRACKER_API_PORT=str(port),
-        TRACKER_NOT_FOUND_GRACE_S="6",
+        TRACKER_NOT_FOUND_GRACE_S="8",
         TRACKER_WEBHOOK_RETRY_SCHEDULE_S="600",  # after a failure, the next try is far off
     )
     group.start("up", "up", "--concurrency", "2")
@@ -181,17 +183,17 @@ def test_the_dashboard_in_a_browser(
         page.fill("#token", token)
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/")
-        assert "signed in as browser" in page.inner_text(".notice")
+        expect(page.locator(".notice")).to_contain_text("signed in as browser")
 
         simulator.add_task(
             TaskScript(
                 "ui-done",
-                (Step(1, after_s=4), Step(2, after_s=3), Step(3)),
+                (Step(1, after_s=5), Step(2, after_s=4), Step(3)),
                 urls=(VIDEO_URL,),
                 details={"prompt": "a red fox in the snow", "resolution": "720p"},
             )
         )
-        simulator.add_task(TaskScript("ui-fail", (Step(1, after_s=5), Step(4)), message="quota"))
+        simulator.add_task(TaskScript("ui-fail", (Step(1, after_s=8), Step(4)), message="quota"))
         # Their clocks start now. ui-missing is never added: 404 until the grace period is over.
         registered = api.post(
             f"{base}/v1/tasks",
@@ -244,7 +246,7 @@ def test_the_dashboard_in_a_browser(
         watched.shot("task")
         card.locator("button:text-is('Redeliver now')").click()
         page.wait_for_url(f"{base}/tasks/ui-done")
-        assert "is due now" in page.inner_text(".notice")
+        expect(page.locator(".notice")).to_contain_text("is due now")
 
         def delivered() -> bool:
             shown = watched.go("/deliveries?status=delivered")
@@ -264,7 +266,7 @@ def test_the_dashboard_in_a_browser(
         page.click("button:text-is('Add endpoint')")
         first_secret = page.inner_text("#new-secret")
         assert first_secret.startswith("whsec_")
-        assert page.locator("button.copy").is_visible()  # the script shows the copy button
+        page.locator("button.copy").wait_for(state="visible")  # the script shows it
         page.locator("button.copy").click()
         watched.shot("endpoints", full_page=False)
         page = watched.go("/endpoints")
@@ -278,7 +280,7 @@ def test_the_dashboard_in_a_browser(
         page.locator("section.endpoint", has_text=second.url).locator(
             "button:text-is('Send test event')"
         ).click()
-        assert "answered 200" in page.inner_text(".notice")
+        expect(page.locator(".notice")).to_contain_text("answered 200")
         [test_event] = second.wait_for(1, timeout_s=DEADLINE_S)
         assert test_event.verified  # signed with the rotated secret
 
@@ -326,7 +328,7 @@ def test_the_dashboard_in_a_browser(
         assert not plain_page.locator("button.copy").is_visible()
         plain_page.locator("details.delivery summary").first.click()  # no script needed
         plain_page.locator("button:text-is('Redeliver')").first.click()
-        assert "goes out again" in plain_page.inner_text(".notice")
+        expect(plain_page.locator(".notice")).to_contain_text("goes out again")
         assert len(failing.wait_for(3, timeout_s=DEADLINE_S)) == 3
         plain.close()
 

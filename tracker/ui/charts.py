@@ -111,8 +111,8 @@ def column_chart(
             )
         if index % label_every == 0:
             parts.append(
-                f'<text class="chart-label" x="{x:.1f}" y="{height - 6}">'
-                f"{escape(column.label)}</text>"
+                f'<text class="chart-label" x="{x + step / 2 - 1:.1f}" y="{height - 6}" '
+                f'text-anchor="middle">{escape(column.label)}</text>'
             )
     return _svg(WIDTH, height, label, "".join(parts))
 
