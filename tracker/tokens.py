@@ -2,11 +2,16 @@
 
 A token is 32 random bytes, so a plain SHA-256 of it is a safe thing to store and look up by:
 unlike a password it cannot be guessed from its hash, and the lookup stays one indexed query.
+
+A dashboard session keeps a token's ID and a *session reference* (a hash of its stored hash),
+never the token: `authenticate_reference` checks both against the store on every request, so a
+revoked token ends its sessions at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,11 +27,13 @@ __all__ = [
     "CreatedToken",
     "TokenView",
     "authenticate",
+    "authenticate_reference",
     "create_token",
     "list_tokens",
     "mark_used",
     "needs_last_used_update",
     "revoke_token",
+    "session_reference",
 ]
 
 TOKEN_PREFIX = "trk_"
@@ -109,6 +116,29 @@ def authenticate(session: Session, presented: str) -> TokenView | None:
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(presented)))
     if row is None or row.revoked_at is not None:
+        return None
+    return TokenView.of(row)
+
+
+def _reference(token_hash: str) -> str:
+    return hashlib.sha256(f"dashboard-session:{token_hash}".encode()).hexdigest()[:32]
+
+
+def session_reference(presented: str) -> str:
+    """What a session stores to name the token it was opened with: not the token, and not
+    its stored hash either (so the cookie cannot be replayed as a lookup key)."""
+    return _reference(_hash(presented))
+
+
+def authenticate_reference(session: Session, token_id: int, reference: str) -> TokenView | None:
+    """The live token with `token_id` whose session reference is `reference`, or None (unknown,
+    revoked, or another token's reference). Only reads."""
+    if not 0 < token_id < 2**63:
+        return None
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(_reference(row.token_hash), reference):
         return None
     return TokenView.of(row)
 

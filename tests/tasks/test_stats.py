@@ -24,7 +24,7 @@ from tracker.db.models import TrackedTask, Transition
 from tracker.errors import InvalidTaskId, UnknownTask
 from tracker.states import TaskStatus
 from tracker.tasks import queries, register, untrack
-from tracker.tasks.stats import Distribution, compute_stats
+from tracker.tasks.stats import Distribution, compute_stats, time_to_result_histogram
 from tracker.tasks.watch import watch_snapshot
 from tracker.testing.simulator import Simulator, Step, TaskScript
 from tracker.upstream.tensorslab import TensorsLabClient
@@ -246,3 +246,32 @@ def test_watch_snapshot_time_in_status_and_unknown_ids(database_url: str) -> Non
             watch_snapshot(session, ["moved", "nope"], now=T0)
         with pytest.raises(InvalidTaskId, match="no task ID"):
             watch_snapshot(session, [], now=T0)
+
+
+def test_the_time_to_result_histogram_counts_each_span_once(database_url: str) -> None:
+    spans_s = {"fast": 5.0, "minute": 90.0, "slow": 7200.0, "live": None}
+    with db.session_scope(database_url) as session:
+        register.register_tasks(
+            session, [register.NewTask(t, {}, None) for t in spans_s], first_poll_delay_s=600
+        )
+    with db.session_scope(database_url) as session:
+        for task_id, span_s in spans_s.items():
+            if span_s is None:
+                continue
+            row = session.scalars(select(TrackedTask).where(TrackedTask.task_id == task_id)).one()
+            session.execute(
+                update(TrackedTask)
+                .where(TrackedTask.id == row.id)
+                .values(
+                    status=TaskStatus.COMPLETED.value,
+                    completed_at=row.created_at + timedelta(seconds=span_s),
+                )
+            )
+    with db.read_scope(database_url) as session:
+        buckets = time_to_result_histogram(session, edges_s=(10.0, 60.0, 120.0))
+    assert [(b.lower_s, b.upper_s, b.count) for b in buckets] == [
+        (0.0, 10.0, 1),
+        (10.0, 60.0, 0),
+        (60.0, 120.0, 1),
+        (120.0, None, 1),
+    ]

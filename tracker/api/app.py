@@ -2,7 +2,8 @@
 
 `create_app()` builds it on demand (nothing at import time); `tracker api` serves it with
 uvicorn. Every `/v1` route needs a bearer token; `/healthz`, `/readyz`, `/metrics`, the
-OpenAPI document and its pages (`/docs`, `/redoc`, served offline) do not. `OPTIONS` and 405
+OpenAPI document and its pages (`/docs`, `/redoc`, served offline) do not. The web dashboard
+(`tracker.ui`) is served beside them at `/`, signed in with the same tokens. `OPTIONS` and 405
 answers list every method of the path (`methods.py`); the document's links and examples are
 finished in `openapi.py`, for every route alike.
 """
@@ -21,6 +22,7 @@ from tracker.api.openapi import install_openapi
 from tracker.api.routes import ops, providers, submissions, tasks, webhooks
 from tracker.db.engine import Database
 from tracker.settings import Settings, get_settings
+from tracker.ui import install_dashboard
 
 __all__ = ["create_app"]
 
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.deliveries_router, dependencies=authenticated)
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(ops.router)
+    install_dashboard(app, settings)  # `/` and its pages: HTML, sign-in by token, not in the schema
     install_docs(app)
     install_openapi(app)
     app.add_middleware(BodyLimits, max_body_bytes=settings.api_max_body_bytes)

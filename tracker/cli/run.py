@@ -274,7 +274,8 @@ def serve_api(
     log_file: LogFile = None,
     no_summary: NoSummary = False,
 ) -> None:
-    """Serve the HTTP API (docs at /docs); every /v1 route needs a `tracker tokens create` token."""
+    """Serve the HTTP API (docs at /docs) and the dashboard (at /); both take a token from
+    `tracker tokens create`."""
     from tracker.worker import processes
 
     processes.run_api(

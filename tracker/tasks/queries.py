@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from tracker.db.models import TrackedTask, Transition
@@ -38,6 +38,8 @@ __all__ = [
     "provider_pauses",
     "rows_by_task_id",
 ]
+
+MAX_SEARCH_LENGTH = 200
 
 
 def rows_by_task_id(
@@ -100,24 +102,35 @@ def page_tasks(
     provider: str | None = None,
     created_since: datetime | None = None,
     updated_since: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_before: datetime | None = None,
+    search: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> TaskPage:
     """One page of tracked tasks, newest first; `cursor` continues where the last page ended.
 
     Pages are keyed on (created_at, id), not offsets, so tasks registered meanwhile neither
-    shift nor repeat what the next page holds.
+    shift nor repeat what the next page holds. `search` keeps the tasks whose ID or metadata
+    (as JSON text) contains it, case-sensitively; the `_before` bounds are exclusive.
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
     if provider is not None:
         validate_provider(provider)
+    if search is not None and not 1 <= len(search) <= MAX_SEARCH_LENGTH:
+        raise InvalidInput(f"a search must be 1 to {MAX_SEARCH_LENGTH} characters")
+    if search is not None and not search.isprintable():
+        raise InvalidInput("a search must not contain control characters")
     tasks, last = _task_rows_page(
         session,
         status=status,
         provider=provider,
         created_since=in_utc(created_since),
         updated_since=in_utc(updated_since),
+        created_before=in_utc(created_before),
+        updated_before=in_utc(updated_before),
+        search=search,
         limit=limit + 1,
         after=None if cursor is None else decode_cursor(cursor),
     )
@@ -134,6 +147,9 @@ def _task_rows_page(
     limit: int,
     created_since: datetime | None = None,
     updated_since: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_before: datetime | None = None,
+    search: str | None = None,
     after: tuple[datetime, int] | None = None,
 ) -> tuple[list[TaskView], list[tuple[datetime, int]]]:
     query = select(TrackedTask).order_by(TrackedTask.created_at.desc(), TrackedTask.id.desc())
@@ -145,6 +161,17 @@ def _task_rows_page(
         query = query.where(TrackedTask.created_at >= created_since)
     if updated_since is not None:
         query = query.where(TrackedTask.updated_at >= updated_since)
+    if created_before is not None:
+        query = query.where(TrackedTask.created_at < created_before)
+    if updated_before is not None:
+        query = query.where(TrackedTask.updated_at < updated_before)
+    if search is not None:
+        query = query.where(
+            or_(
+                TrackedTask.task_id.contains(search, autoescape=True),
+                cast(TrackedTask.task_metadata, String).contains(search, autoescape=True),
+            )
+        )
     if after is not None:
         created_at, row_id = after
         query = query.where(

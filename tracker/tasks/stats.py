@@ -20,18 +20,37 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, FromClause, cast, extract, func, or_, select
+from sqlalchemy import ColumnElement, Float, FromClause, case, cast, extract, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tracker.db.models import TrackedTask, Transition
 from tracker.states import TERMINAL_STATUSES, TaskStatus
 
-__all__ = ["PERCENTILES", "Distribution", "Stats", "compute_stats"]
+__all__ = [
+    "PERCENTILES",
+    "RESULT_TIME_EDGES_S",
+    "Bucket",
+    "Distribution",
+    "Stats",
+    "compute_stats",
+    "time_to_result_histogram",
+]
 
 PERCENTILES = (50, 95, 99)
 # The statuses upstream itself decides, always reached by a poll: the ones whose figures say
 # how following a task to its result went. Untracked, expired and not-found tasks are left out.
 RESULT_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED)
+# Upper edges of the time-to-result histogram, in seconds: images take seconds, videos minutes.
+RESULT_TIME_EDGES_S = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Tasks whose figure is at least `lower_s` and below `upper_s` (None: no upper bound)."""
+
+    lower_s: float
+    upper_s: float | None
+    count: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,3 +218,31 @@ def _distribution(
         p99=percentile[99],
         max=by_rank[n],
     )
+
+
+def time_to_result_histogram(
+    session: Session,
+    *,
+    provider: str | None = None,
+    since: datetime | None = None,
+    edges_s: tuple[float, ...] = RESULT_TIME_EDGES_S,
+) -> list[Bucket]:
+    """How many tasks that ended completed or failed took each span of time from registration
+    to result (the tasks of `compute_stats`' `time_to_result_s`), in one aggregate query."""
+    finished: list[ColumnElement[bool]] = [
+        TrackedTask.status.in_([status.value for status in RESULT_STATUSES]),
+        TrackedTask.completed_at.is_not(None),
+    ]
+    if provider is not None:
+        finished.append(TrackedTask.provider == provider)
+    if since is not None:
+        finished.append(TrackedTask.created_at >= since)
+    dialect = session.get_bind().dialect.name
+    seconds = _seconds_between(TrackedTask.completed_at, TrackedTask.created_at, dialect)
+    below = [func.coalesce(func.sum(case((seconds < edge, 1), else_=0)), 0) for edge in edges_s]
+    row = session.execute(select(*below, func.count()).where(*finished)).one()
+    cumulative = [int(value) for value in row]
+    counts = [cumulative[0]] + [cumulative[i] - cumulative[i - 1] for i in range(1, len(row))]
+    lowers = (0.0, *edges_s)
+    uppers: tuple[float | None, ...] = (*edges_s, None)
+    return [Bucket(low, high, n) for low, high, n in zip(lowers, uppers, counts, strict=True)]

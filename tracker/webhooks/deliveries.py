@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from tracker.errors import (
     UnknownEndpoint,
 )
 from tracker.states import DeliveryStatus
+from tracker.webhooks.events import EVENT_TYPES
 
 __all__ = [
     "AttemptView",
@@ -122,18 +123,40 @@ def page_deliveries(
     session: Session,
     *,
     task_id: str | None = None,
+    provider: str | None = None,
     status: DeliveryStatus | str | None = None,
+    endpoint_id: int | None = None,
+    event_type: str | None = None,
+    created_since: datetime | None = None,
+    created_before: datetime | None = None,
     limit: int = 50,
     before_id: int | None = None,
     with_attempts: bool = False,
 ) -> DeliveryPage:
-    """One page of deliveries, newest first, and where the next page starts (None: no more)."""
+    """One page of deliveries, newest first, and where the next page starts (None: no more).
+
+    Filters: the task (and its provider), the status, the endpoint, the event type, and when
+    the delivery was written (`created_before` exclusive)."""
     wanted = _delivery_status(status)
+    if event_type is not None and event_type not in EVENT_TYPES:
+        raise InvalidInput(
+            f"unknown event type {event_type[:60]!r}; valid: {', '.join(EVENT_TYPES)}"
+        )
     query = _delivery_query().order_by(WebhookDelivery.id.desc()).limit(limit + 1)
     if task_id is not None:
         query = query.where(TrackedTask.task_id == task_id)
+    if provider is not None:
+        query = query.where(TrackedTask.provider == provider)
     if wanted is not None:
         query = query.where(WebhookDelivery.status == wanted.value)
+    if endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    if event_type is not None:
+        query = query.where(WebhookDelivery.event_type == event_type)
+    if created_since is not None:
+        query = query.where(WebhookDelivery.created_at >= _utc(created_since))
+    if created_before is not None:
+        query = query.where(WebhookDelivery.created_at < _utc(created_before))
     if before_id is not None:
         query = query.where(WebhookDelivery.id < before_id)
     found = session.execute(query).all()
@@ -149,6 +172,14 @@ def page_deliveries(
             attempts[attempt.delivery_id].append(attempt)
     views = [_delivery_view(row, url, tid, attempts[row.id]) for row, url, tid in found]
     return DeliveryPage(views, views[-1].id if more else None)
+
+
+def _utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # a bound past the years 1-9999 in UTC: before or after every row
+        early = moment.year == datetime.min.year
+        return (datetime.min if early else datetime.max).replace(tzinfo=UTC)
 
 
 def _delivery_status(status: DeliveryStatus | str | None) -> DeliveryStatus | None:

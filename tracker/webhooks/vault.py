@@ -10,10 +10,16 @@ Without TRACKER_SECRET_KEY the key lives in `$TRACKER_DATA_DIR/secret.key` (0600
 made the first time a secret is encrypted, and said so once in a WARNING. A secret that no
 configured key decrypts raises `UnreadableSecret` naming its endpoint; nothing is ever signed
 without it. Neither keys nor secrets appear in a message.
+
+`derive_key(purpose)` gives other parts a key of their own from the same secret (the
+dashboard signs its session cookies with one), so there is one secret to keep, and knowing a
+derived key tells nothing about the key that encrypts webhook secrets.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -30,6 +36,7 @@ __all__ = [
     "ENCRYPTED_PREFIX",
     "KEY_FILE_NAME",
     "Vault",
+    "derive_key",
     "get_vault",
     "is_encrypted",
     "key_file",
@@ -114,6 +121,18 @@ def get_vault(*, create: bool = False, settings: Settings | None = None) -> Vaul
     if key is None and create:
         return Vault([], source=source, make_key=lambda: _create_key(path))
     return Vault([key] if key else [], source=source)
+
+
+def derive_key(purpose: str, *, settings: Settings | None = None) -> bytes:
+    """32 bytes for `purpose`, derived from the first key (TRACKER_SECRET_KEY, else the data
+    folder's key file, made if missing): HMAC-SHA256 of the purpose under that key."""
+    settings = settings or get_settings()
+    if settings.secret_keys:
+        key = settings.secret_keys[0].encode("ascii")
+    else:
+        path = key_file(settings)
+        key = _read_key(path) or _create_key(path)
+    return hmac.new(key, f"tracker:{purpose}".encode(), hashlib.sha256).digest()
 
 
 def _read_key(path: Path) -> bytes | None:

@@ -83,6 +83,7 @@ def summary_lines(
     ]
     if api_address is not None:
         rows.append(("api", api_address))
+        rows.append(("dashboard", f"{api_address}/ (sign in with a `tracker tokens create` token)"))
     if metrics is not None:
         rows.append(("metrics", metrics))
     if concurrency is not None:
