@@ -17,7 +17,7 @@ from tracker.api import create_app
 from tracker.db import migrate
 from tracker.db.clock import utc_now
 from tracker.testing.simulator import Simulator
-from tracker.upstream.tensorslab_create import MODELS, validate_request
+from tracker.upstream.tensorslab_create import MODELS, WHITESPACE, validate_request
 
 
 @pytest.fixture
@@ -96,3 +96,24 @@ def test_a_body_outside_the_schema_is_refused_and_nothing_is_sent(
     response = client.post("/v1/submissions", json=body)
     assert response.status_code in (400, 422), response.text
     assert simulator.creates() == []
+
+
+# Every character some definition calls whitespace, and two that none does.
+EDGE_CHARACTERS = [*WHITESPACE, "\x11", "\u200b"]
+
+
+@pytest.mark.parametrize("char", EDGE_CHARACTERS, ids=lambda char: f"U+{ord(char):04X}")
+@pytest.mark.parametrize("field", ["prompt", "image_url"])
+def test_schema_and_server_agree_on_whitespace_in_prompts_and_image_urls(
+    client: TestClient, simulator: Simulator, char: str, field: str
+) -> None:
+    body: dict[str, Any] = {"kind": "video", "model": "seedancev2", "prompt": "a fox"}
+    body[field] = char if field == "prompt" else f"http://images.example/{char}.png"
+    fits = jsonschema_rs.validator_for(_body_schema(client)).is_valid(body)
+    response = client.post("/v1/submissions", json=body)
+    if fits:
+        assert response.status_code == 201, response.text
+    else:
+        assert response.status_code == 422, response.text
+        assert simulator.creates() == []
+    assert fits == (char not in WHITESPACE)

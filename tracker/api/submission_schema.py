@@ -11,16 +11,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracker.upstream.tensorslab_create import MAX_PROMPT_CHARS, MAX_URL_CHARS, MODELS, ModelSpec
+from tracker.upstream.tensorslab_create import (
+    MAX_PROMPT_CHARS,
+    MAX_URL_CHARS,
+    MODELS,
+    WHITESPACE,
+    ModelSpec,
+)
 from tracker.webhooks.guard import MAX_URL_LENGTH
 
 __all__ = ["PROMPT_PATTERN", "submission_body_schema"]
 
-# Not blank (`str.strip()` and Python's `\s` agree), no NUL (PostgreSQL cannot store one).
-PROMPT_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# The whitespace the server refuses, as a character class: `\s` means other characters in other
+# regular-expression engines (ECMAScript's, Python's), so the schema names each one.
+_WHITESPACE_CLASS = "".join(f"\\u{ord(char):04x}" for char in WHITESPACE)
+# Not blank (some character that is not whitespace), no NUL (PostgreSQL cannot store one).
+PROMPT_PATTERN = f"^[^\\u0000]*[^{_WHITESPACE_CLASS}\\u0000][^\\u0000]*$"
 # An http(s) URL with a host (what `urlsplit(...).hostname` finds), no whitespace or NUL.
 IMAGE_URL_PATTERN = (
-    "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s\\u0000/?#@:\\[\\]]+([:/?#][^\\s\\u0000\\[\\]]*)?$"
+    f"^[Hh][Tt][Tt][Pp][Ss]?://[^{_WHITESPACE_CLASS}\\u0000/?#@:\\[\\]]+"
+    f"([:/?#][^{_WHITESPACE_CLASS}\\u0000\\[\\]]*)?$"
 )
 WEBHOOK_URL_SCHEMA: dict[str, Any] = {
     "type": "string",

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MODELS",
     "VIDEO_PROVIDER",
+    "WHITESPACE",
     "CreateNotSent",
     "CreateRefused",
     "CreateResult",
@@ -50,6 +51,14 @@ __all__ = [
 
 Kind = Literal["video", "image"]
 MAX_PROMPT_CHARS = 8192  # TensorsLab's limit on a prompt
+# Whitespace by every definition a client may hold: Python's `str.isspace`, Unicode's White_Space
+# and ECMAScript's `\s` (what JSON Schema patterns use) disagree at the edges (U+001C-U+001F,
+# U+FEFF), so the server refuses, and the API's schema states, the union of the three.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    + "".join(chr(code) for code in range(0x2000, 0x200B))
+    + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
 MAX_URL_CHARS = 2048
 CODE_SUCCESS = 1000
 _EXCERPT_CHARS = 200
@@ -175,7 +184,7 @@ def validate_request(
         raise InvalidInput(f"unknown kind {kind!r}: submit video or image")
     if spec is None or spec.kind != kind:
         raise InvalidInput(f"unknown {kind} model {model!r}; known: {', '.join(known)}")
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(prompt, str) or all(char in WHITESPACE for char in prompt):
         raise InvalidInput("the prompt is empty")
     if "\x00" in prompt or any("\ud800" <= char <= "\udfff" for char in prompt):
         raise InvalidInput("the prompt contains a NUL character or half of a surrogate pair")
@@ -262,7 +271,7 @@ def _http_url(value: object) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"the image URL must be an http:// or https:// URL; got {_shown(value)}")
-    if any(char.isspace() or char == "\x00" for char in value):
+    if any(char in WHITESPACE or char == "\x00" for char in value):
         raise InvalidInput("the image URL contains whitespace")
     return value
 
