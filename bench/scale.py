@@ -43,12 +43,11 @@ __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]
 
 SCENARIO = "scale of the scheduler"
 INDEX = "ix_scheduled_polls_next_poll_at"
-TARGET_P99_MS = 20.0  # for tables up to TARGET_P99_ROWS
-TARGET_P99_ROWS = 1_000_000
-TARGET_GROWTH = 1.2  # p99 against the small table's, for the bigger tables
+TARGET_P99_MS = 20.0  # p99 at the first big size (1,000,000 rows)
+TARGET_GROWTH = 1.2  # p99 against the small table's, at the bigger sizes (10,000,000 rows)
 
 QUICK: dict[str, Any] = {
-    "scale_rows": [20_000],
+    "scale_rows": [20_000, 40_000],
     "scale_baseline_rows": 2_000,
     "scale_due": 100,
     "scale_claims": 20,
@@ -295,10 +294,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-def target_of(table: Table, ratio99: float) -> tuple[str, bool]:
-    """A big table's p99 target and whether it is met: at most TARGET_P99_MS up to
-    TARGET_P99_ROWS rows, at most TARGET_GROWTH times the small table's p99 beyond."""
-    if table.shape.rows <= TARGET_P99_ROWS:
+def target_of(table: Table, ratio99: float, *, first: bool) -> tuple[str, bool]:
+    """A big table's p99 target and whether it is met: at most TARGET_P99_MS at the first big
+    size, at most TARGET_GROWTH times the small table's p99 at the bigger ones."""
+    if first:
         return f"<= {TARGET_P99_MS:g} ms", _p99(table.timings_ms) <= TARGET_P99_MS
     return f"<= {TARGET_GROWTH:g}x the small table", ratio99 <= TARGET_GROWTH
 
@@ -308,10 +307,10 @@ def rows_for(bigs: list[Table], small: Table) -> list[Row]:
         Row(subject=small.shape.label, metric="claim p50 (ms)", value=_median(small.timings_ms)),
         Row(subject=small.shape.label, metric="claim p99 (ms)", value=_p99(small.timings_ms)),
     ]
-    for big in bigs:
+    for index, big in enumerate(sorted(bigs, key=lambda table: table.shape.rows)):
         ratio50 = _median(big.timings_ms) / _median(small.timings_ms)
         ratio99 = _p99(big.timings_ms) / _p99(small.timings_ms)
-        target, met = target_of(big, ratio99)
+        target, met = target_of(big, ratio99, first=index == 0)
         rows += [
             Row(
                 subject=big.shape.label,
