@@ -127,7 +127,9 @@ def lease_due_rows(
     (those leased before it count), and each claim holds rows of one group only.
 
     `model` needs `lease_token` and `lease_expires_at` columns, and its primary key as `key`
-    (default `model.id`): the claims' row ids are its values.
+    (default `model.id`): the claims' row ids are its values. On PostgreSQL the caller's
+    transaction then commits without waiting for the WAL flush (module docstring): claim in a
+    transaction that writes nothing a crash must keep.
     """
     key = model.id if key is None else key
     wanted = [due <= now, *conditions]
