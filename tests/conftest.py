@@ -37,6 +37,7 @@ TABLES = (
     "provider_pauses",
     "provider_failures",
     "retention_runs",
+    "scheduled_polls",
     "tracked_tasks",
     "submissions",
     "rate_buckets",

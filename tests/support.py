@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import datetime
 
 import pytest
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tracker import db
 from tracker.cli.app import app
 from tracker.db.clock import utc_now
+from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.tasks import polling, queries
 from tracker.tasks.schedule import PollPolicy
 from tracker.upstream import Provider
 
-__all__ = ["FAST_POLICY", "poll_until_terminal", "run_cli"]
+__all__ = ["FAST_POLICY", "poll_until_terminal", "reschedule", "run_cli"]
 
 # Polls as fast as the tests can go: no quiet period, errors retried within 50 ms.
 FAST_POLICY = PollPolicy(
@@ -31,6 +35,17 @@ FAST_POLICY = PollPolicy(
 )
 
 _runner = CliRunner()
+
+
+def reschedule(session: Session, at: datetime | None, *task_ids: str) -> None:
+    """The next poll of the live tasks `task_ids` (all live tasks: none given) is due `at`; with
+    `at` None, they have none, as once a task has ended (set its status apart)."""
+    chosen = select(TrackedTask.id).where(TrackedTask.task_id.in_(task_ids))
+    where = [ScheduledPoll.task_pk.in_(chosen)] if task_ids else []
+    if at is None:
+        session.execute(delete(ScheduledPoll).where(*where))
+    else:
+        session.execute(update(ScheduledPoll).where(*where).values(next_poll_at=at))
 
 
 def run_cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:

@@ -31,7 +31,7 @@ from tracker.db.engine import make_private_folder
 from tracker.db.models import (
     DeliveryAttempt,
     ProcessHeartbeat,
-    TrackedTask,
+    ScheduledPoll,
     Transition,
     WebhookDelivery,
 )
@@ -198,8 +198,8 @@ class DatabaseFigures:
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
     counts = queries.count_by_status(session)
     due_tasks, oldest = session.execute(
-        select(func.count(), func.min(TrackedTask.next_poll_at)).where(
-            TrackedTask.next_poll_at <= now
+        select(func.count(), func.min(ScheduledPoll.next_poll_at)).where(
+            ScheduledPoll.next_poll_at <= now
         )
     ).one()
     attempts = _grouped(session, DeliveryAttempt.succeeded)

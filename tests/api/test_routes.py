@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import Configure
+from tests.support import reschedule
 from tracker import db, tokens
 from tracker.api import create_app
 from tracker.db import migrate
@@ -277,9 +278,8 @@ def test_untracking_a_finished_task_is_a_conflict(client: TestClient) -> None:
 
         from tracker.db.models import TrackedTask
 
-        session.execute(
-            update(TrackedTask).values(status=TaskStatus.COMPLETED.value, next_poll_at=None)
-        )
+        session.execute(update(TrackedTask).values(status=TaskStatus.COMPLETED.value))
+        reschedule(session, None)
     response = client.post("/v1/tasks/done/cancel")
     assert response.status_code == 409
     assert "already completed" in _error(response)["message"]
@@ -598,18 +598,10 @@ def test_the_openapi_document_describes_every_route_with_auth(api: TestClient) -
 def test_metrics_count_tasks_and_how_late_the_most_overdue_poll_is(client: TestClient) -> None:
     from datetime import timedelta
 
-    from sqlalchemy import update
-
-    from tracker.db.models import TrackedTask
-
     client.post("/v1/tasks", json={"tasks": [{"task_id": "m1"}, {"task_id": "m2"}]})
     client.post("/v1/tasks/m2/cancel")
     with db.session_scope() as session:  # m1's poll is an hour overdue, as if no worker ran
-        session.execute(
-            update(TrackedTask)
-            .where(TrackedTask.task_id == "m1")
-            .values(next_poll_at=utc_now() - timedelta(hours=1))
-        )
+        reschedule(session, utc_now() - timedelta(hours=1), "m1")
 
     lines = client.get("/metrics").text.splitlines()
     values = {

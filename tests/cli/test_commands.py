@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from tests.conftest import Configure
-from tests.support import run_cli
+from tests.support import reschedule, run_cli
 from tracker import db
 from tracker.db.models import TrackedTask
 from tracker.states import TaskStatus
@@ -230,8 +230,9 @@ def test_untracking_a_finished_task_is_a_conflict_as_in_the_api(cli_db: str) -> 
         session.execute(
             update(TrackedTask)
             .where(TrackedTask.task_id == "done")
-            .values(status=TaskStatus.COMPLETED.value, next_poll_at=None)
+            .values(status=TaskStatus.COMPLETED.value)
         )
+        reschedule(session, None, "done")
     code, out, err = run_cli("untrack", "done")
     assert code == 4 and out == ""
     assert err.strip() == "error: task 'done' is already completed; nothing to stop"

@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "process_heartbeats",
     "schedule_buckets",  # 0011
     "schedule_learning",  # 0011
+    "scheduled_polls",  # 0012
 }
 
 
@@ -51,8 +52,10 @@ def test_upgrade_head_creates_every_table_and_the_due_index(empty_url: str) -> N
     engine = create_engine(empty_url)
     try:
         inspector = inspect(engine)
-        indexes = {index["name"]: index for index in inspector.get_indexes("tracked_tasks")}
-        assert indexes["ix_tracked_tasks_due"]["column_names"] == ["next_poll_at"]
+        indexes = {index["name"]: index for index in inspector.get_indexes("scheduled_polls")}
+        assert indexes["ix_scheduled_polls_next_poll_at"]["column_names"] == ["next_poll_at"]
+        # The claim's table has only the indexes the claim needs: its key and its due time.
+        assert set(indexes) == {"ix_scheduled_polls_next_poll_at"}
         uniques = inspector.get_unique_constraints("tracked_tasks")
         assert {"provider", "task_id"} in [set(u["column_names"]) for u in uniques]
     finally:

@@ -8,12 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
+from tests.support import reschedule
 from tracker import db
 from tracker.db import migrate
 from tracker.db.clock import utc_now
-from tracker.db.models import ProcessHeartbeat, TrackedTask
+from tracker.db.models import ProcessHeartbeat
 from tracker.ops import heartbeats, overdue
 from tracker.settings import Settings
 from tracker.tasks import queries, register
@@ -128,16 +129,8 @@ def test_an_overdue_task_says_so_and_names_the_beat_that_stopped(database_url: s
     now = utc_now()
     with db.session_scope(database_url) as session:
         register.register(session, ["late", "fine"], now=now, first_poll_delay_s=0)
-        session.execute(
-            update(TrackedTask)
-            .where(TrackedTask.task_id == "late")
-            .values(next_poll_at=now - timedelta(seconds=32))
-        )
-        session.execute(
-            update(TrackedTask)
-            .where(TrackedTask.task_id == "fine")
-            .values(next_poll_at=now - timedelta(seconds=2))  # due, not overdue
-        )
+        reschedule(session, now - timedelta(seconds=32), "late")
+        reschedule(session, now - timedelta(seconds=2), "fine")  # due, not overdue
         stopped = now - timedelta(seconds=40)
         heartbeats.record(session, kind="beat", host="h", pid=1, started_at=stopped, now=stopped)
         heartbeats.record(session, kind="polls", host="h", pid=2, started_at=now, now=now)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from tests.support import reschedule
 from tracker.db.models import (
     DeliveryAttempt,
     TrackedTask,
@@ -119,6 +120,6 @@ def completed_task(
             else at + timedelta(seconds=unfinished_s),
             completed_at=ended_at,
             updated_at=ended_at,
-            next_poll_at=None,
         )
     )
+    reschedule(session, None, task_id)

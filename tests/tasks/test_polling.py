@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.conftest import SIM_API_KEY
-from tests.support import FAST_POLICY
+from tests.support import FAST_POLICY, reschedule
 from tracker import db
 from tracker.db import clock
 from tracker.db.clock import database_now, utc_now
 from tracker.db.leasing import Claim
-from tracker.db.models import TrackedTask
+from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.states import TaskStatus
 from tracker.tasks import polling, queries, register, untrack
 from tracker.tasks.schedule import PollPolicy
@@ -224,11 +224,7 @@ def test_a_batch_that_lost_its_lease_writes_nothing(
     with db.session_scope(database_url) as session:
         untrack.untrack(session, "video-1", now=utc_now())
         # video-2's lease ran out and another tick took it.
-        session.execute(
-            update(TrackedTask)
-            .where(TrackedTask.task_id == "video-2")
-            .values(next_poll_at=utc_now() - timedelta(seconds=1))
-        )
+        reschedule(session, utc_now() - timedelta(seconds=1), "video-2")
     [fresh] = _claim(database_url)
 
     summary = _poll(database_url, stale, client)
@@ -272,7 +268,8 @@ def test_expired_tasks_stop_being_polled(
     assert _moves(database_url, "video-1") == [("registered", "expired")]
     with db.session_scope(database_url) as session:
         row = session.scalar(select(TrackedTask).where(TrackedTask.task_id == "video-1"))
-        assert row is not None and row.next_poll_at is None and row.lease_token is None
+        assert row is not None and row.next_poll_at is None
+        assert session.get(ScheduledPoll, row.id) is None  # no due time, no lease
 
 
 def test_a_batch_counts_the_tasks_it_ended_not_the_404s_still_in_grace(

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from tests.conftest import SIM_API_KEY
-from tests.support import FAST_POLICY, poll_until_terminal
+from tests.support import FAST_POLICY, poll_until_terminal, reschedule
 from tracker import db
 from tracker.db.clock import utc_now
-from tracker.db.models import ProviderFailureRow, ProviderPauseRow, TrackedTask
+from tracker.db.models import ProviderFailureRow, ProviderPauseRow
 from tracker.errors import InvalidInput, UnknownTask
 from tracker.settings import Settings
 from tracker.states import TaskStatus
@@ -134,9 +134,7 @@ def test_the_same_id_is_two_tasks_under_two_providers(
 def _make_due(url: str, at: datetime) -> None:
     """Every live task due at `at`, as if its next poll had come."""
     with db.session_scope(url) as session:
-        session.execute(
-            update(TrackedTask).where(TrackedTask.next_poll_at.is_not(None)).values(next_poll_at=at)
-        )
+        reschedule(session, at)
 
 
 def _paused(url: str) -> dict[str, str]:

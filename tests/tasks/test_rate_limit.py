@@ -17,7 +17,7 @@ from tests.conftest import SIM_API_KEY
 from tests.support import FAST_POLICY
 from tracker import db
 from tracker.db.clock import utc_now
-from tracker.db.models import TrackedTask
+from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.settings import Settings, SettingsError, get_settings
 from tracker.tasks import polling, rate_limit, register
 from tracker.testing.simulator import Simulator, Step, TaskScript
@@ -171,9 +171,9 @@ def test_polls_without_a_token_are_deferred_due_again_and_nothing_is_sent(
             select(
                 TrackedTask.id,
                 TrackedTask.poll_count,
-                TrackedTask.lease_token,
-                TrackedTask.next_poll_at,
-            )
+                ScheduledPoll.lease_token,
+                ScheduledPoll.next_poll_at,
+            ).join(ScheduledPoll, ScheduledPoll.task_pk == TrackedTask.id)
         ).all()
     deferred = [row for row in rows if row.poll_count == 0]
     assert len(deferred) == 4

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from tests.conftest import SIM_API_KEY
-from tests.support import poll_until_terminal
+from tests.support import poll_until_terminal, reschedule
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask, Transition
@@ -66,9 +66,9 @@ def _polled(
                 last_polled_at=final_at,
                 updated_at=final_at,
                 completed_at=final_at if previous.is_terminal else None,
-                next_poll_at=None if previous.is_terminal else final_at,
             )
         )
+        reschedule(session, None if previous.is_terminal else final_at, row.task_id)
 
 
 def _known_history(url: str) -> None:

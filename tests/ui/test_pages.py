@@ -13,6 +13,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import update
 
+from tests.support import reschedule
 from tests.ui.conftest import Dashboard, csrf_of, error_of
 from tracker import db, tokens
 from tracker.db.clock import utc_now
@@ -341,11 +342,7 @@ def test_overdue_and_paused_tasks_are_marked_and_a_pause_can_be_lifted(dashboard
     _register("late-1")
     now = utc_now()
     with db.session_scope() as session:
-        session.execute(
-            update(TrackedTask)
-            .where(TrackedTask.task_id == "late-1")
-            .values(next_poll_at=now - timedelta(minutes=5))
-        )
+        reschedule(session, now - timedelta(minutes=5), "late-1")
     dashboard.sign_in()
     listing = dashboard.client.get("/tasks").text
     assert 'class="flag overdue"' in listing and 'class="flag paused"' not in listing

@@ -11,6 +11,12 @@ a group are then ranked by due time with a window function (`row_number() OVER (
 ...)`, on SQLite and PostgreSQL alike) and only the first `cap - in flight` of each group are
 candidates, where in flight means leased with the lease not ended. Each claim then holds rows of
 one group only, so a group whose rows are slow to handle holds no other group's rows.
+
+On PostgreSQL the transaction that claims commits without waiting for its WAL to reach the disk
+(`SET LOCAL synchronous_commit TO OFF`: beat's tick no longer waits for an fsync). A claim lost
+in a server crash only makes its rows due again unleased: the lease token a worker carries is
+then unknown, so its writes find nothing to update, and the next claim polls the rows once.
+A crash can cost a repeated poll, never a second transition or webhook.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, func, select, update
+from sqlalchemy import ColumnElement, any_, func, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 __all__ = ["Claim", "GroupCap", "lease_due_rows"]
@@ -68,12 +74,13 @@ class GroupCap:
 
 def _within_cap(
     model: Any,
+    key: InstrumentedAttribute[int],
     due: InstrumentedAttribute[datetime | None],
     now: datetime,
     conditions: Sequence[ColumnElement[bool]],
     group: GroupCap,
 ) -> ColumnElement[bool]:
-    """`model.id` is among the first `cap - in flight` due rows of its group, oldest first."""
+    """`key` is among the first `cap - in flight` due rows of its group, oldest first."""
     # In flight: leased and the lease not ended. A claim pushes `due` to the lease's end, so
     # those rows also have `due > now`, which lets the due index find them.
     in_flight = (
@@ -84,11 +91,9 @@ def _within_cap(
     )
     ranked = (
         select(
-            model.id.label("id"),
+            key.label("id"),
             group.column.label("group_key"),
-            func.row_number()
-            .over(partition_by=group.column, order_by=(due, model.id))
-            .label("rank"),
+            func.row_number().over(partition_by=group.column, order_by=(due, key)).label("rank"),
         )
         .where(due <= now, *conditions)
         .subquery("ranked")
@@ -98,7 +103,7 @@ def _within_cap(
         .select_from(ranked.outerjoin(in_flight, in_flight.c.group_key == ranked.c.group_key))
         .where(ranked.c.rank <= group.cap - func.coalesce(in_flight.c.n, 0))
     )
-    within: ColumnElement[bool] = model.id.in_(allowed)
+    within: ColumnElement[bool] = key.in_(allowed)
     return within
 
 
@@ -106,13 +111,14 @@ def lease_due_rows(
     session: Session,
     model: Any,
     *,
-    due: InstrumentedAttribute[datetime | None],
+    due: InstrumentedAttribute[datetime | None] | InstrumentedAttribute[datetime],
     now: datetime,
     limit: int,
     lease_s: float,
     batch_size: int,
     conditions: Sequence[ColumnElement[bool]] = (),
     group_cap: GroupCap | None = None,
+    key: InstrumentedAttribute[int] | None = None,
 ) -> list[Claim]:
     """Lease up to `limit` rows of `model` whose `due` time is at or before `now`, in claims of
     at most `batch_size` rows (one worker message each). `now` is the database's clock.
@@ -120,32 +126,37 @@ def lease_due_rows(
     With `group_cap`, at most `group_cap.cap` rows of one group are in flight after the claim
     (those leased before it count), and each claim holds rows of one group only.
 
-    `model` needs `id`, `lease_token` and `lease_expires_at` columns.
+    `model` needs `lease_token` and `lease_expires_at` columns, and its primary key as `key`
+    (default `model.id`): the claims' row ids are its values. On PostgreSQL the caller's
+    transaction then commits without waiting for the WAL flush (module docstring): claim in a
+    transaction that writes nothing a crash must keep.
     """
+    key = model.id if key is None else key
     wanted = [due <= now, *conditions]
     if group_cap is not None:
         # The window function sits in a subquery: PostgreSQL refuses FOR UPDATE beside one,
         # and the locking select below still skips rows that another claim holds.
-        wanted.append(_within_cap(model, due, now, conditions, group_cap))
+        wanted.append(_within_cap(model, key, due, now, conditions, group_cap))
     candidates = (
-        select(model.id).where(*wanted).order_by(due).limit(limit).with_for_update(skip_locked=True)
+        select(key).where(*wanted).order_by(due).limit(limit).with_for_update(skip_locked=True)
     )
     expires_at = now + timedelta(seconds=lease_s)
     token = uuid.uuid4().hex
     if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))  # see the module docstring
         # `id = ANY(ARRAY(candidates))` makes PostgreSQL probe the primary key for the chosen
         # rows. With `id IN (candidates)` it may instead scan the due index a second time for the
         # guard below and hash-join the two (bench/scale.py: half a claim's time at 1M rows).
-        chosen = model.id == any_(func.array(candidates.scalar_subquery()))
+        chosen = key == any_(func.array(candidates.scalar_subquery()))
     else:
-        chosen = model.id.in_(candidates)
+        chosen = key.in_(candidates)
     statement = (
         update(model)
         # The outer guard repeats the due condition: a row another claim leased in the meantime
         # no longer matches it.
         .where(chosen, due <= now)
         .values({"lease_token": token, "lease_expires_at": expires_at, due.key: expires_at})
-        .returning(model.id, *(() if group_cap is None else (group_cap.column,)))
+        .returning(key, *(() if group_cap is None else (group_cap.column,)))
         .execution_options(synchronize_session=False)
     )
     groups: dict[Any, list[int]] = defaultdict(list)

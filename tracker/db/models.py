@@ -1,5 +1,5 @@
-"""SQLAlchemy tables: tracked tasks, transitions, provider pauses, the webhook outbox, the
-processes' heartbeats, and what the adaptive schedule learned.
+"""SQLAlchemy tables: tracked tasks and their scheduled polls, transitions, provider pauses, the
+webhook outbox, the processes' heartbeats, and what the adaptive schedule learned.
 
 The schema itself is created only by the Alembic migrations in `migrations/`; these classes
 describe it for queries. Times are stored in UTC and always come back timezone-aware.
@@ -23,9 +23,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "RetentionRun",
     "ScheduleBucket",
     "ScheduleLearning",
+    "ScheduledPoll",
     "Submission",
     "TrackedTask",
     "Transition",
@@ -84,6 +86,27 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class ScheduledPoll(Base):
+    """A live task's next poll: when it is due, and which claim holds it (its lease).
+
+    One row per task that is still polled, deleted when the task ends. A claim (`leasing.py`)
+    reads and writes only this narrow table, through its primary key and its due index, so its
+    cost follows the due rows, not how many tasks were ever tracked (bench/scale.py).
+    """
+
+    __tablename__ = "scheduled_polls"
+
+    task_pk: Mapped[int] = mapped_column(
+        BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider: Mapped[str] = mapped_column(String(32))  # the task's, for pauses and probes
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime)  # while leased: the lease's end
+    lease_token: Mapped[str | None] = mapped_column(String(36))  # the claim that may write
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_scheduled_polls_next_poll_at", "next_poll_at"),)
+
+
 class TrackedTask(Base):
     """One upstream task that tracker follows until it reaches a terminal status."""
 
@@ -104,24 +127,21 @@ class TrackedTask(Base):
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The last poll whose answer was a live status: the task finished after this moment.
     last_seen_unfinished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None once terminal
-    lease_token: Mapped[str | None] = mapped_column(String(36))  # the claim that may write
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     not_found_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
+    # Read-only: the task's `ScheduledPoll.next_poll_at`, None once it is terminal. Filter and
+    # write through `ScheduledPoll` itself (a filter on this one reads every task).
+    next_poll_at: Mapped[datetime | None] = column_property(
+        select(ScheduledPoll.next_poll_at)
+        .where(ScheduledPoll.task_pk == id)
+        .correlate_except(ScheduledPoll)
+        .scalar_subquery()
+    )
 
     __table_args__ = (
         UniqueConstraint("provider", "task_id"),
-        # Partial: terminal rows (next_poll_at NULL) stay out, so a claim's cost follows the
-        # live rows, not the table's size.
-        Index(
-            "ix_tracked_tasks_due",
-            "next_poll_at",
-            postgresql_where="next_poll_at IS NOT NULL",
-            sqlite_where="next_poll_at IS NOT NULL",
-        ),
         Index("ix_tracked_tasks_status_created_at", "status", "created_at"),
         Index("ix_tracked_tasks_created_at", "created_at"),
         Index("ix_tracked_tasks_updated_at", "updated_at"),  # `GET /v1/tasks?updated_since=`

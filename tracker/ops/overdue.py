@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tracker.db.models import TrackedTask
+from tracker.db.models import ScheduledPoll
 from tracker.ops import heartbeats
 from tracker.settings import Settings
 from tracker.tasks import queries
@@ -156,9 +156,9 @@ def find_overdue(
     """Every overdue task, with the likely cause; None when none is overdue."""
     cutoff = now - timedelta(seconds=overdue_after_s(settings))
     rows = session.execute(
-        select(TrackedTask.provider, func.count(), func.min(TrackedTask.next_poll_at))
-        .where(TrackedTask.next_poll_at < cutoff)
-        .group_by(TrackedTask.provider)
+        select(ScheduledPoll.provider, func.count(), func.min(ScheduledPoll.next_poll_at))
+        .where(ScheduledPoll.next_poll_at < cutoff)
+        .group_by(ScheduledPoll.provider)
     ).all()
     if not rows:
         return None

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from tracker.db.models import (
     DeliveryAttempt,
+    ScheduledPoll,
     TrackedTask,
     Transition,
     WebhookDelivery,
@@ -60,6 +61,8 @@ def erase_tasks(session: Session, task_pks: Sequence[int]) -> Erased:
     subscriptions = _deleted(
         session, delete(WebhookSubscription).where(WebhookSubscription.task_pk.in_(pks))
     )
+    # Only live tasks have one; removed here all the same, children first, before the task.
+    _deleted(session, delete(ScheduledPoll).where(ScheduledPoll.task_pk.in_(pks)))
     tasks = _deleted(session, delete(TrackedTask).where(TrackedTask.id.in_(pks)))
     return Erased(tasks, transitions, delivery_count, attempts, subscriptions)
 

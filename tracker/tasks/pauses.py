@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy import Select, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from tracker.db.models import ProviderFailureRow, ProviderPauseRow, TrackedTask
+from tracker.db.models import ProviderFailureRow, ProviderPauseRow, ScheduledPoll, TrackedTask
 from tracker.db.upsert import insert_for
 from tracker.errors import ProviderNotPaused
 from tracker.tasks.decide import PauseCause, ProviderPause
@@ -257,13 +257,16 @@ def resume(session: Session, provider: str, *, now: datetime) -> Resumed:
         raise ProviderNotPaused(f"polling of {provider} is not paused; nothing to resume")
     session.execute(delete(ProviderPauseRow).where(ProviderPauseRow.provider == provider))
     note_reached(session, provider)
+    troubled = exists().where(
+        TrackedTask.id == ScheduledPoll.task_pk, TrackedTask.consecutive_errors > 0
+    )
     due = session.execute(
-        update(TrackedTask)
+        update(ScheduledPoll)
         .where(
-            TrackedTask.provider == provider,
-            TrackedTask.next_poll_at > now,
-            TrackedTask.lease_token.is_(None),
-            TrackedTask.consecutive_errors > 0,
+            ScheduledPoll.provider == provider,
+            ScheduledPoll.next_poll_at > now,
+            ScheduledPoll.lease_token.is_(None),
+            troubled,
         )
         .values(next_poll_at=now)
         .execution_options(synchronize_session=False)

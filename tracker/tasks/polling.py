@@ -1,6 +1,7 @@
 """Claim due tasks, poll a batch of them, and write what each poll decided.
 
-A claim leases due rows (`leasing.py`) and splits them into batches. A batch only writes rows
+A claim leases due rows of `scheduled_polls` (`leasing.py`: the narrow table of the live tasks'
+due times and leases) and splits them into batches. A batch only writes rows
 that still carry its token and the status it read, so a second tick, a second beat, an untrack
 or a slow worker whose lease ran out can never record a transition twice. A worker that dies
 leaves rows that fall due again when the lease ends: the database, not the broker, knows what
@@ -29,12 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy import Delete, Table, Update, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import DatabaseClock
 from tracker.db.leasing import Claim, lease_due_rows
-from tracker.db.models import TrackedTask
+from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.errors import DatabaseUnavailable
 from tracker.settings import Settings
 from tracker.states import TaskStatus
@@ -83,15 +84,16 @@ def claim_due_tasks(
     probing = pauses.probing_providers(session, now=now)
     claims = lease_due_rows(
         session,
-        TrackedTask,
-        due=TrackedTask.next_poll_at,
+        ScheduledPoll,
+        key=ScheduledPoll.task_pk,
+        due=ScheduledPoll.next_poll_at,
         now=now,
         limit=limit,
         lease_s=lease_s,
         batch_size=batch_size,
         conditions=[
-            TrackedTask.provider.not_in(pauses.blocked_condition(now)),
-            TrackedTask.provider.not_in(probing),
+            ScheduledPoll.provider.not_in(pauses.blocked_condition(now)),
+            ScheduledPoll.provider.not_in(probing),
         ],
     )
     # A pause whose time is up is lifted only by an answer: one probe poll per provider, and
@@ -102,13 +104,14 @@ def claim_due_tasks(
             continue  # another tick's probe is in flight
         probe = lease_due_rows(
             session,
-            TrackedTask,
-            due=TrackedTask.next_poll_at,
+            ScheduledPoll,
+            key=ScheduledPoll.task_pk,
+            due=ScheduledPoll.next_poll_at,
             now=now,
             limit=1,
             lease_s=lease_s,
             batch_size=1,
-            conditions=[TrackedTask.provider == provider],
+            conditions=[ScheduledPoll.provider == provider],
         )
         if probe:
             log.info("polling of %s is paused: its time is up, one probe poll decides", provider)
@@ -124,11 +127,11 @@ def _in_flight(session: Session, *, now: datetime, lease_s: float) -> int:
     return int(
         session.scalar(
             select(func.count())
-            .select_from(TrackedTask)
+            .select_from(ScheduledPoll)
             .where(
-                TrackedTask.next_poll_at > now,
-                TrackedTask.next_poll_at <= now + timedelta(seconds=lease_s),
-                TrackedTask.lease_expires_at > now,
+                ScheduledPoll.next_poll_at > now,
+                ScheduledPoll.next_poll_at <= now + timedelta(seconds=lease_s),
+                ScheduledPoll.lease_expires_at > now,
             )
         )
         or 0
@@ -194,9 +197,9 @@ class _LeaseCheck:
         with self._session_scope() as session:
             return set(
                 session.scalars(
-                    select(TrackedTask.id).where(
-                        TrackedTask.id.in_(self._held),
-                        TrackedTask.lease_token == self._claim.lease_token,
+                    select(ScheduledPoll.task_pk).where(
+                        ScheduledPoll.task_pk.in_(self._held),
+                        ScheduledPoll.lease_token == self._claim.lease_token,
                     )
                 )
             )
@@ -351,8 +354,11 @@ def _release_deferred(
     """Hand rows this batch did not poll for want of a rate token back to the claim: due at
     `due_at`, unleased (only rows still carrying this batch's token)."""
     session.execute(
-        update(TrackedTask)
-        .where(TrackedTask.id.in_(sorted(task_pks)), TrackedTask.lease_token == claim.lease_token)
+        update(ScheduledPoll)
+        .where(
+            ScheduledPoll.task_pk.in_(sorted(task_pks)),
+            ScheduledPoll.lease_token == claim.lease_token,
+        )
         .values(lease_token=None, lease_expires_at=None, next_poll_at=due_at)
         .execution_options(synchronize_session=False)
     )
@@ -368,7 +374,12 @@ def _load_leased(session: Session, claim: Claim) -> list[_Leased]:
             TrackedTask.created_at,
             TrackedTask.not_found_since,
             TrackedTask.consecutive_errors,
-        ).where(TrackedTask.id.in_(claim.row_ids), TrackedTask.lease_token == claim.lease_token)
+        )
+        .join(ScheduledPoll, ScheduledPoll.task_pk == TrackedTask.id)
+        .where(
+            ScheduledPoll.task_pk.in_(claim.row_ids),
+            ScheduledPoll.lease_token == claim.lease_token,
+        )
     ).all()
     return [
         _Leased(
@@ -403,8 +414,9 @@ def _write_outcomes(
 
     The held rows are locked first (on SQLite the transaction already holds the write lock), so
     which rows may be written is known up front. Outcomes without a transition, nearly all of
-    them, go out as one executemany of a prepared statement instead of one statement built per
-    row; transitions are written one by one with their history row and webhook deliveries.
+    them, go out as two executemany of prepared statements (the tasks, then their scheduled
+    polls) instead of statements built per row; transitions are written one by one with their
+    history row and webhook deliveries.
     """
     labels: Counter[str] = Counter()
     ended = 0
@@ -413,6 +425,9 @@ def _write_outcomes(
     batch_pauses: dict[str, list[ProviderPause]] = defaultdict(list)
     held = _lock_held_rows(session, claim, [item.task_pk for item, _, _ in done])
     unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+    rescheduled: list[dict[str, Any]] = []
+    unscheduled: list[dict[str, Any]] = []
+    transitions = 0
     for item, result, answered_at in done:
         policy_now = _policy_of(policy, item.provider)
         if early_ages is not None:
@@ -426,8 +441,10 @@ def _write_outcomes(
         if held.get(item.task_pk) != item.snapshot.status.value:
             labels["lease_lost"] += 1
         elif outcome.new_status is None:
-            params = _write_params(claim, item, outcome, answered_at, _seen_unfinished(result))
+            params = _write_params(item, outcome, answered_at, _seen_unfinished(result))
             unchanged[_written_columns(params)].append(params)
+            schedule = _schedule_params(claim, item, outcome)
+            (unscheduled if outcome.next_poll_at is None else rescheduled).append(schedule)
             labels[_label(result)] += 1
         else:
             written = _write_outcome(
@@ -435,10 +452,17 @@ def _write_outcomes(
             )
             labels[_label(result) if written else "lease_lost"] += 1
             ended += written and outcome.is_terminal
+            transitions += written
         if outcome.provider_pause is not None:
             batch_pauses[item.provider].append(outcome.provider_pause)
-    for columns, rows in unchanged.items():
-        written = session.execute(_write_statement(columns), rows).rowcount  # type: ignore[attr-defined]
+    for statement, rows in (
+        *((_write_statement(columns), rows) for columns, rows in unchanged.items()),
+        (_reschedule_statement(), rescheduled),
+        (_unschedule_statement(), unscheduled),
+    ):
+        if not rows:
+            continue
+        written = session.execute(statement, rows).rowcount  # type: ignore[attr-defined]
         if written != len(rows):  # impossible while the rows are locked: refuse a partial write
             raise RuntimeError(f"wrote {written} of {len(rows)} locked rows")
     answers: dict[str, list[tuple[_Leased, PollResult, datetime]]] = defaultdict(list)
@@ -455,6 +479,11 @@ def _write_outcomes(
         )
         if pause is not None:
             started.append((provider_name, pause))
+    if not transitions and session.get_bind().dialect.name == "postgresql":
+        # No status changed, so no webhook rests on this transaction: it commits without
+        # waiting for its WAL to reach the disk. A server crash can lose only bookkeeping
+        # (poll counts, due times, error streaks), and the next poll writes it again.
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     return labels, ended, started
 
 
@@ -542,10 +571,20 @@ _PAUSE_ADVICE = {
 
 
 def _lock_held_rows(session: Session, claim: Claim, task_pks: list[int]) -> dict[int, str]:
-    """Lock the rows that still carry this claim's token; their status by primary key."""
+    """Lock the scheduled polls that still carry this claim's token, then their tasks; the
+    tasks' status by primary key. Scheduled poll first, then task: the order untrack and erase
+    take them in too, so none of them waits on another in a circle."""
+    held = session.scalars(
+        select(ScheduledPoll.task_pk)
+        .where(ScheduledPoll.task_pk.in_(task_pks), ScheduledPoll.lease_token == claim.lease_token)
+        .order_by(ScheduledPoll.task_pk)
+        .with_for_update()
+    ).all()
+    if not held:
+        return {}
     rows = session.execute(
         select(TrackedTask.id, TrackedTask.status)
-        .where(TrackedTask.id.in_(task_pks), TrackedTask.lease_token == claim.lease_token)
+        .where(TrackedTask.id.in_(held))
         .order_by(TrackedTask.id)
         .with_for_update(key_share=True)  # FOR NO KEY UPDATE: no clash with FK checks
     ).all()
@@ -570,14 +609,12 @@ def _seen_unfinished(result: PollResult) -> bool:
 
 
 def _write_params(
-    claim: Claim, item: _Leased, outcome: PollOutcome, at: datetime, seen_unfinished: bool
+    item: _Leased, outcome: PollOutcome, at: datetime, seen_unfinished: bool
 ) -> dict[str, Any]:
     """The parameters of `_write_statement` for one poll's outcome."""
     params: dict[str, Any] = {
         "b_pk": item.task_pk,
-        "b_token": claim.lease_token,
         "b_read_status": item.snapshot.status.value,
-        "b_next_poll_at": outcome.next_poll_at,
         "b_at": at,
         "b_not_found_since": outcome.not_found_since,
         "b_consecutive_errors": outcome.consecutive_errors,
@@ -603,15 +640,47 @@ def _written_columns(params: dict[str, Any]) -> frozenset[str]:
     return frozenset(name for name in _KEPT_IF_NONE if f"b_{name}" in params)
 
 
+def _schedule_params(claim: Claim, item: _Leased, outcome: PollOutcome) -> dict[str, Any]:
+    """The parameters of `_reschedule_statement` (or `_unschedule_statement`: no next poll)."""
+    params: dict[str, Any] = {"b_pk": item.task_pk, "b_token": claim.lease_token}
+    if outcome.next_poll_at is not None:
+        params["b_next_poll_at"] = outcome.next_poll_at
+    return params
+
+
+@functools.cache
+def _reschedule_statement() -> Update:
+    """UPDATE one held scheduled poll after a poll: its next due time, and no lease."""
+    table = cast(Table, ScheduledPoll.__table__)
+    return (
+        update(table)
+        .where(table.c.task_pk == bindparam("b_pk"), table.c.lease_token == bindparam("b_token"))
+        .values(
+            {
+                table.c.next_poll_at: bindparam("b_next_poll_at"),
+                table.c.lease_token: None,
+                table.c.lease_expires_at: None,
+            }
+        )
+    )
+
+
+@functools.cache
+def _unschedule_statement() -> Delete:
+    """DELETE one held scheduled poll: its task has ended and is never polled again."""
+    table = cast(Table, ScheduledPoll.__table__)
+    return delete(table).where(
+        table.c.task_pk == bindparam("b_pk"), table.c.lease_token == bindparam("b_token")
+    )
+
+
 @functools.cache
 def _write_statement(optional: frozenset[str]) -> Update:
-    """UPDATE one held row after a poll, guarded by the lease token and the status read;
-    the `optional` columns are set too. Cached: the same few shapes serve every batch."""
+    """UPDATE one held task after a poll, guarded by the status read (its scheduled poll,
+    locked with the lease token checked, says the row is held); the `optional` columns are set
+    too. Cached: the same few shapes serve every batch."""
     table = cast(Table, TrackedTask.__table__)
     values: dict[Any, Any] = {
-        table.c.next_poll_at: bindparam("b_next_poll_at"),
-        table.c.lease_token: None,
-        table.c.lease_expires_at: None,
         table.c.last_polled_at: bindparam("b_at"),
         table.c.updated_at: bindparam("b_at"),
         table.c.not_found_since: bindparam("b_not_found_since"),
@@ -624,11 +693,7 @@ def _write_statement(optional: frozenset[str]) -> Update:
         values[table.c[name]] = bindparam(f"b_{name}")
     return (
         update(table)
-        .where(
-            table.c.id == bindparam("b_pk"),
-            table.c.lease_token == bindparam("b_token"),
-            table.c.status == bindparam("b_read_status"),
-        )
+        .where(table.c.id == bindparam("b_pk"), table.c.status == bindparam("b_read_status"))
         .values(values)
     )
 
@@ -642,10 +707,15 @@ def _write_outcome(
     seen_unfinished: bool,
 ) -> bool:
     """Write one poll's outcome, and its transition if any, if the lease still holds."""
-    params = _write_params(claim, item, outcome, at, seen_unfinished)
+    params = _write_params(item, outcome, at, seen_unfinished)
     result = session.execute(_write_statement(_written_columns(params)), params)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    schedule = _schedule_params(claim, item, outcome)
+    session.execute(
+        _unschedule_statement() if outcome.next_poll_at is None else _reschedule_statement(),
+        schedule,
+    )
     if outcome.new_status is not None:
         note = _transition_note(outcome)
         record_transition(

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import database_now
-from tracker.db.models import TrackedTask
+from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.db.upsert import insert_for
 from tracker.errors import InvalidMetadata, InvalidTaskId
 from tracker.states import TaskStatus
@@ -145,7 +146,6 @@ def _insert_new(
             "task_metadata": metadata_by_id[task_id],
             "created_at": now,
             "updated_at": now,
-            "next_poll_at": now + timedelta(seconds=first_poll_delay_s),
             "poll_count": 0,
             "error_count": 0,
             "consecutive_errors": 0,
@@ -153,14 +153,24 @@ def _insert_new(
         for task_id in task_ids
     ]
     created: set[str] = set()
+    first_poll_at = now + timedelta(seconds=first_poll_delay_s)
     for chunk in chunked(rows, 500):
         statement = (
             insert_for(session, TrackedTask)
             .values(chunk)
             .on_conflict_do_nothing(index_elements=["provider", "task_id"])
-            .returning(TrackedTask.task_id)
+            .returning(TrackedTask.id, TrackedTask.task_id)
         )
-        created.update(session.scalars(statement))
+        inserted = session.execute(statement).all()
+        if inserted:
+            session.execute(
+                insert(ScheduledPoll),
+                [
+                    {"task_pk": row.id, "provider": provider, "next_poll_at": first_poll_at}
+                    for row in inserted
+                ],
+            )
+        created.update(row.task_id for row in inserted)
     return created
 
 

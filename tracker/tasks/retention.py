@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from tracker.db.models import (
     DeliveryAttempt,
     RetentionRun,
+    ScheduledPoll,
     TrackedTask,
     Transition,
     WebhookDelivery,
@@ -111,7 +112,7 @@ def cutoff_from(older_than: str, *, now: datetime) -> datetime:
 def _ended_before(cutoff: datetime) -> Any:
     return and_(
         TrackedTask.status.in_([status.value for status in TERMINAL_STATUSES]),
-        TrackedTask.next_poll_at.is_(None),
+        ~exists().where(ScheduledPoll.task_pk == TrackedTask.id),
         TrackedTask.completed_at < cutoff,
     )
 

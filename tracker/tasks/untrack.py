@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import database_now
-from tracker.db.models import TrackedTask
+from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.errors import TaskAlreadyEnded
 from tracker.states import TaskStatus
 from tracker.tasks.ids import DEFAULT_PROVIDER
@@ -38,19 +38,19 @@ def untrack(
         previous = TaskStatus(row.status)
         if previous.is_terminal:
             break
-        # Guarded on the status we read, so a worker writing a result at the same moment wins
-        # or loses cleanly; clearing the lease makes that worker's write find nothing to update.
+        # The scheduled poll goes first (the order a batch's write locks them in): a worker
+        # holding it finishes first, and then finds no lease to write under. The task's update
+        # is guarded on the status we read, so a worker's result at the same moment wins or
+        # loses cleanly.
+        session.execute(
+            delete(ScheduledPoll)
+            .where(ScheduledPoll.task_pk == row.id)
+            .execution_options(synchronize_session=False)
+        )
         result = session.execute(
             update(TrackedTask)
             .where(TrackedTask.id == row.id, TrackedTask.status == previous.value)
-            .values(
-                status=TaskStatus.CANCELLED.value,
-                next_poll_at=None,
-                lease_token=None,
-                lease_expires_at=None,
-                completed_at=now,
-                updated_at=now,
-            )
+            .values(status=TaskStatus.CANCELLED.value, completed_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]

@@ -6,7 +6,9 @@ envelope (`code` 1000 success, 9999 failure, 9000 insufficient credits; `msg`; `
 5xx, 401/403 and 404 mean the same for both. Only the `data` object differs, so a provider
 module gives `StatusClient` its path, its request body and a reader of `data`.
 
-One `requests.Session` per client (one client per worker process) keeps connections alive.
+One `requests.Session` per client (one client per worker process) keeps connections alive. What
+requests would read from the environment before every request (proxies, the CA bundle, ~/.netrc)
+is read once, when the client is made.
 Each poll is one attempt bounded as a whole (connect, send, answer and JSON body) by
 `deadline_s` = connect + read timeout (`tracker.http_deadline`): an upstream that trickles its
 answer cannot keep a poll open past its lease.
@@ -17,6 +19,7 @@ Every answer becomes one `PollResult`; anything outside the contract becomes a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -47,6 +50,7 @@ __all__ = [
     "StatusClient",
     "excerpt",
     "parse_envelope",
+    "read_environment_once",
     "string_list",
 ]
 
@@ -82,6 +86,7 @@ class StatusClient:
         self._timeout = (connect_timeout_s, read_timeout_s)
         self.deadline_s = connect_timeout_s + read_timeout_s  # the whole attempt, body included
         self._session = deadline_session(session or requests.Session())
+        read_environment_once(self._session, self._url)
         self._session.headers.update(
             {
                 "Authorization": f"{auth_scheme} {api_key}" if auth_scheme else api_key,
@@ -135,6 +140,22 @@ class StatusClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+def read_environment_once(session: requests.Session, url: str) -> None:
+    """Settle now what requests reads from the environment before every request, and stop it
+    reading: the proxy for `url` (HTTP_PROXY, HTTPS_PROXY, honouring NO_PROXY) and the CA
+    bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE). ~/.netrc is no longer read, so it can never
+    replace the API key's Authorization header with its own. Those lookups (files checked,
+    environment parsed) took about a quarter of a poll's CPU time in the client (py-spy on
+    bench/throughput.py); the environment does not change while a worker runs."""
+    proxies = requests.utils.get_environ_proxies(url)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    session.trust_env = False
+    for scheme, proxy in proxies.items():
+        session.proxies.setdefault(scheme, proxy)
+    if bundle and session.verify is True:
+        session.verify = bundle
 
 
 def parse_envelope(
