@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SIM_API_KEY
+from tests.conftest import SIM_API_KEY, Configure
 from tracker import db
 from tracker.db.migrate import upgrade
 from tracker.errors import (
@@ -22,8 +22,15 @@ from tracker.errors import (
     SubmissionRefused,
     SubmissionUnknown,
 )
+from tracker.settings import get_settings
 from tracker.tasks import queries
-from tracker.tasks.submit import SubmissionStatus, list_submissions, outcome_error, submit
+from tracker.tasks.submit import (
+    SubmissionStatus,
+    list_submissions,
+    outcome_error,
+    submit,
+    submit_configured,
+)
 from tracker.testing.simulator import Simulator
 from tracker.testing.simulator.creates import CreateBehaviour
 from tracker.upstream.tensorslab_create import TensorsLabCreator, validate_request
@@ -187,3 +194,24 @@ def test_the_python_client_sends_an_idempotency_key_and_raises_on_a_refusal(
         SubmissionStatus.REFUSED,
         SubmissionStatus.CREATED,
     ]
+
+
+def test_a_submitted_task_s_first_poll_follows_its_provider_s_schedule(
+    url: str, simulator: Simulator, configure: Configure
+) -> None:
+    configure(
+        TRACKER_DATABASE_URL=url,
+        TENSORSLAB_BASE_URL=simulator.base_url,
+        TENSORSLAB_API_KEY=SIM_API_KEY,
+        TRACKER_POLL_FIRST_DELAY_S=30,
+        TRACKER_IMAGE_POLL_FIRST_DELAY_S=2,
+    )
+    firsts: dict[str, float] = {}
+    for request in (REQUEST, validate_request("image", "seedreamv4", prompt="a lighthouse")):
+        view = submit_configured(request, settings=get_settings(), session_scope=db.session_scope)
+        assert view.status is SubmissionStatus.CREATED and view.task_id is not None
+        with db.read_scope(url) as session:
+            task = queries.get_task(session, view.task_id, provider=request.spec.provider)
+        assert task.next_poll_at is not None
+        firsts[request.kind] = (task.next_poll_at - task.created_at).total_seconds()
+    assert firsts == {"video": pytest.approx(30, abs=0.5), "image": pytest.approx(2, abs=0.5)}

@@ -52,6 +52,7 @@ from tracker.settings import Settings
 from tracker.tasks import rate_limit
 from tracker.tasks.ids import validate_provider
 from tracker.tasks.register import MAX_METADATA_BYTES, NewTask, register_tasks, unstorable_text
+from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.views import TaskView
 from tracker.upstream.tensorslab_create import (
     Created,
@@ -245,12 +246,13 @@ def submit_configured(
     """`submit` with the configured upstream, rate limit and webhook policy (for the edges)."""
     bucket = rate_limit.make_bucket(settings, session_scope)
     creator = creator_from_settings(settings)
+    first_poll = PollPolicy.for_provider(settings, request.spec.provider)
     try:
         return submit(
             request,
             session_scope=session_scope,
             creator=creator,
-            first_poll_delay_s=settings.poll_first_delay_s,
+            first_poll_delay_s=first_poll.first_delay_s,
             metadata=metadata,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
