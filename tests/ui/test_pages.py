@@ -18,6 +18,7 @@ from tests.ui.conftest import Dashboard, csrf_of, error_of
 from tracker import db, tokens
 from tracker.db.clock import utc_now
 from tracker.db.models import TrackedTask
+from tracker.ops import heartbeats
 from tracker.settings import get_settings
 from tracker.states import TaskStatus
 from tracker.tasks import queries, register, untrack
@@ -419,3 +420,34 @@ def test_the_overview_charts_finished_tasks_and_says_so_when_there_are_none(
     assert 'aria-label="Tasks by time from registration to result"' in charted
     assert 'aria-label="Registration to result over 1 tasks"' in charted
     assert 'aria-label="Tasks by status"' in charted
+
+
+def test_a_process_replaced_by_a_restart_is_shown_stopped_and_one_with_no_successor_gone(
+    dashboard: Dashboard,
+):
+    now = utc_now()
+    with db.session_scope() as session:
+        for pid, host, started_s, seen_s in (
+            (101, "vm", 600, 300),  # stopped 5 minutes ago...
+            (202, "vm", 200, 1),  # ...and started again since: replaced
+            (303, "other", 600, 300),  # stopped, nothing took its place on its host
+        ):
+            heartbeats.record(
+                session,
+                kind="polls",
+                host=host,
+                pid=pid,
+                started_at=now - timedelta(seconds=started_s),
+                now=now - timedelta(seconds=seen_s),
+            )
+    dashboard.sign_in()
+    rows = dashboard.client.get("/").text.split('<table class="processes">')[1]
+    by_pid = {
+        pid: row
+        for row in rows.split("<tr")[1:]
+        for pid in (101, 202, 303)
+        if f'"muted">pid {pid}</span>' in row
+    }
+    assert 'class="dot alive"' in by_pid[202]
+    assert 'class="dot stopped"' in by_pid[101] and "replaced by pid 202" in by_pid[101]
+    assert 'class="dot gone"' in by_pid[303] and "replaced" not in by_pid[303]

@@ -42,6 +42,7 @@ __all__ = [
     "gone_after_s",
     "list_processes",
     "record",
+    "successors",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,27 @@ def list_processes(
             )
         )
     return views
+
+
+def successors(processes: list[ProcessView]) -> dict[str, int]:
+    """Gone processes that were replaced: the name of each gone process whose host now runs a
+    live process of the same kind started after it was last seen (a restart, a redeploy),
+    mapped to that successor's pid. A gone process with no successor is a real absence.
+    """
+    found: dict[str, int] = {}
+    for gone in processes:
+        if gone.alive:
+            continue
+        for live in processes:
+            if (
+                live.alive
+                and live.host == gone.host
+                and live.kind == gone.kind
+                and live.started_at >= gone.last_seen_at
+            ):
+                found[gone.name] = live.pid
+                break
+    return found
 
 
 class HeartbeatRecorder:

@@ -121,6 +121,7 @@ def overview_page(
             "delivered_day": delivered_day,
             "pauses": paused,
             "processes": processes,
+            "successors": heartbeats.successors(processes),
             "overdue_note": overdue_note,
             "db_now": now,
         },
