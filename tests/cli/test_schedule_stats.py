@@ -98,6 +98,8 @@ def test_stats_schedule_with_nothing_learned(cli_db: str) -> None:
     code, out, err = run_cli("stats", "--schedule", "--provider", "tensorslab-image")
     assert code == 0 and out.splitlines()[1:] == []
     assert "learned buckets (0;" in err
+    assert "no bucket has learned an early age yet: a bucket needs 20 completed tasks" in err
+    assert "until then every task follows the default schedule" in err
 
 
 def test_an_unknown_schedule_is_one_clear_line(cli_db: str, configure: Any) -> None:

@@ -361,6 +361,17 @@ def _schedule(provider: str | None, *, json_output: bool) -> None:
             else format_duration(row.second_poll_at_age_s),
         )
     print_table(table)
+    if not any(row.early_age_s is not None for row in buckets):
+        lag_s = settings.poll_lease_s + learning.REFRESH_EVERY_S
+        err.print(
+            Text(
+                f"no bucket has learned an early age yet: a bucket needs {adaptive.MIN_SAMPLES} "
+                f"completed tasks, and a task is learned from about {format_duration(lag_s)} "
+                "after it completed (beat's tracker.learn); until then every task follows "
+                "the default schedule"
+            ),
+            highlight=False,
+        )
     err.print(
         Text(
             "Ages after registration at which the bucket's tasks finished, as far as polls "
