@@ -103,3 +103,4 @@ def test_overdue_means_five_ticks_late_and_at_least_five_seconds(
 )
 def test_durations_read_like_a_person_would_say_them(seconds: float, shown: str) -> None:
     assert format_seconds(seconds) == shown
+    assert "alive but behind (1 task overdue)" in likely_cause(_liveness(), pause=None, overdue=1)

@@ -64,7 +64,8 @@ def resume(
         return
     out.print(
         f"resumed polling of [bold]{escape(resumed.provider)}[/bold] (was paused: "
-        f"{escape(resumed.cause)}); {resumed.tasks_due} held-back tasks are due now",
+        f"{escape(resumed.cause)}); {resumed.tasks_due} held-back "
+        f"{'task is' if resumed.tasks_due == 1 else 'tasks are'} due now",
         highlight=False,
         soft_wrap=True,
     )

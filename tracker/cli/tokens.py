@@ -67,7 +67,9 @@ def tokens_list(
     if json_output:
         out.print_json(tables.to_json(views))
         return
-    table = Table(header_style="bold", title=f"{len(views)} API tokens")
+    table = Table(
+        header_style="bold", title=f"{len(views)} API token{'s' if len(views) != 1 else ''}"
+    )
     for column in ("id", "name", "starts with", "created", "last used", "state"):
         table.add_column(column)
     for view in views:

@@ -115,7 +115,8 @@ def likely_cause(
     workers = liveness.poll_workers_alive
     return (
         f"beat ticks and {workers} poll worker{'s' if workers != 1 else ''} "
-        f"{'are' if workers != 1 else 'is'} alive but behind ({overdue} tasks overdue): "
+        f"{'are' if workers != 1 else 'is'} alive but behind "
+        f"({overdue} task{'s' if overdue != 1 else ''} overdue): "
         "a backlog; start more workers or raise `-c`"
     )
 
