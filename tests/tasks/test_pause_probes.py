@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tracker import db
+from tracker.ops import overdue
+from tracker.settings import Settings
 from tracker.tasks import pauses, polling, register
 from tracker.tasks.decide import PauseCause, ProviderPause
 
@@ -89,7 +91,23 @@ def test_resume_makes_the_held_back_tasks_due_now(database_url: str) -> None:
     with db.session_scope(database_url) as session:
         resumed = pauses.resume(session, "tensorslab", now=NOW)
     assert resumed.cause == "no_credits"
+    assert resumed.tasks_due == 5  # fell due during the pause
     assert _claim(database_url, NOW) == 5
+
+
+def test_tasks_that_fell_due_during_a_pause_are_due_now_after_resume_not_overdue(
+    database_url: str,
+) -> None:
+    _setup(database_url, PauseCause.NO_CREDITS, until=NOW + timedelta(hours=1))
+    later = NOW + timedelta(minutes=10)
+    settings = Settings()
+    with db.read_scope(database_url) as session:
+        assert overdue.find_overdue(session, now=later, settings=settings, reason=False)
+    with db.session_scope(database_url) as session:
+        resumed = pauses.resume(session, "tensorslab", now=later)
+    assert resumed.tasks_due == 5
+    with db.read_scope(database_url) as session:
+        assert overdue.find_overdue(session, now=later, settings=settings, reason=False) is None
 
 
 def test_failed_connections_pause_only_after_the_threshold(database_url: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, exists, or_, select, update
+from sqlalchemy import Select, and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from tracker.db.models import ProviderFailureRow, ProviderPauseRow, ScheduledPoll, TrackedTask
@@ -50,7 +50,7 @@ PROBING_CAUSES = tuple(cause.value for cause in PauseCause if cause.needs_probe)
 class Resumed:
     provider: str
     cause: str
-    tasks_due: int  # tasks the pause had held back, now due
+    tasks_due: int  # tasks the pause had held back (troubled or fallen due), now due
 
 
 def resume_command(provider: str) -> str:
@@ -248,7 +248,8 @@ def resume(session: Session, provider: str, *, now: datetime) -> Resumed:
     """Lift `provider`'s pause now and make the tasks it held back due now.
 
     Held back: the tasks whose polls met trouble (`consecutive_errors` > 0) and wait for a
-    later poll; tasks that were simply due are claimed at the next tick anyway. Raises
+    later poll, and the tasks that fell due while the pause held (due now rather than overdue
+    since then, which would blame a backlog that is not there). Raises
     `ProviderNotPaused` when nothing is paused.
     """
     validate_provider(provider)
@@ -264,9 +265,10 @@ def resume(session: Session, provider: str, *, now: datetime) -> Resumed:
         update(ScheduledPoll)
         .where(
             ScheduledPoll.provider == provider,
-            ScheduledPoll.next_poll_at > now,
             ScheduledPoll.lease_token.is_(None),
-            troubled,
+            # troubled tasks waiting for a later poll, and tasks that fell due during the
+            # pause: due now, not overdue since the pause's start
+            or_(and_(ScheduledPoll.next_poll_at > now, troubled), ScheduledPoll.next_poll_at < now),
         )
         .values(next_poll_at=now)
         .execution_options(synchronize_session=False)
