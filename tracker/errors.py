@@ -114,8 +114,14 @@ class NotFound(TrackerError):
 
 
 class UnknownTask(NotFound):
-    def __init__(self, task_id: str, provider: str) -> None:
-        super().__init__(f"no tracked {provider} task with ID {task_id!r}")
+    def __init__(self, task_id: str, provider: str, *, tracked_as: tuple[str, ...] = ()) -> None:
+        """`tracked_as`: the other providers that do track a task with this ID (a hint)."""
+        hint = (
+            f" (a {' and a '.join(tracked_as)} task has this ID: name its provider)"
+            if tracked_as
+            else ""
+        )
+        super().__init__(f"no tracked {provider} task with ID {task_id!r}{hint}")
         self.task_id = task_id
         self.provider = provider
 

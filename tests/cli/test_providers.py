@@ -77,6 +77,9 @@ def test_a_task_of_the_other_provider_is_not_found(cli_db: str) -> None:
     code, _, err = run_cli("status", "img-only")
     assert code == 3
     assert "no tracked tensorslab task with ID 'img-only'" in err
+    assert "(a tensorslab-image task has this ID: name its provider)" in err
+    code, _, err = run_cli("status", "nowhere")
+    assert code == 3 and "has this ID" not in err
 
 
 def test_stats_shows_each_provider_beside_the_whole(cli_db: str) -> None:

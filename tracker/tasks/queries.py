@@ -63,7 +63,12 @@ def get_row(session: Session, task_id: str, provider: str = DEFAULT_PROVIDER) ->
         select(TrackedTask).where(TrackedTask.provider == provider, TrackedTask.task_id == task_id)
     )
     if row is None:
-        raise UnknownTask(task_id, provider)
+        others = session.scalars(
+            select(TrackedTask.provider)
+            .where(TrackedTask.task_id == task_id, TrackedTask.provider != provider)
+            .order_by(TrackedTask.provider)
+        )
+        raise UnknownTask(task_id, provider, tracked_as=tuple(others))
     return row
 
 
