@@ -241,6 +241,14 @@ def _validation_message(error: RequestValidationError) -> str:
     return "; ".join(problems) or "the request is invalid"
 
 
+def _asked_for(request: Request) -> str:
+    """The path and query as the browser sent them, still percent-encoded, so a task ID with
+    `%2F` in it comes back to itself after sign-in (the decoded path would name another)."""
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return quote(raw + (b"?" + query if query else b""), safe="")
+
+
 def local_path(raw: str | None) -> str:
     """`raw` if it is a path of this site (no scheme, no host), else `/`: no open redirect."""
     if raw and raw.startswith("/") and not raw.startswith(("//", "/\\")) and raw.isprintable():
@@ -258,8 +266,7 @@ class PageRoute(APIRoute):
             try:
                 return await original(request)
             except SignInRequired as error:
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                response = RedirectResponse(f"/signin?next={quote(target, safe='')}", 303)
+                response = RedirectResponse(f"/signin?next={_asked_for(request)}", 303)
                 session: Session | None = getattr(request.state, "ui_session", None)
                 kept = session.notice if session else None  # "signed out" survives the detour
                 return _finish(request, response, notice=error.why or kept)
