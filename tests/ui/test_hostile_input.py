@@ -1,7 +1,8 @@
 """The dashboard against hostile or odd input, through FastAPI's TestClient on SQLite and
 PostgreSQL: a CSRF field that is not ASCII, times past the year 9999 once in UTC, result URLs
-that are not URLs, a task ID with `%2F` in it behind the sign-in page, and a delivery of an
-image task. Each gets a clear page (never a 500) and leaves stored data as it was.
+that are not URLs, a task ID with `%2F` in it behind the sign-in page, a delivery of an image
+task, and a row this version cannot read. Each gets a clear page (a 500 only for that last
+one, and as a page) and leaves stored data as it was.
 """
 
 from __future__ import annotations
@@ -182,3 +183,21 @@ def test_a_delivery_of_an_image_task_links_to_that_task(dashboard: Dashboard):
     assert 'href="/tasks/pic-1?provider=tensorslab-image"' in listing
     assert 'href="/tasks/pic-1"' not in listing
     assert dashboard.client.get("/tasks/pic-1?provider=tensorslab-image").status_code == 200
+
+
+def test_an_unexpected_failure_is_a_500_page_not_the_apis_json(
+    dashboard: Dashboard, caplog: pytest.LogCaptureFixture
+):
+    _register("odd-row")
+    with db.session_scope() as session:  # a row this version cannot read (edited by hand, say)
+        session.execute(
+            update(TrackedTask).where(TrackedTask.task_id == "odd-row").values(status="bogus")
+        )
+    dashboard.sign_in()
+    answer = dashboard.client.get("/tasks")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "the server&#39;s log says why" in error_of(answer.text)
+    assert answer.headers["cache-control"] == "no-store"
+    assert "unexpected error while rendering /tasks" in caplog.text
+    assert dashboard.client.get("/endpoints").status_code == 200  # the session lives on

@@ -2,13 +2,15 @@
 
 Every dashboard route is a `PageRoute`: whatever it raises leaves as an HTML page with the
 right status (a tracker error as the API maps it, a bad form or filter 422, a forged CSRF token
-403), never as the API's JSON. A GET without a session is sent to the sign-in page; a POST
-without one gets 401, and nothing changes. Every page carries headers that keep it out of
-caches and frames and allow only the dashboard's own script and style.
+403, anything unexpected 500, logged), never as the API's JSON. A GET without a session is sent
+to the sign-in page; a POST without one gets 401, and nothing changes. Every page carries
+headers that keep it out of caches and frames and allow only the dashboard's own script and
+style.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from tracker.api.errors import STATUS_BY_ERROR
 from tracker.db.engine import Database
@@ -44,6 +47,7 @@ __all__ = [
     "templates",
 ]
 
+log = logging.getLogger(__name__)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 formatting.install(templates.env)
 
@@ -72,6 +76,9 @@ TITLES = {
     500: "Something failed",
     503: "Unavailable",
 }
+
+
+UNEXPECTED = "tracker failed to handle the request; the server's log says why"
 
 
 class PageError(Exception):
@@ -276,5 +283,10 @@ class PageRoute(APIRoute):
                 return _error_page(request, _status_of(error), str(error), None)
             except RequestValidationError as error:
                 return _error_page(request, 422, _validation_message(error), None)
+            except HTTPException:
+                raise
+            except Exception:
+                log.exception("unexpected error while rendering %s", request.url.path)
+                return _error_page(request, 500, UNEXPECTED, None)
 
         return handler
