@@ -1,7 +1,7 @@
 """The dashboard against hostile or odd input, through FastAPI's TestClient on SQLite and
 PostgreSQL: a CSRF field that is not ASCII, times past the year 9999 once in UTC, result URLs
 that are not URLs, a task ID with `%2F` in it behind the sign-in page, a delivery of an image
-task, and a row this version cannot read. Each gets a clear page (a 500 only for that last
+task, two tasks sharing an ID, and a row this version cannot read. Each gets a clear page (a 500 only for that last
 one, and as a page) and leaves stored data as it was.
 """
 
@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import quote
 
 import httpx
@@ -201,3 +202,20 @@ def test_an_unexpected_failure_is_a_500_page_not_the_apis_json(
     assert answer.headers["cache-control"] == "no-store"
     assert "unexpected error while rendering /tasks" in caplog.text
     assert dashboard.client.get("/endpoints").status_code == 200  # the session lives on
+
+
+def test_only_the_overdue_one_of_two_tasks_sharing_an_id_is_marked_overdue(dashboard: Dashboard):
+    _register("twin-1")
+    _register("twin-1", provider="tensorslab-image")
+    with db.session_scope() as session:
+        session.execute(
+            update(TrackedTask)
+            .where(TrackedTask.task_id == "twin-1", TrackedTask.provider == "tensorslab")
+            .values(next_poll_at=utc_now() - timedelta(minutes=5))
+        )
+    dashboard.sign_in()
+    listing = dashboard.client.get("/tasks").text
+    rows = re.findall(r'<tr id="task-.*?</tr>', listing, re.S)
+    assert len(rows) == 2
+    [flagged] = [row for row in rows if 'class="flag overdue"' in row]
+    assert "<td>tensorslab</td>" in flagged
