@@ -1,8 +1,8 @@
 """The dashboard against hostile or odd input, through FastAPI's TestClient on SQLite and
 PostgreSQL: a CSRF field that is not ASCII, times past the year 9999 once in UTC, result URLs
 that are not URLs, a task ID with `%2F` in it behind the sign-in page, a delivery of an image
-task, two tasks sharing an ID, and a row this version cannot read. Each gets a clear page (a 500 only for that last
-one, and as a page) and leaves stored data as it was.
+task, two tasks sharing an ID, and a row this version cannot read. Each gets a clear page (a
+500 only for that last one, and as a page) and leaves stored data as it was.
 """
 
 from __future__ import annotations
