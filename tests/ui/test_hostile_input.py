@@ -8,16 +8,11 @@ task, two tasks sharing an ID, and a row this version cannot read. Each gets a c
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import update
 
 from tests.ui.conftest import Dashboard, csrf_of, error_of
@@ -120,31 +115,6 @@ def test_result_urls_that_are_not_https_urls_are_text_not_media(dashboard: Dashb
     assert 'href="javascript:' not in page.text and 'href="data:' not in page.text
     assert "https://[::1/broken.mp4" in page.text  # shown, as text
     assert 'href="http://cdn.example.invalid/plain-http.mp4"' in page.text  # still a link
-
-
-@pytest.fixture
-def served(dashboard: Dashboard) -> Iterator[httpx.Client]:
-    """The same app behind a real uvicorn on loopback: TestClient decodes a path twice, so only
-    a real server shows what a browser gets for `%252F`."""
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(dashboard.client.app, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    port = listening.getsockname()[1]
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        listening.close()
 
 
 def test_signing_in_from_a_task_page_comes_back_to_that_task_even_with_2f_in_its_id(

@@ -30,7 +30,7 @@ from tracker.api.errors import STATUS_BY_ERROR
 from tracker.db.engine import Database
 from tracker.errors import TrackerError
 from tracker.ui import formatting
-from tracker.ui.session import Session, SessionCodec, new_nonce
+from tracker.ui.session import COOKIE_NAME, Session, SessionCodec, new_nonce
 
 __all__ = [
     "Form",
@@ -256,6 +256,22 @@ def _asked_for(request: Request) -> str:
     return quote(raw + (b"?" + query if query else b""), safe="")
 
 
+def _from_another_site_without_cookie(request: Request) -> bool:
+    """A link followed from another site: the browser holds back the SameSite=Strict cookie."""
+    return (
+        request.headers.get("sec-fetch-site") == "cross-site"
+        and COOKIE_NAME not in request.cookies
+    )
+
+
+def _bounce(request: Request) -> Response:
+    """A page that asks for itself again from this site, so the session cookie comes along.
+    No cookie is set here: sending one would replace the session the browser held back."""
+    response = templates.TemplateResponse(request, "bounce.html", {"title": "Opening"})
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 def local_path(raw: str | None) -> str:
     """`raw` if it is a path of this site (no scheme, no host), else `/`: no open redirect."""
     if raw and raw.startswith("/") and not raw.startswith(("//", "/\\")) and raw.isprintable():
@@ -273,6 +289,8 @@ class PageRoute(APIRoute):
             try:
                 return await original(request)
             except SignInRequired as error:
+                if _from_another_site_without_cookie(request):
+                    return _bounce(request)
                 response = RedirectResponse(f"/signin?next={_asked_for(request)}", 303)
                 session: Session | None = getattr(request.state, "ui_session", None)
                 kept = session.notice if session else None  # "signed out" survives the detour
