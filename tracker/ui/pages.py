@@ -259,8 +259,7 @@ def _asked_for(request: Request) -> str:
 def _from_another_site_without_cookie(request: Request) -> bool:
     """A link followed from another site: the browser holds back the SameSite=Strict cookie."""
     return (
-        request.headers.get("sec-fetch-site") == "cross-site"
-        and COOKIE_NAME not in request.cookies
+        request.headers.get("sec-fetch-site") == "cross-site" and COOKIE_NAME not in request.cookies
     )
 
 
