@@ -4,11 +4,15 @@ a way to sign in through its own form (the CSRF token read from the page, as a b
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from tests.conftest import Configure
@@ -61,3 +65,28 @@ def dashboard(database_url: str, configure: Configure) -> Iterator[Dashboard]:
     app = create_app()
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as client:
         yield Dashboard(client, created.secret, created.token.id)
+
+
+@pytest.fixture
+def served(dashboard: Dashboard) -> Iterator[httpx.Client]:
+    """The same app behind a real uvicorn on loopback: TestClient decodes a path twice, so only
+    a real server shows what a browser gets for `%252F`."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(dashboard.client.app, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    port = listening.getsockname()[1]
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        listening.close()

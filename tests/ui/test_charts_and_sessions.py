@@ -1,8 +1,10 @@
 """The pure parts of the dashboard: SVG charts, formatting, the session reference of a token,
-and the session key derived from the secret key."""
+the session key derived from the secret key, and its modules importing on their own."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 from cryptography.fernet import Fernet
@@ -88,3 +90,13 @@ def test_the_session_key_follows_the_secret_key_and_differs_per_purpose(tmp_path
     made = derive_key("a", settings=from_file)  # the key file is made on first use
     assert (tmp_path / "data" / "secret.key").exists()
     assert derive_key("a", settings=from_file) == made != derive_key("a", settings=configured)
+
+
+def test_the_dashboards_modules_import_on_their_own_in_a_fresh_interpreter() -> None:
+    # tracker.api's app imports tracker.ui, and the routes import tracker.api: importing a part
+    # of tracker.ui before tracker.api once found tracker.ui half made (an ImportError).
+    for module in ("tracker.ui", "tracker.ui.charts", "tracker.ui.pages"):
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"import {module}: {done.stderr.strip().splitlines()[-1:]}"

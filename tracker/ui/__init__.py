@@ -14,8 +14,6 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from tracker.settings import Settings
-from tracker.ui.routes import auth, deliveries, endpoints, overview, tasks
-from tracker.ui.session import codec_for
 
 __all__ = ["install_dashboard"]
 
@@ -23,6 +21,11 @@ STATIC_FOLDER = Path(__file__).parent / "static"
 
 
 def install_dashboard(app: FastAPI, settings: Settings) -> None:
+    # Imported here: the routes use tracker.api's dependencies, and tracker.api's app imports
+    # this package, so `import tracker.ui` (or `tracker.ui.charts`) first would find it half made.
+    from tracker.ui.routes import auth, deliveries, endpoints, overview, tasks
+    from tracker.ui.session import codec_for
+
     app.state.session_codec = codec_for(settings)
     for module in (auth, overview, tasks, deliveries, endpoints):
         app.include_router(module.router)

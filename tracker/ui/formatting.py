@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
 from jinja2 import Environment
 
@@ -72,21 +72,31 @@ def delivery_url(delivery_id: int) -> str:
     return f"/deliveries/{delivery_id}"
 
 
+def _split(url: str) -> SplitResult | None:
+    try:
+        return urlsplit(url)
+    except ValueError:  # upstream's text, not always a URL: `https://[::1/a.mp4`
+        return None
+
+
 def media_kind(url: str, provider: str) -> str:
-    """`video`, `image` or `link`: how a result URL is shown (by its suffix, else its provider)."""
-    path = urlsplit(url).path.lower()
+    """`video`, `image` or `link`: how a result URL is shown (by its suffix, else its provider).
+    Only an https URL becomes a player or an image, as the pages' CSP allows no other media."""
+    parts = _split(url)
+    if parts is None or parts.scheme != "https":
+        return "link"
+    path = parts.path.lower()
     if path.endswith(VIDEO_SUFFIXES):
         return "video"
     if path.endswith(IMAGE_SUFFIXES):
         return "image"
-    if urlsplit(url).scheme != "https":
-        return "link"
     return "image" if provider.endswith("image") else "video"
 
 
 def is_web_url(url: str) -> bool:
     """Whether `url` may be a link: http(s) only (upstream's text is not trusted further)."""
-    return urlsplit(url).scheme in ("http", "https")
+    parts = _split(url)
+    return parts is not None and parts.scheme in ("http", "https")
 
 
 def query_with(params: dict[str, Any], **changes: Any) -> str:

@@ -31,7 +31,12 @@ def parse_moment(raw: str | None, *, name: str) -> datetime | None:
         raise InvalidInput(
             f"{name}: {text[:40]!r} is not a time; use 2026-12-06T17:30 (UTC) or ISO 8601"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-01:00 is past the year 9999 in UTC
+        raise InvalidInput(f"{name}: {text[:40]!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def time_value(moment: datetime | None) -> str:

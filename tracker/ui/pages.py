@@ -2,13 +2,15 @@
 
 Every dashboard route is a `PageRoute`: whatever it raises leaves as an HTML page with the
 right status (a tracker error as the API maps it, a bad form or filter 422, a forged CSRF token
-403), never as the API's JSON. A GET without a session is sent to the sign-in page; a POST
-without one gets 401, and nothing changes. Every page carries headers that keep it out of
-caches and frames and allow only the dashboard's own script and style.
+403, anything unexpected 500, logged), never as the API's JSON. A GET without a session is sent
+to the sign-in page; a POST without one gets 401, and nothing changes. Every page carries
+headers that keep it out of caches and frames and allow only the dashboard's own script and
+style.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,12 +24,13 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from tracker.api.errors import STATUS_BY_ERROR
 from tracker.db.engine import Database
 from tracker.errors import TrackerError
 from tracker.ui import formatting
-from tracker.ui.session import Session, SessionCodec, new_nonce
+from tracker.ui.session import COOKIE_NAME, Session, SessionCodec, new_nonce
 
 __all__ = [
     "Form",
@@ -44,6 +47,7 @@ __all__ = [
     "templates",
 ]
 
+log = logging.getLogger(__name__)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 formatting.install(templates.env)
 
@@ -72,6 +76,9 @@ TITLES = {
     500: "Something failed",
     503: "Unavailable",
 }
+
+
+UNEXPECTED = "tracker failed to handle the request; the server's log says why"
 
 
 class PageError(Exception):
@@ -241,6 +248,29 @@ def _validation_message(error: RequestValidationError) -> str:
     return "; ".join(problems) or "the request is invalid"
 
 
+def _asked_for(request: Request) -> str:
+    """The path and query as the browser sent them, still percent-encoded, so a task ID with
+    `%2F` in it comes back to itself after sign-in (the decoded path would name another)."""
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return quote(raw + (b"?" + query if query else b""), safe="")
+
+
+def _from_another_site_without_cookie(request: Request) -> bool:
+    """A link followed from another site: the browser holds back the SameSite=Strict cookie."""
+    return (
+        request.headers.get("sec-fetch-site") == "cross-site" and COOKIE_NAME not in request.cookies
+    )
+
+
+def _bounce(request: Request) -> Response:
+    """A page that asks for itself again from this site, so the session cookie comes along.
+    No cookie is set here: sending one would replace the session the browser held back."""
+    response = templates.TemplateResponse(request, "bounce.html", {"title": "Opening"})
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 def local_path(raw: str | None) -> str:
     """`raw` if it is a path of this site (no scheme, no host), else `/`: no open redirect."""
     if raw and raw.startswith("/") and not raw.startswith(("//", "/\\")) and raw.isprintable():
@@ -258,8 +288,9 @@ class PageRoute(APIRoute):
             try:
                 return await original(request)
             except SignInRequired as error:
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                response = RedirectResponse(f"/signin?next={quote(target, safe='')}", 303)
+                if _from_another_site_without_cookie(request):
+                    return _bounce(request)
+                response = RedirectResponse(f"/signin?next={_asked_for(request)}", 303)
                 session: Session | None = getattr(request.state, "ui_session", None)
                 kept = session.notice if session else None  # "signed out" survives the detour
                 return _finish(request, response, notice=error.why or kept)
@@ -269,5 +300,10 @@ class PageRoute(APIRoute):
                 return _error_page(request, _status_of(error), str(error), None)
             except RequestValidationError as error:
                 return _error_page(request, 422, _validation_message(error), None)
+            except HTTPException:
+                raise
+            except Exception:
+                log.exception("unexpected error while rendering %s", request.url.path)
+                return _error_page(request, 500, UNEXPECTED, None)
 
         return handler

@@ -55,7 +55,10 @@ class Session:
     fresh: bool = False  # no valid cookie came: one must be set with this CSRF nonce
 
     def csrf_matches(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(self.csrf, presented)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        return presented is not None and hmac.compare_digest(
+            self.csrf.encode(), presented.encode("utf-8", "surrogatepass")
+        )
 
 
 def new_nonce() -> str:

@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 MAX_DELIVERY_NUMBER = 2**63 - 1
+# A delivery as read: the row, its endpoint's URL, its task's ID and provider (None, None: no task)
+_Found = tuple[WebhookDelivery, str, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +63,7 @@ class DeliveryView:
     endpoint_id: int
     url: str
     task_id: str | None  # None for an event about no task (webhook.test)
+    provider: str | None = None  # the task's provider; None with no task
     event_type: str
     status: DeliveryStatus
     attempt_count: int
@@ -73,23 +76,23 @@ class DeliveryView:
     attempts: tuple[AttemptView, ...] = ()
 
 
-def _delivery_query() -> Select[WebhookDelivery, str, str | None]:
+def _delivery_query() -> Select[WebhookDelivery, str, str | None, str | None]:
     return (
-        select(WebhookDelivery, WebhookEndpoint.url, TrackedTask.task_id)
+        select(WebhookDelivery, WebhookEndpoint.url, TrackedTask.task_id, TrackedTask.provider)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .outerjoin(TrackedTask, TrackedTask.id == WebhookDelivery.task_pk)
     )
 
 
-def _delivery_view(
-    row: WebhookDelivery, url: str, task_id: str | None, attempts: Sequence[DeliveryAttempt] = ()
-) -> DeliveryView:
+def _delivery_view(found: _Found, attempts: Sequence[DeliveryAttempt] = ()) -> DeliveryView:
+    row, url, task_id, provider = found
     return DeliveryView(
         id=row.id,
         message_id=row.message_id,
         endpoint_id=row.endpoint_id,
         url=url,
         task_id=task_id,
+        provider=provider,
         event_type=row.event_type,
         status=DeliveryStatus(row.status),
         attempt_count=row.attempt_count,
@@ -162,7 +165,7 @@ def page_deliveries(
     found = session.execute(query).all()
     more = len(found) > limit
     found = found[:limit]
-    attempts: dict[int, list[DeliveryAttempt]] = {row.id: [] for row, _, _ in found}
+    attempts: dict[int, list[DeliveryAttempt]] = {row.id: [] for row, *_ in found}
     if with_attempts and attempts:
         for attempt in session.scalars(
             select(DeliveryAttempt)
@@ -170,7 +173,10 @@ def page_deliveries(
             .order_by(DeliveryAttempt.id)
         ):
             attempts[attempt.delivery_id].append(attempt)
-    views = [_delivery_view(row, url, tid, attempts[row.id]) for row, url, tid in found]
+    views = [
+        _delivery_view((row, url, task_id, provider), attempts[row.id])
+        for row, url, task_id, provider in found
+    ]
     return DeliveryPage(views, views[-1].id if more else None)
 
 
@@ -192,7 +198,7 @@ def _delivery_status(status: DeliveryStatus | str | None) -> DeliveryStatus | No
         raise InvalidInput(f"unknown delivery status {status!r}; valid: {valid}") from None
 
 
-def _find_delivery(session: Session, ref: str | int) -> tuple[WebhookDelivery, str, str | None]:
+def _find_delivery(session: Session, ref: str | int) -> _Found:
     ref = str(ref).strip()
     unknown = UnknownDelivery(f"no webhook delivery {ref!r} (give its number or its msg_ ID)")
     query = _delivery_query()
@@ -207,19 +213,19 @@ def _find_delivery(session: Session, ref: str | int) -> tuple[WebhookDelivery, s
     found = session.execute(query).first()
     if found is None:
         raise unknown
-    row, url, task_id = found
-    return row, url, task_id
+    row, url, task_id, provider = found
+    return row, url, task_id, provider
 
 
 def get_delivery(session: Session, ref: str | int) -> DeliveryView:
     """One delivery with every attempt, oldest first. `ref` is its number or message ID."""
-    row, url, task_id = _find_delivery(session, ref)
+    found = _find_delivery(session, ref)
     attempts = session.scalars(
         select(DeliveryAttempt)
-        .where(DeliveryAttempt.delivery_id == row.id)
+        .where(DeliveryAttempt.delivery_id == found[0].id)
         .order_by(DeliveryAttempt.id)
     ).all()
-    return _delivery_view(row, url, task_id, attempts)
+    return _delivery_view(found, attempts)
 
 
 def _requeue(session: Session, ids: Sequence[int], now: datetime) -> None:
@@ -245,7 +251,8 @@ def redeliver(
     """Send a finished delivery (delivered or failed) again, with the same `webhook-id`, through
     a fresh round of the retry schedule. A pending one is refused (`DeliveryPending`), or with
     `pending_now` made due now (`send_now`'s rules)."""
-    row, url, task_id = _find_delivery(session, ref)
+    found = _find_delivery(session, ref)
+    row = found[0]
     now = now or database_now(session)
     if row.status == DeliveryStatus.PENDING:
         if not pending_now and row.next_attempt_at is not None:
@@ -253,10 +260,10 @@ def redeliver(
                 f"delivery {row.id} is still pending and will be sent on its own; "
                 "`tracker redeliver --now` sends it now"
             )
-        return _due_now(session, row, url, task_id, now)
+        return _due_now(session, found, now)
     _requeue(session, [row.id], now)
     session.refresh(row)
-    return _delivery_view(row, url, task_id)
+    return _delivery_view(found)
 
 
 def send_now(session: Session, ref: str | int, *, now: datetime | None = None) -> DeliveryView:
@@ -267,7 +274,7 @@ def send_now(session: Session, ref: str | int, *, now: datetime | None = None) -
     is disabled): `DeliveryHeld`, it stays held. Failed: sent again as `redeliver` does.
     Delivered: `AlreadyDelivered`, nothing changes (`redeliver` without --now sends it again).
     """
-    row, _, _ = _find_delivery(session, ref)
+    row = _find_delivery(session, ref)[0]
     if row.status == DeliveryStatus.DELIVERED:
         raise AlreadyDelivered(
             f"delivery {row.id} was delivered already; `tracker redeliver {row.id}` (without "
@@ -276,9 +283,8 @@ def send_now(session: Session, ref: str | int, *, now: datetime | None = None) -
     return redeliver(session, ref, now=now, pending_now=True)
 
 
-def _due_now(
-    session: Session, row: WebhookDelivery, url: str, task_id: str | None, now: datetime
-) -> DeliveryView:
+def _due_now(session: Session, found: _Found, now: datetime) -> DeliveryView:
+    row = found[0]
     if row.next_attempt_at is None:
         raise DeliveryHeld(
             f"delivery {row.id} is held: endpoint {row.endpoint_id} is disabled, and it stays "
@@ -300,7 +306,7 @@ def _due_now(
             .execution_options(synchronize_session=False)
         )
         session.refresh(row)
-    return _delivery_view(row, url, task_id)
+    return _delivery_view(found)
 
 
 def redeliver_failed(

@@ -91,7 +91,7 @@ def tasks_page(
         {
             "title": "Tasks",
             "tasks": tasks,
-            "late": {t.task_id for t in tasks if _late(t, now, late_after_s)},
+            "late": {(t.task_id, t.provider) for t in tasks if _late(t, now, late_after_s)},
             "counts": {s: counts.get(s, 0) for s in TaskStatus},
             "total": sum(counts.values()),
             "params": params,
