@@ -13,12 +13,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tests.ui.conftest import Dashboard, csrf_of, error_of
 from tracker import db
 from tracker.db.clock import utc_now
-from tracker.db.models import TrackedTask
+from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.states import TaskStatus
 from tracker.tasks import queries, register, untrack
 from tracker.webhooks import endpoints
@@ -178,9 +178,12 @@ def test_only_the_overdue_one_of_two_tasks_sharing_an_id_is_marked_overdue(dashb
     _register("twin-1")
     _register("twin-1", provider="tensorslab-image")
     with db.session_scope() as session:
+        video = select(TrackedTask.id).where(
+            TrackedTask.task_id == "twin-1", TrackedTask.provider == "tensorslab"
+        )
         session.execute(
-            update(TrackedTask)
-            .where(TrackedTask.task_id == "twin-1", TrackedTask.provider == "tensorslab")
+            update(ScheduledPoll)
+            .where(ScheduledPoll.task_pk.in_(video))
             .values(next_poll_at=utc_now() - timedelta(minutes=5))
         )
     dashboard.sign_in()
