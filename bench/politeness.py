@@ -25,61 +25,22 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench import politeness_mix as mix
+from bench.politeness_mix import PollTimes, fixed, growing, tracker_times
 from bench.result import Row, ScenarioResult
-from tracker.states import TaskStatus
-from tracker.tasks.schedule import PollPolicy, next_poll_delay_s
+from tracker.tasks.schedule import PollPolicy
 
 MIN_DURATION_S = 120.0
 MAX_DURATION_S = 900.0
 
-PollTimes = Callable[[random.Random], Iterator[float]]  # seconds after registration
-
-
-def tracker_schedule(policy: PollPolicy) -> PollTimes:
-    """tracker's own schedule (`tracker.tasks.schedule.next_poll_delay_s`), status processing."""
-
-    def times(rng: random.Random) -> Iterator[float]:
-        moment = policy.first_delay_s
-        while True:
-            yield moment
-            moment += next_poll_delay_s(policy, age_s=moment, status=TaskStatus.PROCESSING, rng=rng)
-
-    return times
-
-
-def fixed(interval_s: float) -> PollTimes:
-    def times(_: random.Random) -> Iterator[float]:
-        moment = interval_s
-        while True:
-            yield moment
-            moment += interval_s
-
-    return times
-
-
-def growing(first_s: float, factor: float, cap_s: float) -> PollTimes:
-    """TensorsLab's published client: wait `first_s`, then multiply the wait up to `cap_s`."""
-
-    def times(_: random.Random) -> Iterator[float]:
-        wait, moment = first_s, first_s
-        while True:
-            yield moment
-            wait = min(wait * factor, cap_s)
-            moment += wait
-
-    return times
-
-
 TRACKER = "tracker default (5 s, quiet to 90 s, then every 20 s)"
 SCHEDULES: dict[str, PollTimes] = {
-    TRACKER: tracker_schedule(PollPolicy()),
-    "tracker, TRACKER_POLL_MAX_INTERVAL_S=10": tracker_schedule(PollPolicy(max_interval_s=10)),
-    "tracker, TRACKER_POLL_MAX_INTERVAL_S=5": tracker_schedule(PollPolicy(max_interval_s=5)),
-    "tracker, TRACKER_POLL_MAX_INTERVAL_S=30": tracker_schedule(PollPolicy(max_interval_s=30)),
+    TRACKER: tracker_times(PollPolicy()),
+    "tracker, TRACKER_POLL_MAX_INTERVAL_S=10": tracker_times(PollPolicy(max_interval_s=10)),
+    "tracker, TRACKER_POLL_MAX_INTERVAL_S=5": tracker_times(PollPolicy(max_interval_s=5)),
+    "tracker, TRACKER_POLL_MAX_INTERVAL_S=30": tracker_times(PollPolicy(max_interval_s=30)),
     "fixed 5 s": fixed(5.0),
     "fixed 10 s": fixed(10.0),
     "fixed 20 s": fixed(20.0),

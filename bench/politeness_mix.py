@@ -120,6 +120,8 @@ def fixed(interval_s: float) -> PollTimes:
 
 
 def growing(first_s: float, factor: float, cap_s: float) -> PollTimes:
+    """TensorsLab's published client: wait `first_s`, then multiply the wait up to `cap_s`."""
+
     def times(_: random.Random) -> Iterator[float]:
         wait, moment = first_s, first_s
         while True:
