@@ -82,6 +82,11 @@ T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
         pytest.param(VIDEO_PROVIDER, {**VIDEO, "source": ""}, None, id="empty-model"),
         pytest.param(VIDEO_PROVIDER, {**VIDEO, "source": "x" * 65}, None, id="long-model"),
         pytest.param(VIDEO_PROVIDER, {**VIDEO, "source": "a b"}, None, id="model-with-space"),
+        # `$` would let a trailing newline through: 65 characters for a 64-character column
+        pytest.param(
+            VIDEO_PROVIDER, {**VIDEO, "source": "x" * 64 + "\n"}, None, id="model-newline"
+        ),
+        pytest.param(VIDEO_PROVIDER, {**VIDEO, "source": "m\n"}, None, id="short-model-newline"),
         pytest.param(VIDEO_PROVIDER, {**VIDEO, "source": ["a"]}, None, id="model-not-a-string"),
         pytest.param(VIDEO_PROVIDER, {"resolution": "720p", "duration": 5}, None, id="no-model"),
         pytest.param(VIDEO_PROVIDER, {"source": "m", "duration": 5}, None, id="no-resolution"),

@@ -66,8 +66,8 @@ LONG_WINDOW_RATIO = 1.5
 MAX_DURATION_S = 3600  # a video duration beyond this (seconds) is nonsense: no bucket
 MAX_SIDE_PX = 65536  # likewise an image side
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
-_RESOLUTION = re.compile(r"^(?:[1-9][0-9]{2,3}p|[1-9]k)$")  # 480p .. 4320p, 2k, 4k
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")  # whole names only: fullmatch
+_RESOLUTION = re.compile(r"(?:[1-9][0-9]{2,3}p|[1-9]k)")  # 480p .. 4320p, 2k, 4k
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -121,13 +121,13 @@ def bucket_of(provider: str, details: Mapping[str, Any] | None) -> Bucket | None
     ):
         return None
     resolution = resolution.strip().lower()
-    if not _RESOLUTION.match(resolution):
+    if not _RESOLUTION.fullmatch(resolution):
         return None
     return Bucket(provider, str(model), resolution, int(duration))  # type: ignore[arg-type]
 
 
 def _is_name(value: object) -> bool:
-    return isinstance(value, str) and bool(_NAME.match(value))
+    return isinstance(value, str) and bool(_NAME.fullmatch(value))
 
 
 def _in_range(value: object, high: int) -> bool:
