@@ -382,16 +382,17 @@ def rows_for(bigs: list[Table], small: Table) -> list[Row]:
                 met=met,
             ),
         ]
-    for big in sorted(bigs, key=lambda table: table.shape.rows):
-        rows.append(
-            Row(
-                subject=f"{big.shape.label}, as registered (before a round of polls)",
-                metric="claim p99 (ms)",
-                value=_p99(big.registered_ms),
-                ratio=_p99(big.registered_ms) / _p99(small.registered_ms),
-                baseline=f"{small.shape.label}, as registered",
-            )
+    rows += [
+        Row(
+            subject=f"{t.shape.label}, as registered (before a round of polls)",
+            metric=f"claim p{name} (ms)",
+            value=figure(t.registered_ms),
+            ratio=None if t is small else figure(t.registered_ms) / figure(small.registered_ms),
+            baseline=None if t is small else f"{small.shape.label}, as registered",
         )
+        for t in (small, *sorted(bigs, key=lambda table: table.shape.rows))
+        for name, figure in (("50", _median), ("99", _p99))
+    ]
     rows += [
         Row(
             subject=f"bare UPDATE of the claimed rows by id, {t.shape.rows:,} rows",
