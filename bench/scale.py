@@ -258,11 +258,11 @@ def claim_once(table: Table, settings: Settings) -> tuple[float, list[int]]:
     return elapsed_ms, ids
 
 
-# The write alone: the claim's SET on the same rows, found by primary key.
+# The write alone: the claim's SET (the lease; the due time stays) on the same rows, found by
+# primary key.
 BARE_WRITE = """
 UPDATE scheduled_polls
-SET next_poll_at = CAST(:until AS timestamptz), lease_token = :token,
-    lease_expires_at = CAST(:until AS timestamptz)
+SET lease_token = :token, lease_expires_at = CAST(:until AS timestamptz)
 WHERE task_pk = ANY(:ids)
 """
 

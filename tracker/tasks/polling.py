@@ -78,7 +78,7 @@ def claim_due_tasks(
     (`tracker.db.clock.database_now`).
     """
     if in_flight_cap is not None:
-        limit = min(limit, in_flight_cap - _in_flight(session, now=now, lease_s=lease_s))
+        limit = min(limit, in_flight_cap - _in_flight(session, now=now))
         if limit <= 0:
             return []
     probing = pauses.probing_providers(session, now=now)
@@ -95,6 +95,7 @@ def claim_due_tasks(
             ScheduledPoll.provider.not_in(pauses.blocked_condition(now)),
             ScheduledPoll.provider.not_in(probing),
         ],
+        keep_due=True,
     )
     # A pause whose time is up is lifted only by an answer: one probe poll per provider, and
     # no other until it has answered (or its lease has ended).
@@ -112,6 +113,7 @@ def claim_due_tasks(
             lease_s=lease_s,
             batch_size=1,
             conditions=[ScheduledPoll.provider == provider],
+            keep_due=True,
         )
         if probe:
             log.info("polling of %s is paused: its time is up, one probe poll decides", provider)
@@ -121,18 +123,14 @@ def claim_due_tasks(
     return claims
 
 
-def _in_flight(session: Session, *, now: datetime, lease_s: float) -> int:
-    """Tasks leased now. A claim pushes `next_poll_at` to the lease's end, so they all lie in
-    (now, now + lease_s]: the due index finds them without reading every live row."""
+def _in_flight(session: Session, *, now: datetime) -> int:
+    """Tasks leased now. A claim leaves `next_poll_at` in the past (`keep_due`), so they all lie
+    among the due rows: the due index finds them without reading every live row."""
     return int(
         session.scalar(
             select(func.count())
             .select_from(ScheduledPoll)
-            .where(
-                ScheduledPoll.next_poll_at > now,
-                ScheduledPoll.next_poll_at <= now + timedelta(seconds=lease_s),
-                ScheduledPoll.lease_expires_at > now,
-            )
+            .where(ScheduledPoll.next_poll_at <= now, ScheduledPoll.lease_expires_at > now)
         )
         or 0
     )
