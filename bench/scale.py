@@ -5,7 +5,16 @@ SQL (`INSERT ... SELECT FROM generate_series`, no ORM rows): the big ones with `
 tracked tasks each (default 1,000,000 and 10,000,000), the small one with
 `--scale-baseline-rows` (100,000). In each, `--scale-active-fraction` of the rows are live (10 %)
 and have a row in `scheduled_polls` (their due time and lease), and exactly `--scale-due` of
-those are due (1,000); the rest are terminal, with no scheduled poll.
+those are due (1,000), spread evenly among the live ones; the rest are terminal, with no
+scheduled poll.
+
+Claims are timed twice on each table. First as loaded: the scheduled polls lie in the order the
+tasks were registered, so the due rows are spread over the whole table, one page each at the
+big sizes (a bulk registration looks like this until its first round of polls). Then after one
+round of polls: every live task's next due time is written again by tracker's own
+`rescheduling.reschedule`, in due order, a claim's worth of rows at a time (`TRACKER_CLAIM_LIMIT`),
+as workers write each batch they polled; this is the layout a running tracker keeps, where the
+rows due at one tick were polled (and written) at one tick. The targets are read on the second.
 
 Each timed claim is what beat's tick does: one transaction (begin, `claim_due_tasks` from
 `tracker.tasks.polling` with the default claim limit, lease and batch size, commit). The claim
@@ -24,7 +33,8 @@ import argparse
 import re
 import statistics
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +47,7 @@ from bench.stack import bench_database
 from tracker import db
 from tracker.db.clock import utc_now
 from tracker.settings import Settings
+from tracker.tasks import rescheduling
 from tracker.tasks.polling import claim_due_tasks
 
 __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]
@@ -104,6 +115,7 @@ class Table:
     now: datetime
     load_s: float
     timings_ms: list[float] = field(default_factory=list)
+    registered_ms: list[float] = field(default_factory=list)  # claims before the poll round
     write_ms: list[float] = field(default_factory=list)  # the bare UPDATE of the same rows
     statement: tuple[str, dict[str, Any]] | None = None
     plan: str = ""
@@ -187,6 +199,39 @@ def load(shape: Shape, url: str) -> Table:
     return Table(shape, url, now, time.perf_counter() - started)
 
 
+def poll_round(table: Table, settings: Settings) -> float:
+    """Every live task's next due time written again by tracker's reschedule, as workers write
+    the batches they polled: in due order, `claim_limit` rows per transaction, each leased
+    first (the reschedule writes held rows only). Due times are unchanged. Returns seconds."""
+    started = time.perf_counter()
+    engine = db.get_engine(table.url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT task_pk, provider, next_poll_at FROM scheduled_polls "
+                "ORDER BY next_poll_at, task_pk"
+            )
+        ).all()
+    for start in range(0, len(rows), settings.claim_limit):
+        chunk = rows[start : start + settings.claim_limit]
+        token = uuid.uuid4().hex
+        with db.session_scope(table.url) as session:
+            session.execute(
+                text("UPDATE scheduled_polls SET lease_token = :token WHERE task_pk = ANY(:ids)"),
+                {"token": token, "ids": [row.task_pk for row in chunk]},
+            )
+            rescheduling.reschedule(
+                session,
+                token,
+                [rescheduling.NextPoll(r.task_pk, r.provider, r.next_poll_at) for r in chunk],
+            )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE scheduled_polls"))
+    if _count_due(engine, table.now) != table.shape.due:
+        raise RuntimeError("the poll round changed which rows are due")
+    return time.perf_counter() - started
+
+
 def _count_due(engine: Engine, now: datetime) -> int:
     with engine.connect() as connection:
         count = connection.execute(
@@ -213,11 +258,11 @@ def claim_once(table: Table, settings: Settings) -> tuple[float, list[int]]:
     return elapsed_ms, ids
 
 
-# The write alone: the claim's SET on the same rows, found by primary key.
+# The write alone: the claim's SET (the lease; the due time stays) on the same rows, found by
+# primary key.
 BARE_WRITE = """
 UPDATE scheduled_polls
-SET next_poll_at = CAST(:until AS timestamptz), lease_token = :token,
-    lease_expires_at = CAST(:until AS timestamptz)
+SET lease_token = :token, lease_expires_at = CAST(:until AS timestamptz)
 WHERE task_pk = ANY(:ids)
 """
 
@@ -270,19 +315,27 @@ def explain(table: Table) -> str:
             transaction.rollback()
 
 
-def measure(tables: list[Table], *, claims: int, warmup: int, settings: Settings) -> None:
+def measure(
+    tables: list[Table], *, claims: int, warmup: int, settings: Settings, registered: bool = False
+) -> None:
     """Alternate claims between the tables; time `claims` of each after `warmup` untimed.
 
     After each claim, the same rows are also written by a bare UPDATE by id (timed apart):
-    the part of a claim's time that is the write itself, whatever finds the rows.
+    the part of a claim's time that is the write itself, whatever finds the rows. With
+    `registered`, the claims go to `registered_ms` and no bare write is timed.
     """
     for round_number in range(warmup + claims):
         for table in tables:
             elapsed_ms, ids = claim_once(table, settings)
             reset(table, ids)
+            timed = round_number >= warmup
+            if registered:
+                if timed:
+                    table.registered_ms.append(elapsed_ms)
+                continue
             write_ms = bare_write(table, ids, settings)
             reset(table, ids)
-            if round_number >= warmup:
+            if timed:
                 table.timings_ms.append(elapsed_ms)
                 table.write_ms.append(write_ms)
 
@@ -329,6 +382,17 @@ def rows_for(bigs: list[Table], small: Table) -> list[Row]:
                 met=met,
             ),
         ]
+    rows += [
+        Row(
+            subject=f"{t.shape.label}, as registered (before a round of polls)",
+            metric=f"claim p{name} (ms)",
+            value=figure(t.registered_ms),
+            ratio=None if t is small else figure(t.registered_ms) / figure(small.registered_ms),
+            baseline=None if t is small else f"{small.shape.label}, as registered",
+        )
+        for t in (small, *sorted(bigs, key=lambda table: table.shape.rows))
+        for name, figure in (("50", _median), ("99", _p99))
+    ]
     rows += [
         Row(
             subject=f"bare UPDATE of the claimed rows by id, {t.shape.rows:,} rows",
@@ -383,6 +447,14 @@ def run(args: argparse.Namespace) -> ScenarioResult:
             for rows in args.scale_rows
         ]
         tables = [*bigs, small]
+        measure(
+            tables,
+            claims=args.scale_claims,
+            warmup=args.scale_warmup,
+            settings=settings,
+            registered=True,
+        )
+        round_s = {table.shape.rows: poll_round(table, settings) for table in tables}
         for table in tables:
             stack.enter_context(capture_claim_statement(table))
         measure(tables, claims=args.scale_claims, warmup=args.scale_warmup, settings=settings)
@@ -403,15 +475,20 @@ def run(args: argparse.Namespace) -> ScenarioResult:
             "TRACKER_POLL_LEASE_S": settings.poll_lease_s,
             "TRACKER_POLL_BATCH_SIZE": settings.poll_batch_size,
             "timed": "one transaction: begin, claim_due_tasks(), commit (as beat's tick)",
+            "round of polls (rescheduling.reschedule of every live row, VACUUM ANALYZE) (s)": {
+                f"{rows:,} rows": round(seconds, 1) for rows, seconds in round_s.items()
+            },
             "PostgreSQL settings": server,
         },
         notes=(
             "Each claim leases every due row; the rows are put back between claims (untimed). "
-            "Claims alternate between the tables.",
+            "Claims alternate between the tables. The figures are after a round of polls "
+            "(the module docstring) unless the subject says `as registered`.",
             f"The claim's SQL, as SQLAlchemy sends it:\n\n```sql\n{statement}\n```",
             f"EXPLAIN (ANALYZE, BUFFERS) at {largest.shape.rows:,} rows (rolled back):\n\n"
             f"```\n{largest.plan}\n```",
             _write_share(largest),
+            _layout_note(largest, small),
             "The plans at "
             + ", ".join(f"{t.shape.rows:,}" for t in tables if t is not largest)
             + " rows "
@@ -426,16 +503,53 @@ def run(args: argparse.Namespace) -> ScenarioResult:
 
 def _write_share(table: Table) -> str:
     share = statistics.median(table.write_ms) / statistics.median(table.timings_ms)
-    return (
-        f"Where a claim's time goes, at {table.shape.rows:,} rows: writing the "
-        f"{table.shape.due:,} leased rows alone (a bare UPDATE by primary key, same SET) takes "
-        f"{share:.0%} of the claim's median; the rest is finding and locking them "
-        f"({_scanned(table)} for {table.shape.due:,} due rows in the plan above, after the "
-        "run's claims and rewrites). A claim reads and writes only `scheduled_polls`: one "
-        "small row per live task (task, provider, due time, lease) with two indexes (its "
-        "primary key and its due time), none for terminal tasks, so neither the number of "
-        "finished tasks nor the width of `tracked_tasks` rows enters a claim."
+    executed = re.search(r"Execution Time: ([\d.]+) ms", table.plan)
+    inside = (
+        f"The claim's statement itself ran in {float(executed.group(1)):.1f} ms in the plan "
+        f"above, of a {_median(table.timings_ms):.1f} ms median claim: the rest is the "
+        "transaction's round trips (begin, `SET LOCAL`, the pauses' query, the statement, "
+        "commit) and SQLAlchemy. "
+        if executed
+        else ""
     )
+    return (
+        f"Where a claim's time goes, at {table.shape.rows:,} rows: {inside}Writing the "
+        f"{table.shape.due:,} leases alone (a bare UPDATE by primary key, same SET, in its own "
+        f"transaction) takes {share:.0%} of the claim's median; finding and locking the rows: "
+        f"{_scanned(table)} for {table.shape.due:,} due rows. A claim reads and writes "
+        "only `scheduled_polls`: one small row per live task (task, provider, due time, lease) "
+        "with two indexes (its primary key and its due time), none for terminal tasks, so "
+        "neither the number of finished tasks nor the width of `tracked_tasks` rows enters it."
+    )
+
+
+def _layout_note(big: Table, small: Table) -> str:
+    def ratios(values: Callable[[Table], list[float]]) -> str:
+        parts = []
+        for name, figure in (("50", _median), ("99", _p99)):
+            value = figure(values(big))
+            parts.append(f"p{name} {value:.1f} ms, {value / figure(values(small)):.2f}x")
+        return ", ".join(parts)
+
+    return (
+        f"Why the live tasks no longer count: at {big.shape.rows:,} rows "
+        f"({big.shape.active:,} live), the claims as registered ({ratios(_registered)} the small "
+        f"table's) find {big.shape.due:,} due rows on as many pages (every {big.shape.step:,}th "
+        "live row), where the small table's share a few dozen. After a round of polls "
+        f"({ratios(_after_round)}) the rows due together lie together: a batch's next due times "
+        "are written by delete and insert, in due order (`tracker/tasks/rescheduling.py`). The "
+        "claim itself writes the lease alone, in place (a HOT update: no index entry, "
+        "`fillfactor = 50` leaves the room) and finds the chosen rows again by `ctid` (the Tid "
+        "Scan above), not through a primary key that has an entry per live task."
+    )
+
+
+def _registered(table: Table) -> list[float]:
+    return table.registered_ms
+
+
+def _after_round(table: Table) -> list[float]:
+    return table.timings_ms
 
 
 def _scanned(table: Table) -> str:

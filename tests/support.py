@@ -39,13 +39,19 @@ _runner = CliRunner()
 
 def reschedule(session: Session, at: datetime | None, *task_ids: str) -> None:
     """The next poll of the live tasks `task_ids` (all live tasks: none given) is due `at`; with
-    `at` None, they have none, as once a task has ended (set its status apart)."""
+    `at` None, they have none, as once a task has ended (set its status apart). A lease that
+    would end later ends `at` too (its token stays: the batch holding it is now stale)."""
     chosen = select(TrackedTask.id).where(TrackedTask.task_id.in_(task_ids))
     where = [ScheduledPoll.task_pk.in_(chosen)] if task_ids else []
     if at is None:
         session.execute(delete(ScheduledPoll).where(*where))
-    else:
-        session.execute(update(ScheduledPoll).where(*where).values(next_poll_at=at))
+        return
+    session.execute(update(ScheduledPoll).where(*where).values(next_poll_at=at))
+    session.execute(
+        update(ScheduledPoll)
+        .where(*where, ScheduledPoll.lease_expires_at > at)
+        .values(lease_expires_at=at)
+    )
 
 
 def run_cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:

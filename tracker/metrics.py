@@ -198,8 +198,8 @@ class DatabaseFigures:
 def read_database_figures(session: Session, *, now: datetime) -> DatabaseFigures:
     counts = queries.count_by_status(session)
     due_tasks, oldest = session.execute(
-        select(func.count(), func.min(ScheduledPoll.next_poll_at)).where(
-            ScheduledPoll.next_poll_at <= now
+        select(func.count(), func.min(ScheduledPoll.due_at())).where(
+            ScheduledPoll.next_poll_at <= now, ScheduledPoll.due_at() <= now
         )
     ).one()
     attempts = _grouped(session, DeliveryAttempt.succeeded)

@@ -6,6 +6,15 @@ token and pushes their due time to the lease's end. PostgreSQL skips rows anothe
 claims and the repeated due condition keeps them disjoint. A worker that dies leaves rows that
 fall due again when the lease ends; only the holder of the token may write them before that.
 
+With `keep_due` (scheduled polls) the claim writes the lease alone and leaves the due time as
+it was; rows whose lease has not ended are then excluded by the lease's end instead. Only
+unindexed columns change, so PostgreSQL updates each row in place on its page (a HOT update: no
+index entry is written), and the chosen rows are found again by their physical address
+(`ctid`), not through the primary key: a claim then reads and writes only the due index's newest
+entries and the pages of the due rows, however many rows the table holds (bench/scale.py; the
+table keeps half of each page free for those versions, migration 0013). Readers that want the
+old meaning (due again at the lease's end) take the later of the two (`ScheduledPoll.due_at`).
+
 A claim may also cap the rows in flight per group (`GroupCap`: deliveries per endpoint). Rows of
 a group are then ranked by due time with a window function (`row_number() OVER (PARTITION BY
 ...)`, on SQLite and PostgreSQL alike) and only the first `cap - in flight` of each group are
@@ -28,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, func, select, text, update
+from sqlalchemy import ColumnElement, any_, func, literal_column, or_, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 __all__ = ["Claim", "GroupCap", "lease_due_rows"]
@@ -129,6 +138,7 @@ def lease_due_rows(
     conditions: Sequence[ColumnElement[bool]] = (),
     group_cap: GroupCap | None = None,
     key: InstrumentedAttribute[int] | None = None,
+    keep_due: bool = False,
 ) -> list[Claim]:
     """Lease up to `limit` rows of `model` whose `due` time is at or before `now`, in claims of
     at most `batch_size` rows (one worker message each). `now` is the database's clock.
@@ -142,30 +152,45 @@ def lease_due_rows(
     transaction that writes nothing a crash must keep.
     """
     key = model.id if key is None else key
-    wanted = [due <= now, *conditions]
+    free = [or_(model.lease_expires_at.is_(None), model.lease_expires_at <= now)]
+    guard = [due <= now, *(free if keep_due else ())]
+    wanted = [*guard, *conditions]
     if group_cap is not None:
         # The window function sits in a subquery: PostgreSQL refuses FOR UPDATE beside one,
         # and the locking select below still skips rows that another claim holds.
         wanted.append(_within_cap(model, key, due, now, conditions, group_cap))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # On PostgreSQL with `keep_due`, rows are chosen by address (the module docstring).
+    by_ctid = postgres and keep_due
+    address: ColumnElement[Any] = literal_column("ctid") if by_ctid else key.expression
     candidates = (
-        select(key).where(*wanted).order_by(due).limit(limit).with_for_update(skip_locked=True)
+        select(address)
+        .select_from(model)
+        .where(*wanted)
+        .order_by(due)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     expires_at = now + timedelta(seconds=lease_s)
     token = uuid.uuid4().hex
-    if session.get_bind().dialect.name == "postgresql":
+    if postgres:
         session.execute(text("SET LOCAL synchronous_commit TO OFF"))  # see the module docstring
-        # `id = ANY(ARRAY(candidates))` makes PostgreSQL probe the primary key for the chosen
-        # rows. With `id IN (candidates)` it may instead scan the due index a second time for the
-        # guard below and hash-join the two (bench/scale.py: half a claim's time at 1M rows).
-        chosen = key == any_(func.array(candidates.scalar_subquery()))
+        # `id = ANY(ARRAY(candidates))` makes PostgreSQL probe the primary key (or fetch the
+        # addresses) for the chosen rows. With `id IN (candidates)` it may instead scan the due
+        # index a second time for the guard below and hash-join the two (bench/scale.py: half a
+        # claim's time at 1M rows).
+        chosen = address == any_(func.array(candidates.scalar_subquery()))
     else:
         chosen = key.in_(candidates)
+    values: dict[str, Any] = {"lease_token": token, "lease_expires_at": expires_at}
+    if not keep_due:
+        values[due.key] = expires_at
     statement = (
         update(model)
-        # The outer guard repeats the due condition: a row another claim leased in the meantime
-        # no longer matches it.
-        .where(chosen, due <= now)
-        .values({"lease_token": token, "lease_expires_at": expires_at, due.key: expires_at})
+        # The outer guard repeats the due (and free) condition: a row another claim leased in
+        # the meantime no longer matches it.
+        .where(chosen, *guard)
+        .values(values)
         .returning(key, *(() if group_cap is None else (group_cap.column,)))
         .execution_options(synchronize_session=False)
     )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Dialect,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -100,11 +102,20 @@ class ScheduledPoll(Base):
         BigID, ForeignKey("tracked_tasks.id", ondelete="CASCADE"), primary_key=True
     )
     provider: Mapped[str] = mapped_column(String(32))  # the task's, for pauses and probes
-    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime)  # while leased: the lease's end
+    # When the next poll is due. A claim leaves it as it was (`leasing.py`, `keep_due`): while
+    # a lease holds, the row is due again at the lease's end (`due_at`).
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_token: Mapped[str | None] = mapped_column(String(36))  # the claim that may write
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_scheduled_polls_next_poll_at", "next_poll_at"),)
+
+    @classmethod
+    def due_at(cls) -> ColumnElement[datetime]:
+        """When the row is next due to be claimed: its lease's end while it has one (a claim sets
+        the lease's end after the due time; a batch's write clears both), else `next_poll_at`.
+        For reading; a filter that should use the due index adds `next_poll_at` itself."""
+        return func.coalesce(cls.lease_expires_at, cls.next_poll_at)
 
 
 class TrackedTask(Base):
@@ -131,10 +142,11 @@ class TrackedTask(Base):
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
-    # Read-only: the task's `ScheduledPoll.next_poll_at`, None once it is terminal. Filter and
-    # write through `ScheduledPoll` itself (a filter on this one reads every task).
+    # Read-only: when the task's scheduled poll is next due (`ScheduledPoll.due_at`: the lease's
+    # end while a batch holds it), None once it is terminal. Filter and write through
+    # `ScheduledPoll` itself (a filter on this one reads every task).
     next_poll_at: Mapped[datetime | None] = column_property(
-        select(ScheduledPoll.next_poll_at)
+        select(ScheduledPoll.due_at())
         .where(ScheduledPoll.task_pk == id)
         .correlate_except(ScheduledPoll)
         .scalar_subquery()

@@ -157,8 +157,9 @@ def find_overdue(
     """Every overdue task, with the likely cause; None when none is overdue."""
     cutoff = now - timedelta(seconds=overdue_after_s(settings))
     rows = session.execute(
-        select(ScheduledPoll.provider, func.count(), func.min(ScheduledPoll.next_poll_at))
-        .where(ScheduledPoll.next_poll_at < cutoff)
+        select(ScheduledPoll.provider, func.count(), func.min(ScheduledPoll.due_at()))
+        # `next_poll_at` first: the due index finds the candidates (the lease's end is later)
+        .where(ScheduledPoll.next_poll_at < cutoff, ScheduledPoll.due_at() < cutoff)
         .group_by(ScheduledPoll.provider)
     ).all()
     if not rows:

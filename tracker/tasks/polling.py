@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Delete, Table, Update, bindparam, delete, func, select, text, update
+from sqlalchemy import Table, Update, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from tracker.db.clock import DatabaseClock
@@ -39,7 +39,7 @@ from tracker.db.models import ScheduledPoll, TrackedTask
 from tracker.errors import DatabaseUnavailable
 from tracker.settings import Settings
 from tracker.states import TaskStatus
-from tracker.tasks import adaptive, pauses
+from tracker.tasks import adaptive, pauses, rescheduling
 from tracker.tasks.decide import PauseCause, PollOutcome, ProviderPause, TaskSnapshot, decide
 from tracker.tasks.schedule import PollPolicy
 from tracker.tasks.transitions import record_transition
@@ -78,7 +78,7 @@ def claim_due_tasks(
     (`tracker.db.clock.database_now`).
     """
     if in_flight_cap is not None:
-        limit = min(limit, in_flight_cap - _in_flight(session, now=now, lease_s=lease_s))
+        limit = min(limit, in_flight_cap - _in_flight(session, now=now))
         if limit <= 0:
             return []
     probing = pauses.probing_providers(session, now=now)
@@ -95,6 +95,7 @@ def claim_due_tasks(
             ScheduledPoll.provider.not_in(pauses.blocked_condition(now)),
             ScheduledPoll.provider.not_in(probing),
         ],
+        keep_due=True,
     )
     # A pause whose time is up is lifted only by an answer: one probe poll per provider, and
     # no other until it has answered (or its lease has ended).
@@ -112,6 +113,7 @@ def claim_due_tasks(
             lease_s=lease_s,
             batch_size=1,
             conditions=[ScheduledPoll.provider == provider],
+            keep_due=True,
         )
         if probe:
             log.info("polling of %s is paused: its time is up, one probe poll decides", provider)
@@ -121,18 +123,14 @@ def claim_due_tasks(
     return claims
 
 
-def _in_flight(session: Session, *, now: datetime, lease_s: float) -> int:
-    """Tasks leased now. A claim pushes `next_poll_at` to the lease's end, so they all lie in
-    (now, now + lease_s]: the due index finds them without reading every live row."""
+def _in_flight(session: Session, *, now: datetime) -> int:
+    """Tasks leased now. A claim leaves `next_poll_at` in the past (`keep_due`), so they all lie
+    among the due rows: the due index finds them without reading every live row."""
     return int(
         session.scalar(
             select(func.count())
             .select_from(ScheduledPoll)
-            .where(
-                ScheduledPoll.next_poll_at > now,
-                ScheduledPoll.next_poll_at <= now + timedelta(seconds=lease_s),
-                ScheduledPoll.lease_expires_at > now,
-            )
+            .where(ScheduledPoll.next_poll_at <= now, ScheduledPoll.lease_expires_at > now)
         )
         or 0
     )
@@ -299,6 +297,9 @@ def poll_batch(
         )
         if deferred:
             _release_deferred(session, claim, deferred, due_at=started_at)
+        # Held rows that `_load_leased` left out belong to tasks that have ended.
+        ended_held = set(claim.row_ids) - {item.task_pk for item in leased}
+        rescheduling.drop_ended(session, claim.lease_token, ended_held)
     summary = BatchSummary(
         polled=len(done),
         skipped=len(leased) - len(done) - len(released) - len(deferred),
@@ -425,8 +426,8 @@ def _write_outcomes(
     batch_pauses: dict[str, list[ProviderPause]] = defaultdict(list)
     held = _lock_held_rows(session, claim, [item.task_pk for item, _, _ in done])
     unchanged: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
-    rescheduled: list[dict[str, Any]] = []
-    unscheduled: list[dict[str, Any]] = []
+    rescheduled: list[rescheduling.NextPoll] = []
+    unscheduled: list[int] = []
     transitions = 0
     for item, result, answered_at in done:
         policy_now = _policy_of(policy, item.provider)
@@ -443,8 +444,10 @@ def _write_outcomes(
         elif outcome.new_status is None:
             params = _write_params(item, outcome, answered_at, _seen_unfinished(result))
             unchanged[_written_columns(params)].append(params)
-            schedule = _schedule_params(claim, item, outcome)
-            (unscheduled if outcome.next_poll_at is None else rescheduled).append(schedule)
+            if outcome.next_poll_at is None:
+                unscheduled.append(item.task_pk)
+            else:
+                rescheduled.append(_next_poll(item, outcome.next_poll_at))
             labels[_label(result)] += 1
         else:
             written = _write_outcome(
@@ -455,16 +458,12 @@ def _write_outcomes(
             transitions += written
         if outcome.provider_pause is not None:
             batch_pauses[item.provider].append(outcome.provider_pause)
-    for statement, rows in (
-        *((_write_statement(columns), rows) for columns, rows in unchanged.items()),
-        (_reschedule_statement(), rescheduled),
-        (_unschedule_statement(), unscheduled),
-    ):
-        if not rows:
-            continue
+    for statement, rows in ((_write_statement(c), rows) for c, rows in unchanged.items()):
         written = session.execute(statement, rows).rowcount  # type: ignore[attr-defined]
         if written != len(rows):  # impossible while the rows are locked: refuse a partial write
             raise RuntimeError(f"wrote {written} of {len(rows)} locked rows")
+    rescheduling.reschedule(session, claim.lease_token, rescheduled)
+    rescheduling.unschedule(session, claim.lease_token, unscheduled)
     answers: dict[str, list[tuple[_Leased, PollResult, datetime]]] = defaultdict(list)
     for answer in done:
         answers[answer[0].provider].append(answer)
@@ -640,38 +639,8 @@ def _written_columns(params: dict[str, Any]) -> frozenset[str]:
     return frozenset(name for name in _KEPT_IF_NONE if f"b_{name}" in params)
 
 
-def _schedule_params(claim: Claim, item: _Leased, outcome: PollOutcome) -> dict[str, Any]:
-    """The parameters of `_reschedule_statement` (or `_unschedule_statement`: no next poll)."""
-    params: dict[str, Any] = {"b_pk": item.task_pk, "b_token": claim.lease_token}
-    if outcome.next_poll_at is not None:
-        params["b_next_poll_at"] = outcome.next_poll_at
-    return params
-
-
-@functools.cache
-def _reschedule_statement() -> Update:
-    """UPDATE one held scheduled poll after a poll: its next due time, and no lease."""
-    table = cast(Table, ScheduledPoll.__table__)
-    return (
-        update(table)
-        .where(table.c.task_pk == bindparam("b_pk"), table.c.lease_token == bindparam("b_token"))
-        .values(
-            {
-                table.c.next_poll_at: bindparam("b_next_poll_at"),
-                table.c.lease_token: None,
-                table.c.lease_expires_at: None,
-            }
-        )
-    )
-
-
-@functools.cache
-def _unschedule_statement() -> Delete:
-    """DELETE one held scheduled poll: its task has ended and is never polled again."""
-    table = cast(Table, ScheduledPoll.__table__)
-    return delete(table).where(
-        table.c.task_pk == bindparam("b_pk"), table.c.lease_token == bindparam("b_token")
-    )
+def _next_poll(item: _Leased, due_at: datetime) -> rescheduling.NextPoll:
+    return rescheduling.NextPoll(item.task_pk, item.provider, due_at)
 
 
 @functools.cache
@@ -711,11 +680,12 @@ def _write_outcome(
     result = session.execute(_write_statement(_written_columns(params)), params)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    schedule = _schedule_params(claim, item, outcome)
-    session.execute(
-        _unschedule_statement() if outcome.next_poll_at is None else _reschedule_statement(),
-        schedule,
-    )
+    if outcome.next_poll_at is None:
+        rescheduling.unschedule(session, claim.lease_token, [item.task_pk])
+    else:
+        rescheduling.reschedule(
+            session, claim.lease_token, [_next_poll(item, outcome.next_poll_at)]
+        )
     if outcome.new_status is not None:
         note = _transition_note(outcome)
         record_transition(
