@@ -3,7 +3,9 @@
 Claims use the same leases as polls (`leasing.py`), so two ticks never send one delivery at the
 same moment; a worker killed between claim and send leaves the delivery to fall due again when
 its lease ends, with the same `webhook-id`. No transaction is open during a POST. Every attempt
-is written with its outcome, and the delivery and its endpoint are updated by `retry.py`'s rules.
+is written with its outcome, and the delivery and its endpoint are updated by `retry.py`'s rules:
+a batch's POSTs share a thread pool kept by the process, and what has finished is written (one
+transaction per chunk) while the rest are still being sent.
 A delivery whose endpoint is disabled is not sent but held (pending, no due time) until the
 endpoint is enabled; one whose endpoint was removed fails without an attempt. One whose
 endpoint's secret cannot be decrypted (a key missing from TRACKER_SECRET_KEY) is never sent
@@ -12,12 +14,16 @@ unsigned: it stays pending, tried again every `UNSIGNED_RETRY_S`, with `last_err
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
 import random
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +59,7 @@ RESPONSE_EXCERPT_BYTES = 4096
 USER_AGENT = "tracker-webhooks/0.1"
 CONNECT_TIMEOUT_S = 5.0
 UNSIGNED_RETRY_S = 60.0  # a delivery that cannot be signed: looked at again after this
+CHUNK_WAIT_S = 0.5  # while a batch's attempts run, what has finished is written this often
 
 
 def claim_due_deliveries(
@@ -152,41 +159,24 @@ def send_batch(
             return None  # too close to the lease's end: it falls due again
         return _post(job, http=http, timeout_s=timeout_s, at=now())
 
-    if concurrency > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(jobs))) as pool:
-            results = list(pool.map(attempt, jobs))
-    else:
-        results = [attempt(job) for job in jobs]
-
     outcomes: Counter[str] = Counter()
-    outcomes["not_started"] = sum(1 for sent in results if sent is None)
-    done = [sent for sent in results if sent is not None]
-    with session_scope() as session:
-        # A few statements per batch, not a few per delivery (the round trips dominated a batch;
-        # see bench/webhooks.py): lock the rows still leased, then their endpoints (once each,
-        # fresh: one disabled or enabled meanwhile decides a held delivery's fate), write the
-        # deliveries in one executemany (pipelined by psycopg), insert the attempts in one
-        # statement, then write each endpoint once.
-        leased = _still_leased(session, claim, [sent.job.delivery_id for sent in done])
-        kept = [sent for sent in done if sent.job.delivery_id in leased]
-        outcomes["lease_lost"] = len(done) - len(kept)
-        unsigned = [sent for sent in kept if sent.job.unsigned is not None]
-        kept = [sent for sent in kept if sent.job.unsigned is None]
-        outcomes["unsigned"] = len(unsigned)
-        _write_unsigned(session, claim, unsigned)
-        locked = _lock_endpoints(session, {sent.job.endpoint_id for sent in kept})
-        kept, on_hold = _settle_holds(kept, locked)
-        outcomes["held"] = len(on_hold)
-        _write_holds(session, claim, on_hold)
-        decided = [(sent, _decide(sent, schedule_s=schedule_s, rng=rng)) for sent in kept]
-        _write_deliveries(session, claim, decided)
-        recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
-        outcomes["endpoint_unavailable"] = len(decided) - len(recorded)
-        for sent, decision in recorded:
-            outcomes[_label(decision)] += 1
-            _log_attempt(sent, decision)
-        _insert_attempts(session, [sent for sent, _ in recorded])
-        _update_endpoints(session, recorded, locked, disable_after_s)
+    record = functools.partial(
+        _record,
+        claim=claim,
+        session_scope=session_scope,
+        schedule_s=schedule_s,
+        disable_after_s=disable_after_s,
+        rng=rng,
+        outcomes=outcomes,
+    )
+    if concurrency > 1 and len(jobs) > 1:
+        # The attempts still running go on while those finished are written (`_as_they_finish`).
+        finishing = _as_they_finish(_send_pool(concurrency), attempt, jobs)
+        with contextlib.closing(finishing):  # a failed write cancels the attempts not started
+            for finished in finishing:
+                record(finished)
+    else:
+        record([attempt(job) for job in jobs])
     outcomes = +outcomes  # drop the zero counts
     if outcomes:
         log.info("webhook deliveries: %s", dict(outcomes))
@@ -197,6 +187,99 @@ def send_batch(
             outcomes["not_started"],
         )
     return dict(outcomes)
+
+
+def _record(
+    results: Sequence[_Sent | None],
+    *,
+    claim: Claim,
+    session_scope: SessionScope,
+    schedule_s: Sequence[float],
+    disable_after_s: float,
+    rng: random.Random,
+    outcomes: Counter[str],
+) -> None:
+    """Write finished attempts in one transaction, adding to `outcomes`; None is an attempt
+    not started (its lease would have ended first)."""
+    outcomes["not_started"] += sum(1 for sent in results if sent is None)
+    done = [sent for sent in results if sent is not None]
+    if not done:
+        return
+    with session_scope() as session:
+        # A few statements per chunk, not a few per delivery (the round trips dominated a batch;
+        # see bench/webhooks.py): lock the rows still leased, write the deliveries in one
+        # executemany (pipelined by psycopg) and insert the attempts in one statement; only then
+        # lock their endpoints (once each, fresh: one disabled or enabled meanwhile decides a
+        # held delivery's fate) and write each once. Every worker process sending to an endpoint
+        # waits for that lock, so it is held for as few round trips as possible.
+        leased = _still_leased(session, claim, [sent.job.delivery_id for sent in done])
+        kept = [sent for sent in done if sent.job.delivery_id in leased]
+        outcomes["lease_lost"] += len(done) - len(kept)
+        unsigned = [sent for sent in kept if sent.job.unsigned is not None]
+        outcomes["unsigned"] += len(unsigned)
+        _write_unsigned(session, claim, unsigned)
+        held = [sent for sent in kept if sent.job.unsigned is None and sent.job.held]
+        kept = [sent for sent in kept if sent.job.unsigned is None and not sent.job.held]
+        decided = [(sent, _decide(sent, schedule_s=schedule_s, rng=rng)) for sent in kept]
+        recorded = [(sent, decision) for sent, decision in decided if sent.job.refusal is None]
+        _write_deliveries(session, claim, decided)
+        for sent, decision in recorded:
+            outcomes[_label(decision)] += 1
+            _log_attempt(sent, decision)
+        _insert_attempts(session, [sent for sent, _ in recorded])
+        endpoint_ids = {sent.job.endpoint_id for sent in [*(sent for sent, _ in recorded), *held]}
+        locked = _lock_endpoints(session, endpoint_ids)
+        refused, on_hold = _settle_holds(held, locked)
+        outcomes["held"] += len(on_hold)
+        _write_holds(session, claim, on_hold)
+        refused_decided = [
+            (sent, _decide(sent, schedule_s=schedule_s, rng=rng)) for sent in refused
+        ]
+        _write_deliveries(session, claim, refused_decided)
+        outcomes["endpoint_unavailable"] += len(decided) - len(recorded) + len(refused)
+        _update_endpoints(session, recorded, locked, disable_after_s)
+
+
+def _as_they_finish(
+    pool: ThreadPoolExecutor, attempt: Callable[[_Job], _Sent | None], jobs: Sequence[_Job]
+) -> Generator[list[_Sent | None], None, None]:
+    """Run `attempt` on each job in `pool`; yield the results (in the jobs' order) all at once
+    if they all finish within `CHUNK_WAIT_S`, else every `CHUNK_WAIT_S` those finished since.
+
+    Each chunk costs its own transaction, whatever its size, so a batch that finishes quickly
+    is written once; a slow receiver no longer keeps the outcomes of the other attempts
+    unwritten until its own ends. If the caller stops early (a write failed), the attempts not
+    started are cancelled and those running are waited for: nothing of the batch is in flight
+    once it returns.
+    """
+    order = {pool.submit(attempt, job): index for index, job in enumerate(jobs)}
+    pending = set(order)
+    try:
+        while pending:
+            finished, pending = wait(pending, timeout=CHUNK_WAIT_S)
+            if finished:
+                yield [future.result() for future in sorted(finished, key=order.__getitem__)]
+    finally:
+        for future in pending:
+            future.cancel()
+        wait(pending)
+
+
+_send_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_send_pools_lock = threading.Lock()
+
+
+def _send_pool(concurrency: int) -> ThreadPoolExecutor:
+    """This process's threads for webhook POSTs, kept between batches: starting new threads for
+    each batch took about a quarter of a worker process's time (bench/webhooks.py)."""
+    key = (os.getpid(), concurrency)  # a forked child makes its own: threads do not survive fork
+    with _send_pools_lock:
+        pool = _send_pools.get(key)
+        if pool is None:
+            pool = _send_pools[key] = ThreadPoolExecutor(
+                max_workers=concurrency, thread_name_prefix="tracker-webhook"
+            )
+        return pool
 
 
 def _load_jobs(session: Session, claim: Claim, at: datetime) -> list[_Job]:
