@@ -63,7 +63,7 @@ from tracker.webhooks.signing import generate_secret, verify_signature
 __all__ = ["QUICK", "SCENARIO", "add_arguments", "run"]
 
 SCENARIO = "webhook delivery throughput"
-TARGET_RATIO = 0.6
+TARGET_RATIO = 0.8  # issue 15 ("kept >= 0.8x its plain loop"); 0.6 before it
 SAMPLES = 5  # requests per round the receiver keeps, to verify their signatures afterwards
 QUICK: dict[str, Any] = {"webhooks_deliveries": 300, "webhooks_rounds": 1}
 
